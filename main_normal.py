@@ -1,0 +1,117 @@
+"""The one entry point: one stage (finetune, prune, retrain or inference) for one task.
+
+It exits with a state code the bash drivers branch on: 0 go on, 2 expand the
+width, 3 no accuracy goal, 5 no free weights, 6 stop pruning, 64 bad flags or
+inputs, 65 unreadable checkpoint, 1 anything else (see utils/exit_codes.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from utils.data.registry import BENCHMARKS, DataError, get_benchmark
+from utils.exit_codes import ExitCode
+from utils.records import MissingGoal, RecordError
+
+MODES = ("finetune", "prune", "retrain", "inference")
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse that exits 64 with one line: its default 2 would read as 'expand'."""
+
+    def error(self, message: str):
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = UsageParser(prog="main_normal.py", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--mode", required=True, choices=MODES, help="stage to run")
+    add("--benchmark", default="split_digits", choices=sorted(BENCHMARKS), help="task sequence")
+    add("--arch", default=None, help="architecture (default: the benchmark's)")
+    add("--dataset", required=True, help="task name within the benchmark")
+    add("--data_root", default="data", help="folder holding (or caching) the benchmark's files")
+    add("--lr", type=float, default=1e-2, help="SGD learning rate of the task's weights")
+    add("--lr_mask", type=float, default=5e-4, help="Adam learning rate of the piggymask (0 freezes it)")
+    add("--batch_size", type=int, default=32)
+    add("--val_batch_size", type=int, default=100)
+    add("--weight_decay", type=float, default=4e-5, help="decay on the weights the task owns")
+    add("--epochs", type=int, default=100)
+    add("--save_folder", default=None, help="where this stage writes checkpoint.pth and meta.json")
+    add("--load_folder", default=None, help="checkpoint folder this stage starts from")
+    add("--initial_sparsity", type=float, default=0.0)
+    add("--target_sparsity", type=float, default=0.1)
+    add("--pruning_frequency", type=int, default=10, help="steps between mask updates")
+    add("--pruning_interval", type=int, default=4, help="epochs over which the sparsity ramps up")
+    add("--network_width_multiplier", type=float, default=1.0, help="parameter multiplier of the network")
+    add("--max_allowed_network_width_multiplier", type=float, default=None,
+        help="width cap (default: the network width, i.e. no growth)")
+    add("--baseline_acc_file", default=None, help="JSON task -> accuracy goal (default: the benchmark's goals)")
+    add("--jsonfile", "--record_file", dest="jsonfile", default=None, help="record.txt: sparsity -> accuracy")
+    add("--log_path", default=None, help="train.log to append to")
+    add("--total_num_tasks", type=int, default=None, help="tasks the capacity must last for (default: all)")
+    add("--seed", type=int, default=1)
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    return parser
+
+
+def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Reject combinations argparse cannot see, before any heavy import."""
+    benchmark = get_benchmark(args.benchmark)
+    args.arch = args.arch or benchmark.arch
+    if args.dataset not in benchmark.task_names:
+        parser.error(f"--dataset {args.dataset!r} is not a task of {args.benchmark}")
+    if not Path(args.data_root).is_dir():
+        parser.error(f"data root {args.data_root} does not exist (create it, or point --data_root at your data)")
+    if args.max_allowed_network_width_multiplier is None:
+        args.max_allowed_network_width_multiplier = args.network_width_multiplier
+    if args.network_width_multiplier < 1.0:
+        parser.error("--network_width_multiplier must be at least 1.0")
+    if args.network_width_multiplier > args.max_allowed_network_width_multiplier:
+        parser.error(f"--network_width_multiplier {args.network_width_multiplier} exceeds the cap "
+                     f"{args.max_allowed_network_width_multiplier}")
+    if args.total_num_tasks is None:
+        args.total_num_tasks = len(benchmark.task_names)
+    for name in ("batch_size", "val_batch_size", "epochs", "pruning_frequency", "total_num_tasks"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if args.pruning_interval < 0:
+        parser.error("--pruning_interval must not be negative")
+    if not 0.0 <= args.initial_sparsity <= args.target_sparsity < 1.0:
+        parser.error("sparsities must satisfy 0 <= initial <= target < 1")
+    needs = {"finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
+             "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
+    for name in needs[args.mode]:
+        if not getattr(args, name):
+            parser.error(f"--mode {args.mode} needs --{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        validate(args, parser)
+    except DataError as error:
+        parser.error(str(error))
+    from utils.checkpoint import CheckpointError
+    from utils.cpg import UsageError, run
+
+    try:
+        return int(run(args))
+    except MissingGoal as error:
+        print(f"main_normal.py: {error}. Add the task's accuracy goal to a JSON file "
+              f"(task name -> accuracy, e.g. from scripts/baseline_*.sh) and pass it as --baseline_acc_file.",
+              file=sys.stderr)
+        return ExitCode.NO_GOAL
+    except (UsageError, RecordError, DataError) as error:
+        print(f"main_normal.py: error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    except CheckpointError as error:
+        print(f"main_normal.py: error: {error}", file=sys.stderr)
+        return ExitCode.BAD_CHECKPOINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

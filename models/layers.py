@@ -1,0 +1,293 @@
+"""The shared layer module.
+
+Every method in the toolkit uses the same two layer classes, `SharedConv2d` and
+`SharedLinear`. A layer owns only its geometry (sizes, stride, padding); the
+weights live in a *weight mode* object that turns the layer's state into one
+effective weight (and bias) per forward. Adding a method means adding a mode to
+`WEIGHT_MODES`, not a new layer class or a new training loop.
+
+Widths: a layer is declared with its base sizes; at a width multiplier `w` a
+scaled dimension has `int(base * sqrt(w))` channels, so the parameter count grows
+by about `w`. Each task remembers the width it was learned at and always runs at
+that width, which keeps old tasks' outputs bit-identical after growth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PIGGYMASK_THRESHOLD = 5e-3
+PIGGYMASK_INIT = 1e-2
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channels of a scaled dimension at parameter multiplier `width`."""
+    return int(channels * math.sqrt(width))
+
+
+class Binarizer(torch.autograd.Function):
+    """1 where the real mask exceeds the threshold, else 0; gradient passes straight through."""
+
+    @staticmethod
+    def forward(ctx, mask: torch.Tensor, threshold: float) -> torch.Tensor:
+        return (mask > threshold).to(mask.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+class Ternarizer(torch.autograd.Function):
+    """+1 above the threshold, -1 below its negative, else 0; straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, mask: torch.Tensor, threshold: float) -> torch.Tensor:
+        return (mask > threshold).to(mask.dtype) - (mask < -threshold).to(mask.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad, None
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Base sizes of a layer and which of its dimensions follow the width multiplier."""
+
+    in_features: int
+    out_features: int
+    kernel: tuple[int, ...] = ()
+    scale_in: bool = True
+    scale_out: bool = True
+
+    def shape(self, width: float) -> tuple[int, ...]:
+        out = scaled(self.out_features, width) if self.scale_out else self.out_features
+        inp = scaled(self.in_features, width) if self.scale_in else self.in_features
+        return (out, inp, *self.kernel)
+
+
+def _slice_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Top-left corner of `tensor` with the given shape (a view, no copy)."""
+    if tuple(tensor.shape) == tuple(shape):
+        return tensor
+    return tensor[tuple(slice(0, n) for n in shape)]
+
+
+def copy_into_corner(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """Copy a narrower tensor into the top-left corner of a wider one (growth)."""
+    if src.dim() != dst.dim() or any(s > d for s, d in zip(src.shape, dst.shape)):
+        raise ValueError(f"cannot grow a tensor of shape {tuple(src.shape)} into {tuple(dst.shape)}")
+    _slice_to(dst, tuple(src.shape)).copy_(src)
+
+
+class PlainWeights(nn.Module):
+    """An ordinary trainable weight and bias (task heads, baselines)."""
+
+    def __init__(self, geometry: Geometry, width: float, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(geometry.shape(width)))
+        self.bias = nn.Parameter(torch.zeros(self.weight.shape[0])) if bias else None
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
+
+
+class CPGWeights(nn.Module):
+    """CPG / PackNet / piggyback mode: per-weight task ownership plus per-task picking.
+
+    `owner` holds, per weight, 0 (free or pruned) or the 1-based task that owns it.
+    Task t computes with  W*[owner==t] + W*[0<owner<t]*pick_t : its own weights
+    train, earlier tasks' weights are frozen (no gradient reaches them) and only
+    used where task t's piggymask picks them. The latest task keeps a real-valued
+    piggymask (binarised at 5e-3 with a straight-through gradient); once a newer
+    task arrives it is frozen into a 1-byte pick mask. Biases are per task.
+    """
+
+    def __init__(self, geometry: Geometry, width: float, bias: bool, learn_picks: bool = True):
+        super().__init__()
+        self.geometry = geometry
+        self.learn_picks = learn_picks
+        shape = geometry.shape(width)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.register_buffer("owner", torch.zeros(shape, dtype=torch.uint8))
+        self.biases = nn.ParameterList() if bias else None
+        self.piggymask: nn.Parameter | None = None
+        self.task_shapes: list[tuple[int, ...]] = []
+        self.active_task = 0
+        self._multipliers: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.task_shapes)
+
+    def add_task(self, width: float) -> None:
+        """Open a new task at `width`: free weights become its own, a fresh piggymask picks old ones."""
+        shape = self.geometry.shape(width)
+        if any(n > m for n, m in zip(shape, self.weight.shape)):
+            raise ValueError(f"task width {width} is wider than the layer {tuple(self.weight.shape)}")
+        if self.piggymask is not None:
+            self.register_buffer(f"pick_{self.num_tasks}", self.piggymask.detach() > PIGGYMASK_THRESHOLD)
+            self.piggymask = None
+        self.task_shapes.append(shape)
+        task = self.num_tasks
+        with torch.no_grad():
+            _slice_to(self.owner, shape).masked_fill_(_slice_to(self.owner, shape) == 0, task)
+        if task > 1 and self.learn_picks:
+            self.piggymask = nn.Parameter(torch.full(shape, PIGGYMASK_INIT, device=self.weight.device))
+        if self.biases is not None:
+            new_bias = torch.zeros(shape[0], device=self.weight.device)
+            if task > 1:
+                previous = self.biases[task - 2].detach()
+                new_bias[: previous.numel()] = previous
+            self.biases.append(nn.Parameter(new_bias))
+        self.set_task(task)
+
+    def reset_piggymask(self) -> None:
+        """Re-pick every old weight (the retrain stage learns the piggymask again)."""
+        if self.piggymask is not None:
+            with torch.no_grad():
+                self.piggymask.fill_(PIGGYMASK_INIT)
+
+    def set_task(self, task: int) -> None:
+        self.active_task = task
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget cached multipliers; call after the ownership mask changes."""
+        self._multipliers = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self.invalidate()
+        return super()._apply(fn, *args, **kwargs)
+
+    def pick_mask(self, task: int) -> torch.Tensor | None:
+        """Task `task`'s choice of old weights: real piggymask (latest task) or frozen bytes."""
+        if task == self.num_tasks:
+            return self.piggymask
+        return getattr(self, f"pick_{task}", None)
+
+    def multipliers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float multipliers [owner==t] and [0<owner<t] at task t's shape, built once per change."""
+        if self._multipliers is None:
+            owner = _slice_to(self.owner, self.task_shapes[self.active_task - 1])
+            own = (owner == self.active_task).to(self.weight.dtype)
+            old = ((owner > 0) & (owner < self.active_task)).to(self.weight.dtype)
+            pick = self.pick_mask(self.active_task)
+            if pick is not None and pick.dtype == torch.bool:
+                old = old * pick
+            self._multipliers = (own, old)
+        return self._multipliers
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        task = self.active_task
+        weight = _slice_to(self.weight, self.task_shapes[task - 1])
+        own, old = self.multipliers()
+        pick = self.pick_mask(task)
+        if pick is not None and pick.dtype != torch.bool:
+            old = old * Binarizer.apply(pick, PIGGYMASK_THRESHOLD)
+        effective = weight * own + weight.detach() * old
+        bias = self.biases[task - 1] if self.biases is not None else None
+        return effective, bias
+
+
+WEIGHT_MODES: dict[str, Callable[..., nn.Module]] = {
+    "plain": PlainWeights,
+    "cpg": CPGWeights,
+    "packnet": lambda geometry, width, bias: CPGWeights(geometry, width, bias, learn_picks=False),
+}
+
+
+class SharedConv2d(nn.Module):
+    """A 2-D convolution whose weight comes from the chosen weight mode."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, width: float = 1.0,
+                 stride: int = 1, padding: int = 0, bias: bool = False, mode: str = "cpg",
+                 scale_in: bool = True, scale_out: bool = True):
+        super().__init__()
+        self.geometry = Geometry(in_channels, out_channels, (kernel_size, kernel_size), scale_in, scale_out)
+        self.stride, self.padding = stride, padding
+        self.weights = WEIGHT_MODES[mode](self.geometry, width, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weights()
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+
+class SharedLinear(nn.Module):
+    """A fully connected layer whose weight comes from the chosen weight mode."""
+
+    def __init__(self, in_features: int, out_features: int, *, width: float = 1.0, bias: bool = True,
+                 mode: str = "cpg", scale_in: bool = True, scale_out: bool = True):
+        super().__init__()
+        self.geometry = Geometry(in_features, out_features, (), scale_in, scale_out)
+        self.weights = WEIGHT_MODES[mode](self.geometry, width, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.weights()
+        return F.linear(x, weight, bias)
+
+
+class TaskBatchNorm2d(nn.Module):
+    """One BatchNorm2d per task, each at its task's width; only the active task's one runs.
+
+    A new task starts from the previous task's statistics and affine parameters
+    (new channels from the defaults) and then trains its own copy, so evaluating
+    an old task never sees statistics of a later one.
+    """
+
+    def __init__(self, channels: int, scale: bool = True):
+        super().__init__()
+        self.channels, self.scale = channels, scale
+        self.per_task = nn.ModuleList()
+        self.active_task = 0
+
+    def add_task(self, width: float) -> None:
+        size = scaled(self.channels, width) if self.scale else self.channels
+        device = self.per_task[-1].weight.device if len(self.per_task) else None
+        norm = nn.BatchNorm2d(size, device=device)
+        if len(self.per_task):
+            with torch.no_grad():
+                for name, value in self.per_task[-1].state_dict().items():
+                    target = norm.state_dict()[name]
+                    if value.dim() == 0:
+                        target.copy_(value)
+                    else:
+                        copy_into_corner(target, value)
+        self.per_task.append(norm)
+        self.set_task(len(self.per_task))
+
+    def set_task(self, task: int) -> None:
+        self.active_task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.per_task[self.active_task - 1](x)
+
+
+class TaskHeads(nn.Module):
+    """One linear classifier per task, reading the features at that task's width."""
+
+    def __init__(self, in_features: int, scale_in: bool = True):
+        super().__init__()
+        self.in_features, self.scale_in = in_features, scale_in
+        self.per_task = nn.ModuleList()
+        self.active_task = 0
+
+    def add_task(self, width: float, num_classes: int) -> None:
+        head = SharedLinear(self.in_features, num_classes, width=width, mode="plain", scale_in=self.scale_in,
+                            scale_out=False)
+        nn.init.normal_(head.weights.weight, 0.0, 0.01)
+        if len(self.per_task):
+            head.to(self.per_task[-1].weights.weight.device)
+        self.per_task.append(head)
+        self.set_task(len(self.per_task))
+
+    def set_task(self, task: int) -> None:
+        self.active_task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.per_task[self.active_task - 1](x)

@@ -1,0 +1,33 @@
+"""Decoded tasks cached on disk as uint8 tensors, so decoding happens once per machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from utils.atomic import atomic_torch_save
+from utils.data import TaskData
+from utils.data.registry import DataError
+
+FIELDS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def cached_task(path: Path, decode: Callable[[], TaskData]) -> TaskData:
+    """Read `path` if present and sound, else decode and write it atomically."""
+    if path.is_file():
+        try:
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            return TaskData(stored["name"], tuple(stored["classes"]), *(stored[f] for f in FIELDS),
+                            tuple(stored["mean"]), tuple(stored["std"]))
+        except Exception:  # a stale or truncated cache is simply rebuilt
+            path.unlink(missing_ok=True)
+    task = decode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({"name": task.name, "classes": list(task.classes), "mean": list(task.mean),
+                           "std": list(task.std), **{f: getattr(task, f) for f in FIELDS}}, path)
+    except OSError as error:
+        raise DataError(f"cannot write the data cache {path}: {error.strerror}") from error
+    return task

@@ -1,0 +1,54 @@
+"""Benchmarks by name: their tasks, default architecture, augmentation and goals.
+
+This module imports no torch, so drivers can list tasks in milliseconds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+
+class DataError(Exception):
+    """Data that is missing or unreadable; the message says what to put where."""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    task_names: tuple[str, ...]
+    arch: str
+    loader: str
+    crop_padding: int
+    flip: bool
+    default_goals: dict[str, float] = field(default_factory=dict)
+    needs_files: bool = True
+
+    def load_task(self, data_root, task_name: str):
+        """Decode (or read from cache) one task's uint8 images; see `utils.data.TaskData`."""
+        if task_name not in self.task_names:
+            raise DataError(f"benchmark {self.name} has no task {task_name!r}; tasks: {', '.join(self.task_names)}")
+        module_name, function_name = self.loader.split(":")
+        return getattr(importlib.import_module(module_name), function_name)(data_root, task_name)
+
+
+DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "split_digits": Benchmark(
+        name="split_digits",
+        task_names=DIGIT_TASKS,
+        arch="digits_convnet",
+        loader="utils.data.digits:load_task",
+        crop_padding=1,
+        flip=False,
+        default_goals={name: 0.97 for name in DIGIT_TASKS},
+        needs_files=False,
+    ),
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    return BENCHMARKS[name]

@@ -1,0 +1,75 @@
+"""Gradual magnitude pruning of the current task's weights (Zhu & Gupta's cubic schedule).
+
+The candidates of a layer are the weights the current task owns plus the free
+ones (so sparsity is the free share of the task's pool). Their count does not
+change while a task is pruned, so it is read once; every cutoff is a
+`kthvalue` on the device over |w| with non-candidates set to +inf, and pruned
+weights (and their momentum) are zeroed at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.layers import CPGWeights
+
+
+def cubic_sparsity(step: int, begin: int, end: int, initial: float, target: float) -> float:
+    """s = s_t + (s_i - s_t) * (1 - p)^3 with p the clipped progress from `begin` to `end`."""
+    progress = min(max((step - begin) / max(end - begin, 1), 0.0), 1.0)
+    return target + (initial - target) * (1.0 - progress) ** 3
+
+
+class GradualPruner:
+    """Prunes every `frequency` steps between `begin` and `end` (steps counted after each update)."""
+
+    def __init__(self, layers: list[CPGWeights], task: int, initial: float, target: float, frequency: int,
+                 begin: int, end: int, momentum_of=None):
+        self.layers, self.task = layers, task
+        self.initial, self.target = initial, target
+        self.frequency, self.begin, self.end = frequency, begin, end
+        self.momentum_of = momentum_of
+        self.step_count = 0
+        self.last_update = begin
+        self.candidates = [self._candidate_mask(layer) for layer in layers]
+        self.pool_sizes = [int(mask.sum().item()) for mask in self.candidates]
+
+    def _candidate_mask(self, layer: CPGWeights) -> torch.Tensor:
+        return (layer.owner == self.task) | (layer.owner == 0)
+
+    def step(self) -> None:
+        """Call after every optimizer step."""
+        self.step_count += 1
+        step = self.step_count
+        if self.begin <= step <= self.end and step >= self.last_update + self.frequency:
+            self.last_update = step
+            self.prune_to(cubic_sparsity(step, self.begin, self.end, self.initial, self.target))
+
+    @torch.no_grad()
+    def prune_to(self, sparsity: float) -> None:
+        for layer, candidates, pool in zip(self.layers, self.candidates, self.pool_sizes):
+            rank = round(sparsity * pool)
+            if rank < 1:
+                continue
+            magnitude = torch.where(candidates, layer.weight.abs(), torch.full_like(layer.weight, float("inf")))
+            cutoff = magnitude.flatten().kthvalue(rank).values
+            pruned = (layer.owner == self.task) & (magnitude <= cutoff)
+            layer.owner.masked_fill_(pruned, 0)
+            layer.weight.masked_fill_(pruned, 0.0)
+            momentum = self.momentum_of(layer.weight) if self.momentum_of else None
+            if momentum is not None:
+                momentum.masked_fill_(pruned, 0.0)
+            layer.invalidate()
+
+
+def task_sparsity(layers: list[CPGWeights], task: int) -> float:
+    """Free share of the task's pool: #free / #(owned by task or free)."""
+    free = sum(int((layer.owner == 0).sum()) for layer in layers)
+    pool = free + sum(int((layer.owner == task).sum()) for layer in layers)
+    return free / pool if pool else 0.0
+
+
+def owned_fraction(layers: list[CPGWeights], task: int) -> float:
+    """Share of all shared weights owned by `task`."""
+    total = sum(layer.owner.numel() for layer in layers)
+    return sum(int((layer.owner == task).sum()) for layer in layers) / total

@@ -1,0 +1,94 @@
+"""The JSON files drivers and users read: record.txt (sparsity -> accuracy) and accuracy goals.
+
+Both are validated on read; anything malformed raises `RecordError`, which the
+entry point turns into one line and exit 64. No torch import here: the tools
+that choose checkpoints use this module and must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from utils.atomic import atomic_json_dump
+
+
+class RecordError(Exception):
+    """A record or goal file that exists but cannot be trusted."""
+
+
+class MissingGoal(Exception):
+    """No accuracy goal for a task (exit 3)."""
+
+
+def sparsity_key(sparsity: float | str) -> str:
+    """Canonical short string of a sparsity: 0 -> "0.0", 0.1 -> "0.1", 0.95 -> "0.95"."""
+    value = float(sparsity)
+    if not 0.0 <= value < 1.0:
+        raise RecordError(f"sparsity {sparsity!r} is outside [0, 1)")
+    return repr(round(value, 4))
+
+
+def _read_json_object(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{what} {path} is not valid JSON ({error.msg} at line {error.lineno})") from error
+    except UnicodeDecodeError as error:
+        raise RecordError(f"{what} {path} is not text") from error
+    if not isinstance(data, dict):
+        raise RecordError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def _accuracy(value, where: str) -> float:
+    if isinstance(value, bool):
+        raise RecordError(f"{where}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as error:
+        raise RecordError(f"{where}: {value!r} is not a number") from error
+    if not 0.0 <= number <= 1.0 or math.isnan(number):
+        raise RecordError(f"{where}: accuracy {number} is outside [0, 1]")
+    return number
+
+
+def read_record(path: Path) -> dict[str, float]:
+    """record.txt as {canonical sparsity: accuracy}; an absent file is an empty record."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = _read_json_object(path, "record file")
+    record = {}
+    for key, value in data.items():
+        try:
+            canonical = sparsity_key(key)
+        except (ValueError, RecordError) as error:
+            raise RecordError(f"record file {path}: key {key!r} is not a sparsity in [0, 1)") from error
+        record[canonical] = _accuracy(value, f"record file {path}, key {key!r}")
+    return record
+
+
+def write_record_entry(path: Path, sparsity: float, accuracy: float) -> dict[str, float]:
+    """Set record[sparsity] = accuracy (4 decimals), keys sorted by sparsity, written atomically."""
+    record = read_record(path)
+    record[sparsity_key(sparsity)] = round(float(accuracy), 4)
+    ordered = dict(sorted(record.items(), key=lambda item: float(item[0])))
+    atomic_json_dump(ordered, path)
+    return ordered
+
+
+def read_goals(path: Path) -> dict[str, float]:
+    """The accuracy-goal file: task name -> goal (number or numeric string)."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingGoal(f"accuracy-goal file {path} does not exist")
+    data = _read_json_object(path, "accuracy-goal file")
+    return {str(name): _accuracy(goal, f"accuracy-goal file {path}, task {name!r}") for name, goal in data.items()}
+
+
+def goal_for(goals: dict[str, float], task: str, source: str) -> float:
+    if task not in goals:
+        raise MissingGoal(f"no accuracy goal for task {task!r} in {source}")
+    return goals[task]
