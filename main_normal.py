@@ -8,21 +8,16 @@ inputs, 65 unreadable checkpoint, 1 anything else (see utils/exit_codes.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from utils.cli import UsageParser
 from utils.data.registry import BENCHMARKS, DataError, get_benchmark
 from utils.exit_codes import ExitCode
 from utils.records import MissingGoal, RecordError
 
 MODES = ("finetune", "prune", "retrain", "inference")
-
-
-class UsageParser(argparse.ArgumentParser):
-    """argparse that exits 64 with one line: its default 2 would read as 'expand'."""
-
-    def error(self, message: str):
-        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,4 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # every file is written and synced; skip the interpreter's ~1 s teardown of torch

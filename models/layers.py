@@ -15,8 +15,8 @@ that width, which keeps old tasks' outputs bit-identical after growth.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,7 @@ def _slice_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
 
 def copy_into_corner(dst: torch.Tensor, src: torch.Tensor) -> None:
     """Copy a narrower tensor into the top-left corner of a wider one (growth)."""
-    if src.dim() != dst.dim() or any(s > d for s, d in zip(src.shape, dst.shape)):
+    if src.dim() != dst.dim() or any(s > d for s, d in zip(src.shape, dst.shape, strict=True)):
         raise ValueError(f"cannot grow a tensor of shape {tuple(src.shape)} into {tuple(dst.shape)}")
     _slice_to(dst, tuple(src.shape)).copy_(src)
 
@@ -128,7 +128,7 @@ class CPGWeights(nn.Module):
     def add_task(self, width: float) -> None:
         """Open a new task at `width`: free weights become its own, a fresh piggymask picks old ones."""
         shape = self.geometry.shape(width)
-        if any(n > m for n, m in zip(shape, self.weight.shape)):
+        if any(n > m for n, m in zip(shape, self.weight.shape, strict=True)):
             raise ValueError(f"task width {width} is wider than the layer {tuple(self.weight.shape)}")
         if self.piggymask is not None:
             self.register_buffer(f"pick_{self.num_tasks}", self.piggymask.detach() > PIGGYMASK_THRESHOLD)

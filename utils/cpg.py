@@ -19,10 +19,12 @@ from tqdm import tqdm
 from models import build_network
 from models.network import TaskNetwork
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
-from utils.data import DeviceTaskData, get_benchmark
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
 from utils.engine import EpochResult, evaluate, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
+from utils.optim import Adam, NesterovSGD
 from utils.pruner import GradualPruner, owned_fraction, task_sparsity
 from utils.records import goal_for, read_goals, read_record, write_record_entry
 
@@ -108,7 +110,7 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
     return Stage(args, log, device, network, task, data)
 
 
-def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[torch.optim.SGD, torch.optim.Adam | None]:
+def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[NesterovSGD, Adam | None]:
     """SGD (Nesterov, no built-in decay) over the task's trainables; Adam over its piggymasks."""
     network, task = stage.network, stage.task
     weights, masks = [], []
@@ -121,10 +123,10 @@ def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[torch.optim.SG
     for module in network.modules():
         if hasattr(module, "per_task"):
             weights += list(module.per_task[task - 1].parameters())
-    sgd = torch.optim.SGD(weights, lr=lr, momentum=MOMENTUM, nesterov=True)
+    sgd = NesterovSGD(weights, lr=lr, momentum=MOMENTUM)
     for mask in masks:
         mask.requires_grad_(lr_mask > 0)
-    adam = torch.optim.Adam(masks, lr=lr_mask) if masks and lr_mask > 0 else None
+    adam = Adam(masks, lr=lr_mask) if masks and lr_mask > 0 else None
     return sgd, adam
 
 
@@ -141,10 +143,9 @@ def _masked_weight_decay(stage: Stage):
     return apply if decay > 0 else None
 
 
-def _set_lr(optimizer: torch.optim.Optimizer | None, lr: float) -> None:
+def _set_lr(optimizer: NesterovSGD | Adam | None, lr: float) -> None:
     if optimizer is not None:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.lr = lr
 
 
 def _generator(stage: Stage) -> torch.Generator:
@@ -193,12 +194,9 @@ def _required_sparsity(args: argparse.Namespace, task: int) -> float:
     return 1.0 - round(1.0 / (remaining + 1), 1)
 
 
-def prune(stage: Stage, goal: float) -> ExitCode:
+def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     """Compact the task's weights from the initial to the target sparsity; exit 6 ends pruning."""
     args = stage.args
-    record = read_record(Path(args.jsonfile))
-    if "0.0" not in record:
-        raise UsageError(f"record file {args.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
     give_way = (stage.network.width >= args.max_allowed_network_width_multiplier and record["0.0"] < goal)
     must_free = _required_sparsity(args, stage.task)
     if give_way and args.initial_sparsity >= must_free:
@@ -208,7 +206,7 @@ def prune(stage: Stage, goal: float) -> ExitCode:
     steps = stage.data.steps_per_epoch(args.batch_size)
 
     def momentum_of(weight: torch.Tensor) -> torch.Tensor | None:
-        return sgd.state.get(weight, {}).get("momentum_buffer")
+        return sgd.momentum_buffers.get(weight)
 
     pruner = GradualPruner(stage.network.cpg_layers(), stage.task, args.initial_sparsity, args.target_sparsity,
                            args.pruning_frequency, 0, args.pruning_interval * steps, momentum_of)
@@ -278,11 +276,14 @@ def accuracy_goal(args: argparse.Namespace) -> float:
 
 def run(args: argparse.Namespace) -> ExitCode:
     goal = accuracy_goal(args) if args.mode in ("finetune", "prune") else None
+    record = read_record(Path(args.jsonfile)) if args.mode == "prune" else {}
+    if args.mode == "prune" and "0.0" not in record:
+        raise UsageError(f"record file {args.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
     stage = load_stage(args, RunLog(args.log_path))
     if args.mode == "finetune":
         return finetune(stage, goal)
     if args.mode == "prune":
-        return prune(stage, goal)
+        return prune(stage, goal, record)
     if args.mode == "retrain":
         return retrain(stage)
     return inference(stage)

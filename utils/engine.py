@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from models.network import TaskNetwork
-from utils.data import DeviceTaskData
+from utils.data.tasks import DeviceTaskData
+from utils.optim import Adam, NesterovSGD
 
 
 @dataclass
@@ -19,7 +20,7 @@ class EpochResult:
 
 
 def train_epoch(network: TaskNetwork, data: DeviceTaskData, batch_size: int, generator: torch.Generator,
-                optimizers: list[torch.optim.Optimizer], before_step: Callable[[], None] | None = None,
+                optimizers: list[NesterovSGD | Adam], before_step: Callable[[], None] | None = None,
                 after_step: Callable[[], None] | None = None) -> EpochResult:
     """One pass over the shuffled, augmented training set.
 
@@ -33,7 +34,7 @@ def train_epoch(network: TaskNetwork, data: DeviceTaskData, batch_size: int, gen
         logits = network(images)
         loss = F.cross_entropy(logits, labels)
         for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
         loss.backward()
         if before_step:
             before_step()

@@ -47,7 +47,7 @@ class GradualPruner:
 
     @torch.no_grad()
     def prune_to(self, sparsity: float) -> None:
-        for layer, candidates, pool in zip(self.layers, self.candidates, self.pool_sizes):
+        for layer, candidates, pool in zip(self.layers, self.candidates, self.pool_sizes, strict=True):
             rank = round(sparsity * pool)
             if rank < 1:
                 continue

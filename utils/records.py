@@ -42,15 +42,15 @@ def _read_json_object(path: Path, what: str) -> dict:
     return data
 
 
-def _accuracy(value, where: str) -> float:
+def _number(value, where: str, upper: float) -> float:
     if isinstance(value, bool):
         raise RecordError(f"{where}: {value!r} is not a number")
     try:
         number = float(value)
     except (TypeError, ValueError) as error:
         raise RecordError(f"{where}: {value!r} is not a number") from error
-    if not 0.0 <= number <= 1.0 or math.isnan(number):
-        raise RecordError(f"{where}: accuracy {number} is outside [0, 1]")
+    if not 0.0 <= number <= upper or math.isnan(number):
+        raise RecordError(f"{where}: {number} is outside [0, {upper}]")
     return number
 
 
@@ -66,7 +66,7 @@ def read_record(path: Path) -> dict[str, float]:
             canonical = sparsity_key(key)
         except (ValueError, RecordError) as error:
             raise RecordError(f"record file {path}: key {key!r} is not a sparsity in [0, 1)") from error
-        record[canonical] = _accuracy(value, f"record file {path}, key {key!r}")
+        record[canonical] = _number(value, f"record file {path}, key {key!r}", 1.0)
     return record
 
 
@@ -80,12 +80,13 @@ def write_record_entry(path: Path, sparsity: float, accuracy: float) -> dict[str
 
 
 def read_goals(path: Path) -> dict[str, float]:
-    """The accuracy-goal file: task name -> goal (number or numeric string)."""
+    """The accuracy-goal file: task name -> goal (number or numeric string; above 1 it is never met)."""
     path = Path(path)
     if not path.exists():
         raise MissingGoal(f"accuracy-goal file {path} does not exist")
     data = _read_json_object(path, "accuracy-goal file")
-    return {str(name): _accuracy(goal, f"accuracy-goal file {path}, task {name!r}") for name, goal in data.items()}
+    return {str(name): _number(goal, f"accuracy-goal file {path}, task {name!r}", math.inf)
+            for name, goal in data.items()}
 
 
 def goal_for(goals: dict[str, float], task: str, source: str) -> float:

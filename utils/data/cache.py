@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from utils.atomic import atomic_torch_save
-from utils.data import TaskData
 from utils.data.registry import DataError
+from utils.data.tasks import TaskData
 
 FIELDS = ("train_images", "train_labels", "test_images", "test_labels")
 

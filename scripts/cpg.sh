@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# CPG on any benchmark: for each task, finetune (growing the width on exit 2), gradual pruning
+# 0.1 ... 0.9, 0.95 (stopping on exit 6), choose the pruning ratio, retrain the piggymask and keep
+# it if better. Rerunning after an interruption skips the stages that finished.
+#
+# usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
+# environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, DATA_ROOT,
+#   GOALS, EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
+#   PRUNING_FREQUENCY, PRUNING_INTERVAL, WIDTH_STEP, SEED, DEVICE
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $# -eq 4 ]] || usage_error "usage: $0 <benchmark> <data_root> <setting> <max_width_multiplier>"
+BENCHMARK=$1
+DATA_ROOT=${DATA_ROOT:-$2}
+SETTING=$3
+MAX_WIDTH=$4
+require_commands jq awk "$PYTHON"
+[[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+float_ge "$MAX_WIDTH" 1.0 || usage_error "max width multiplier must be at least 1.0, got $MAX_WIDTH"
+DATA_ROOT=$(realpath "$DATA_ROOT")
+CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+[[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
+cd "$REPO_ROOT" || exit 1
+
+mapfile -t TASKS < <("$PYTHON" -m tools.list_tasks "$BENCHMARK") || usage_error "unknown benchmark $BENCHMARK"
+ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
+NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
+TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
+((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+ROOT="$CKPT_ROOT/CPG/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
+WIDTH_STEP=${WIDTH_STEP:-0.5}
+SPARSITY_STEPS=(0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95)
+
+COMMON=(--benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
+        --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"
+        --total_num_tasks "$TOTAL_TASKS" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
+[[ -n ${GOALS:-} ]] && COMMON+=(--baseline_acc_file "$GOALS")
+GOAL_FLAGS=(--benchmark "$BENCHMARK")
+[[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
+
+width=1.0
+previous=""
+for ((k = 1; k <= NUM_TASKS; k++)); do
+  task=${TASKS[k - 1]}
+  dir="$ROOT/$task"
+  log="$dir/train.log"
+  stages="$dir/.stages"
+  record="$dir/gradual_prune/record.txt"
+  say "task $k/$NUM_TASKS: $task (width $width, cap $MAX_WIDTH)"
+  load=()
+  [[ -n $previous ]] && load=(--load_folder "$previous")
+
+  while true; do
+    run_stage "finetune_w$width" "$stages" "$log" "0 2 5" \
+      "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" \
+      --network_width_multiplier "$width" --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" \
+      --epochs "${FINETUNE_EPOCHS:-100}" --save_folder "$dir/scratch" --jsonfile "$record" --log_path "$log"
+    state=$STAGE_RC
+    [[ $state -eq 2 ]] || break
+    float_ge "$width" "$MAX_WIDTH" && die "finetune asked to expand at the width cap $MAX_WIDTH; see $log"
+    width=$(float_min "$(float_add "$width" "$WIDTH_STEP")" "$MAX_WIDTH")
+    log_decision "$log" "task=$task decision=expand width=$width"
+  done
+
+  if [[ $state -ne 5 ]]; then
+    start=0.0
+    source_folder="$dir/scratch"
+    for end in "${SPARSITY_STEPS[@]}"; do
+      run_stage "prune_$end" "$stages" "$log" "0 6" \
+        "$PYTHON" main_normal.py --mode prune --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
+        --lr "${PRUNE_LR:-1e-3}" --lr_mask 0.0 --epochs "${PRUNE_EPOCHS:-20}" --initial_sparsity "$start" \
+        --target_sparsity "$end" --pruning_frequency "${PRUNING_FREQUENCY:-10}" \
+        --pruning_interval "${PRUNING_INTERVAL:-4}" --load_folder "$source_folder" \
+        --save_folder "$dir/gradual_prune/$end" --jsonfile "$record" --log_path "$log"
+      if [[ $STAGE_RC -eq 6 ]]; then
+        log_decision "$log" "task=$task decision=stop_pruning sparsity=$end"
+        break
+      fi
+      start=$end
+      source_folder="$dir/gradual_prune/$end"
+    done
+  fi
+
+  run_stage choose_pruning_ratio "$stages" "$log" "0" \
+    "$PYTHON" -m tools.choose_pruning_ratio --task_folder "$dir" --dataset "$task" "${GOAL_FLAGS[@]}" \
+    --max_allowed_network_width_multiplier "$MAX_WIDTH" --log_path "$log"
+
+  if ((k > 1)) && [[ $state -ne 5 ]]; then
+    run_stage retrain "$stages" "$log" "0" \
+      "$PYTHON" main_normal.py --mode retrain --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
+      --lr "${RETRAIN_LR:-1e-3}" --lr_mask "${RETRAIN_LR_MASK:-1e-4}" --epochs "${RETRAIN_EPOCHS:-30}" \
+      --load_folder "$dir/gradual_prune" --save_folder "$dir/retrain" --jsonfile "$dir/retrain/record.txt" \
+      --log_path "$log"
+    run_stage choose_retrain "$stages" "$log" "0" \
+      "$PYTHON" -m tools.choose_retrain --save_folder "$dir/gradual_prune" --load_folder "$dir/retrain" \
+      --dataset "$task" --log_path "$log"
+  fi
+  previous="$dir/gradual_prune"
+done
+
+"$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"

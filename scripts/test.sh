@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up the virtual environment with the test tools, then run ruff, shellcheck and pytest.
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT" || exit 1
+ensure_venv "$REPO_ROOT/requirements-dev.txt"
+say "ruff"
+"$PYTHON" -m ruff check .
+say "shellcheck"
+shellcheck -x scripts/*.sh .ci/run
+say "pytest"
+"$PYTHON" -m pytest -q "$@"

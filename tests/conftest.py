@@ -1,0 +1,42 @@
+"""Shared fixtures: the repository, its interpreter, a warm digits cache and process helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data root whose split_digits cache is filled once per test session."""
+    from utils.data.registry import get_benchmark
+
+    root = tmp_path_factory.mktemp("data")
+    benchmark = get_benchmark("split_digits")
+    for name in benchmark.task_names:
+        benchmark.load_task(root, name)
+    return root
+
+
+def environment(**overrides: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": "cpu"}
+    env.update(overrides)
+    return env
+
+
+def run_main(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """main_normal.py in a fresh process (exit codes and messages as a driver sees them)."""
+    return subprocess.run([sys.executable, str(REPO / "main_normal.py"), *args], capture_output=True, text=True,
+                          env=environment(**env), cwd=REPO, timeout=300)
+
+
+def run_driver(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                          env=environment(**env), cwd=REPO, timeout=900)

@@ -1,0 +1,25 @@
+"""Our optimizers follow torch.optim's formulas step by step."""
+
+import pytest
+import torch
+
+from utils.optim import Adam, NesterovSGD
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda p: NesterovSGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9,
+                                                                                  nesterov=True)),
+    (lambda p: Adam(p, lr=1e-2), lambda p: torch.optim.Adam(p, lr=1e-2, foreach=False)),
+])
+def test_matches_torch_optim(ours, theirs):
+    torch.manual_seed(0)
+    start = torch.randn(10)
+    a, b = start.clone().requires_grad_(), start.clone().requires_grad_()
+    opt_a, opt_b = ours([a]), theirs([b])
+    for step in range(20):
+        target = torch.randn(10, generator=torch.Generator().manual_seed(step))
+        for param, optimizer in ((a, opt_a), (b, opt_b)):
+            optimizer.zero_grad()
+            ((param - target) ** 2).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)

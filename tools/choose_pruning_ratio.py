@@ -1,0 +1,74 @@
+"""Make the best pruned model the task's checkpoint (`<task>/gradual_prune/checkpoint.pth`).
+
+Highest sparsity whose accuracy meets the goal (minus --allow_acc_loss), else the
+unpruned model; at the width cap with the unpruned model below its goal, the
+highest recorded sparsity (the goal is lost anyway, so free capacity). Then the
+per-sparsity folders are removed. Running it again gives the same result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from tools.checkpoints import copy_checkpoint, has_checkpoint, read_json
+from utils.atomic import atomic_json_dump
+from utils.cli import UsageParser
+from utils.data.registry import get_benchmark
+from utils.logs import RunLog
+from utils.records import MissingGoal, RecordError, goal_for, read_goals, read_record
+
+
+def choose(record: dict[str, float], goal: float, allow_loss: float, at_cap: bool) -> tuple[str, str]:
+    """The sparsity key to keep ("0.0" for the unpruned model) and why."""
+    pruned = sorted((key for key in record if key != "0.0"), key=float, reverse=True)
+    for key in pruned:
+        if record[key] + allow_loss >= goal:
+            return key, "highest sparsity meeting the goal"
+    if at_cap and record["0.0"] < goal and pruned:
+        return pruned[0], "at the width cap below the goal: free the most capacity"
+    return "0.0", "no pruned model meets the goal"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = UsageParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task_folder", required=True, type=Path, help="checkpoints/.../<arch>/<task>")
+    parser.add_argument("--dataset", required=True, help="task name (its accuracy goal is used)")
+    parser.add_argument("--benchmark", default="split_digits")
+    parser.add_argument("--baseline_acc_file", default=None)
+    parser.add_argument("--max_allowed_network_width_multiplier", type=float, required=True)
+    parser.add_argument("--allow_acc_loss", type=float, default=0.0)
+    parser.add_argument("--log_path", default=None)
+    args = parser.parse_args(argv)
+    prune_folder = args.task_folder / "gradual_prune"
+    try:
+        goals = read_goals(args.baseline_acc_file) if args.baseline_acc_file else get_benchmark(
+            args.benchmark).default_goals
+        goal = goal_for(goals, args.dataset, args.baseline_acc_file or "the benchmark defaults")
+        record = read_record(prune_folder / "record.txt")
+    except (RecordError, MissingGoal) as error:
+        parser.error(str(error))
+    if "0.0" not in record:
+        parser.error(f"{prune_folder / 'record.txt'} has no unpruned accuracy; run finetune first")
+    width = read_json(args.task_folder / "scratch" / "meta.json")["width"]
+    at_cap = width >= args.max_allowed_network_width_multiplier
+    key, reason = choose(record, goal, args.allow_acc_loss, at_cap)
+    source = args.task_folder / "scratch" if key == "0.0" else prune_folder / key
+    chosen_file = prune_folder / "chosen.json"
+    already = chosen_file.is_file() and read_json(chosen_file).get("sparsity") == key and has_checkpoint(prune_folder)
+    if not already:
+        if not has_checkpoint(source):
+            parser.error(f"the chosen sparsity {key} has no checkpoint in {source}")
+        copy_checkpoint(source, prune_folder)
+        atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": goal, "retrained": False}, chosen_file)
+    for folder in prune_folder.iterdir():
+        if folder.is_dir():
+            shutil.rmtree(folder)
+    RunLog(args.log_path).decision(stage="choose_pruning_ratio", task=args.dataset, sparsity=key,
+                                   val_acc=record[key], goal=goal, width=width, reason=reason)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Per-task table and run summary JSON of a CPG run (design section 4).
+
+For every task: accuracy right after it was learned (its own final checkpoint),
+accuracy after the last task (the last task's checkpoint, each task at its own
+width with its own batch-norm, head and picks), chosen sparsity, width and the
+share of the network's weights it owns; then the averages.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from utils.atomic import atomic_json_dump
+from utils.cli import UsageParser
+from utils.data.registry import get_benchmark
+
+SUMMARY = "summary.json"
+
+
+def task_accuracies(folder: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict[str, float]:
+    """Accuracy of each named task using the checkpoint in `folder`."""
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+    from utils.data.tasks import DeviceTaskData
+    from utils.engine import evaluate
+
+    spec = get_benchmark(benchmark)
+    network = network_from_checkpoint(load_checkpoint(folder)).to(device)
+    accuracies = {}
+    for name in names:
+        data = DeviceTaskData(spec.load_task(data_root, name), device, spec.crop_padding, spec.flip)
+        network.set_task(network.task_id(name))
+        accuracies[name] = round(evaluate(network, data), 4)
+    return accuracies
+
+
+def owned_fractions(folder: Path) -> dict[int, float]:
+    """Share of all shared weights each task owns in the checkpoint."""
+    import torch
+
+    from utils.checkpoint import load_checkpoint
+
+    model = load_checkpoint(folder)["model"]
+    owners = [value for key, value in model.items() if key.endswith(".owner")]
+    total = sum(owner.numel() for owner in owners)
+    counts = torch.zeros(256, dtype=torch.long)
+    for owner in owners:
+        counts += torch.bincount(owner.flatten().long(), minlength=256)
+    return {task: counts[task].item() / total for task in range(1, 256) if counts[task]}
+
+
+def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
+    from tools.checkpoints import read_json
+
+    last = root / names[-1] / "gradual_prune"
+    final = task_accuracies(last, names, benchmark, data_root, device)
+    owned = owned_fractions(last)
+    rows = []
+    for index, name in enumerate(names, start=1):
+        folder = root / name / "gradual_prune"
+        meta, chosen = read_json(folder / "meta.json"), read_json(folder / "chosen.json")
+        after = task_accuracies(folder, [name], benchmark, data_root, device)[name]
+        rows.append({"task": name, "accuracy_after_learning": after, "accuracy_final": final[name],
+                     "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
+                     "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6)})
+
+    def mean(key: str) -> float:
+        return round(sum(row[key] for row in rows) / len(rows), 4)
+
+    return {"benchmark": benchmark, "tasks": rows, "average_accuracy_after_learning": mean("accuracy_after_learning"),
+            "average_accuracy_final": mean("accuracy_final"),
+            "final_width": read_json(last / "meta.json")["width"],
+            "free_fraction": round(1.0 - sum(owned.values()), 6)}
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{'task':<34} {'learned':>8} {'final':>8} {'sparsity':>9} {'width':>6} {'owned':>7}"]
+    for row in summary["tasks"]:
+        lines.append(f"{row['task']:<34} {row['accuracy_after_learning']:>8.4f} {row['accuracy_final']:>8.4f} "
+                     f"{row['sparsity']:>9.2f} {row['width']:>6.2f} {row['owned_fraction']:>7.3f}")
+    lines.append(f"{'average':<34} {summary['average_accuracy_after_learning']:>8.4f} "
+                 f"{summary['average_accuracy_final']:>8.4f}   free weights {summary['free_fraction']:.3f}, "
+                 f"final width {summary['final_width']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = UsageParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, type=Path, help="checkpoints/CPG/<experiment>/<setting>/<arch>")
+    parser.add_argument("--benchmark", default="split_digits")
+    parser.add_argument("--data_root", default="data", type=Path)
+    parser.add_argument("--num_tasks", type=int, default=None, help="first N tasks of the benchmark (default: all)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
+    missing = [name for name in names if not (args.root / name / "gradual_prune" / "chosen.json").is_file()]
+    if missing:
+        parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
+    import torch
+
+    summary = summarise(args.root, names, args.benchmark, args.data_root, torch.device(args.device))
+    atomic_json_dump(summary, args.root / SUMMARY)
+    print(format_table(summary))
+    print(f"summary written to {args.root / SUMMARY}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+"""Argument parsing shared by the entry point and the tools."""
+
+import argparse
+
+from utils.exit_codes import ExitCode
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse that exits 64 with one line: its default 2 would read as 'expand'."""
+
+    def error(self, message: str):
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")

@@ -1,0 +1,85 @@
+"""Task data kept as uint8 tensors on the device, augmented and normalised there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TaskData:
+    """One task: uint8 images [N, C, H, W], int64 labels, class names and per-channel mean/std in [0, 1]."""
+
+    name: str
+    classes: tuple[str, ...]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    values = images.to(torch.float64).div_(255).transpose(0, 1).reshape(images.shape[1], -1)
+    return tuple(values.mean(1).tolist()), tuple(values.std(1).tolist())
+
+
+class DeviceTaskData:
+    """A task moved once to the device; batches are augmented and normalised there."""
+
+    def __init__(self, task: TaskData, device: torch.device, crop_padding: int, flip: bool):
+        self.name = task.name
+        self.num_classes = task.num_classes
+        self.train_images = task.train_images.to(device)
+        self.train_labels = task.train_labels.to(device)
+        self.test_images = task.test_images.to(device)
+        self.test_labels = task.test_labels.to(device)
+        std = torch.tensor(task.std, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(task.mean, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
+        self.crop_padding, self.flip = crop_padding, flip
+        self.device = device
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(torch.float32) * self.scale + self.shift
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crop (zero padding) and optional horizontal flip, one draw per image."""
+        n, _, height, width = images.shape
+        if self.crop_padding:
+            pad = self.crop_padding
+            padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+            offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=self.device)
+            rows = (offsets[0].view(n, 1) + torch.arange(height, device=self.device)).view(n, 1, height, 1)
+            cols = (offsets[1].view(n, 1) + torch.arange(width, device=self.device)).view(n, 1, 1, width)
+            padded = padded.gather(2, rows.expand(n, padded.shape[1], height, padded.shape[3]))
+            images = padded.gather(3, cols.expand(n, padded.shape[1], height, width))
+        if self.flip:
+            flip = torch.rand(n, generator=generator, device=self.device) < 0.5
+            images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
+        return images
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled, augmented, normalised training batches (the last one may be smaller)."""
+        order = torch.randperm(self.train_labels.numel(), generator=generator, device=self.device)
+        for start in range(0, order.numel(), batch_size):
+            index = order[start:start + batch_size]
+            images = self.augment(self.train_images[index], generator)
+            yield self.normalise(images), self.train_labels[index]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, self.test_labels.numel(), batch_size):
+            stop = start + batch_size
+            yield self.normalise(self.test_images[start:stop]), self.test_labels[start:stop]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.train_labels.numel() // batch_size)

@@ -1,0 +1,66 @@
+"""The two optimizers the stages use, with PyTorch's update formulas.
+
+`torch.optim` imports the compiler stack (torch._dynamo) the first time an
+optimizer is built, about 1.8 s on a 2-core CPU; every stage is its own process
+and a task takes about 14 of them, so these small equivalents keep start-up
+short. tests/test_optim.py checks them against torch.optim step by step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class NesterovSGD:
+    """SGD with Nesterov momentum (torch.optim.SGD with nesterov=True, no dampening or decay)."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float):
+        self.params = list(params)
+        self.lr, self.momentum = lr, momentum
+        self.momentum_buffers: dict[torch.Tensor, torch.Tensor] = {}
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for param in self.params:
+            if param.grad is None:
+                continue
+            buffer = self.momentum_buffers.get(param)
+            if buffer is None:
+                buffer = self.momentum_buffers[param] = param.grad.clone()
+            else:
+                buffer.mul_(self.momentum).add_(param.grad)
+            param.add_(param.grad.add(buffer, alpha=self.momentum), alpha=-self.lr)
+
+
+class Adam:
+    """Adam without weight decay (torch.optim.Adam's defaults)."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.steps = 0
+        self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1 ** self.steps)
+        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        for param, (mean, square) in zip(self.params, self.moments, strict=True):
+            if param.grad is None:
+                continue
+            mean.lerp_(param.grad, 1 - beta1)
+            square.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+            param.addcdiv_(mean, (square.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
