@@ -1,0 +1,49 @@
+"""split_digits: a fixed split of real digits, cached; device augmentation crops and flips."""
+
+import torch
+
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData, TaskData
+
+
+def test_split_digits_tasks_are_fixed_disjoint_and_cached(data_root):
+    benchmark = get_benchmark("split_digits")
+    assert benchmark.task_names == ("digits_01", "digits_23", "digits_45", "digits_67", "digits_89")
+    task = benchmark.load_task(data_root, "digits_23")
+    assert task.classes == ("2", "3") and task.num_classes == 2
+    assert task.train_images.dtype == torch.uint8 and task.train_images.shape[1:] == (1, 8, 8)
+    assert set(task.train_labels.tolist()) == {0, 1} and set(task.test_labels.tolist()) == {0, 1}
+    assert 0.3 < task.test_labels.numel() / (task.train_labels.numel() + task.test_labels.numel()) < 0.36
+    train_rows = {bytes(image.flatten().tolist()) for image in task.train_images}
+    assert not any(bytes(image.flatten().tolist()) in train_rows for image in task.test_images)
+    again = benchmark.load_task(data_root, "digits_23")
+    assert torch.equal(again.train_images, task.train_images) and again.mean == task.mean
+
+
+def _toy_task(images: torch.Tensor) -> TaskData:
+    labels = torch.zeros(len(images), dtype=torch.long)
+    return TaskData("toy", ("a",), images, labels, images, labels, (0.0,), (1.0 / 255,))
+
+
+def test_crop_shifts_the_image_within_the_padding():
+    image = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    data = DeviceTaskData(_toy_task(image), torch.device("cpu"), crop_padding=1, flip=False)
+    out = data.augment(image, torch.Generator().manual_seed(0))
+    assert out.shape == image.shape
+    shifts = set()
+    for sample in out:
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                padded = torch.nn.functional.pad(image[0], (1, 1, 1, 1))
+                if torch.equal(padded[:, 1 + dy:5 + dy, 1 + dx:5 + dx], sample):
+                    shifts.add((dy, dx))
+    assert len(shifts) == 9
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    image = torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4).repeat(200, 1, 1, 1)
+    data = DeviceTaskData(_toy_task(image), torch.device("cpu"), crop_padding=0, flip=True)
+    out = data.augment(image, torch.Generator().manual_seed(0))
+    flipped = sum(torch.equal(sample, image[0].flip(2)) for sample in out)
+    assert 60 < flipped < 140 and all(torch.equal(s, image[0]) or torch.equal(s, image[0].flip(2)) for s in out)
+    assert torch.allclose(data.normalise(image[:1]), image[:1].float())

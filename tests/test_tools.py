@@ -1,0 +1,65 @@
+"""The chooser tools: which checkpoint becomes the task's, idempotence, accuracy-based retrain choice."""
+
+import json
+
+import pytest
+
+from tools import choose_pruning_ratio, choose_retrain, random_task_id
+from tools.choose_pruning_ratio import choose
+
+
+@pytest.mark.parametrize("record, goal, at_cap, expected", [
+    ({"0.0": 0.9, "0.1": 0.9, "0.5": 0.85, "0.9": 0.7}, 0.85, False, "0.5"),
+    ({"0.0": 0.9, "0.1": 0.8}, 0.85, False, "0.0"),
+    ({"0.0": 0.8, "0.1": 0.7, "0.3": 0.6}, 0.85, True, "0.3"),
+    ({"0.0": 0.8, "0.1": 0.7}, 0.85, False, "0.0"),
+    ({"0.0": 0.8}, 0.85, True, "0.0"),
+])
+def test_choice_rule(record, goal, at_cap, expected):
+    assert choose(record, goal, 0.0, at_cap)[0] == expected
+
+
+def _checkpoint(folder, accuracy, label):
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pth").write_text(label)
+    (folder / "meta.json").write_text(json.dumps({"accuracy": accuracy, "width": 1.0}))
+
+
+def test_choose_pruning_ratio_copies_the_choice_and_is_idempotent(tmp_path):
+    task = tmp_path / "digits_01"
+    _checkpoint(task / "scratch", 0.99, "unpruned")
+    for key, accuracy in (("0.1", 0.99), ("0.2", 0.98), ("0.3", 0.90)):
+        _checkpoint(task / "gradual_prune" / key, accuracy, key)
+    (task / "gradual_prune/record.txt").write_text('{"0.0": 0.99, "0.1": 0.99, "0.2": 0.98, "0.3": 0.9}')
+    goals = tmp_path / "goals.json"
+    goals.write_text('{"digits_01": 0.97}')
+    args = ["--task_folder", str(task), "--dataset", "digits_01", "--baseline_acc_file", str(goals),
+            "--max_allowed_network_width_multiplier", "1.5"]
+    for _ in range(2):
+        assert choose_pruning_ratio.main(args) == 0
+        assert (task / "gradual_prune/checkpoint.pth").read_text() == "0.2"
+        assert json.loads((task / "gradual_prune/chosen.json").read_text())["sparsity"] == "0.2"
+        assert not [p for p in (task / "gradual_prune").iterdir() if p.is_dir()]
+
+
+@pytest.mark.parametrize("retrained, kept", [(0.95, "retrain"), (0.90, "prune"), (0.91, "prune")])
+def test_choose_retrain_keeps_the_more_accurate_model(tmp_path, retrained, kept):
+    _checkpoint(tmp_path / "gradual_prune", 0.91, "prune")
+    (tmp_path / "gradual_prune/chosen.json").write_text('{"sparsity": "0.5", "retrained": false}')
+    _checkpoint(tmp_path / "retrain", retrained, "retrain")
+    args = ["--save_folder", str(tmp_path / "gradual_prune"), "--load_folder", str(tmp_path / "retrain"),
+            "--dataset", "t"]
+    for _ in range(2):
+        assert choose_retrain.main(args) == 0
+        assert (tmp_path / "gradual_prune/checkpoint.pth").read_text() == kept
+
+
+def test_random_task_id_is_an_earlier_task_and_seeded(capsys):
+    seen = set()
+    for seed in range(30):
+        random_task_id.main(["--curr_task_id", "5", "--seed", str(seed)])
+        seen.add(int(capsys.readouterr().out))
+    assert seen == {1, 2, 3, 4}
+    with pytest.raises(SystemExit) as error:
+        random_task_id.main(["--curr_task_id", "1"])
+    assert error.value.code == 64
