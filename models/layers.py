@@ -97,15 +97,32 @@ class PlainWeights(nn.Module):
         return self.weight, self.bias
 
 
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean tensor as 1 bit per element (uint8, little-endian bit order, zero-padded)."""
+    flat = mask.flatten().to(torch.uint8)
+    flat = torch.nn.functional.pad(flat, (0, -flat.numel() % 8)).view(-1, 8)
+    weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
+    return (flat * weights).sum(1, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Inverse of `pack_bits`."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    bits = (packed.view(-1, 1) >> shifts) & 1
+    return bits.flatten()[: math.prod(shape)].view(shape).bool()
+
+
 class CPGWeights(nn.Module):
     """CPG / PackNet / piggyback mode: per-weight task ownership plus per-task picking.
 
     `owner` holds, per weight, 0 (free or pruned) or the 1-based task that owns it.
     Task t computes with  W*[owner==t] + W*[0<owner<t]*pick_t : its own weights
     train, earlier tasks' weights are frozen (no gradient reaches them) and only
-    used where task t's piggymask picks them. The latest task keeps a real-valued
-    piggymask (binarised at 5e-3 with a straight-through gradient); once a newer
-    task arrives it is frozen into a 1-byte pick mask. Biases are per task.
+    used where task t picks them. Picks are stored as 1 bit per weight
+    (`pick_<t>`, tasks after the first). While a stage learns them, a real-valued
+    `piggymask` (binarised at 5e-3, straight-through gradient) stands in for the
+    latest task's bits and is folded back into them by `store_picks`. Biases are
+    per task. In PackNet mode (`learn_picks=False`) every old weight is used.
     """
 
     def __init__(self, geometry: Geometry, width: float, bias: bool, learn_picks: bool = True):
@@ -126,19 +143,19 @@ class CPGWeights(nn.Module):
         return len(self.task_shapes)
 
     def add_task(self, width: float) -> None:
-        """Open a new task at `width`: free weights become its own, a fresh piggymask picks old ones."""
+        """Open a new task at `width`: free weights become its own and every old weight is picked."""
         shape = self.geometry.shape(width)
         if any(n > m for n, m in zip(shape, self.weight.shape, strict=True)):
             raise ValueError(f"task width {width} is wider than the layer {tuple(self.weight.shape)}")
-        if self.piggymask is not None:
-            self.register_buffer(f"pick_{self.num_tasks}", self.piggymask.detach() > PIGGYMASK_THRESHOLD)
-            self.piggymask = None
+        self.store_picks()
+        self.piggymask = None
         self.task_shapes.append(shape)
         task = self.num_tasks
         with torch.no_grad():
             _slice_to(self.owner, shape).masked_fill_(_slice_to(self.owner, shape) == 0, task)
         if task > 1 and self.learn_picks:
-            self.piggymask = nn.Parameter(torch.full(shape, PIGGYMASK_INIT, device=self.weight.device))
+            everything = torch.ones(shape, dtype=torch.bool, device=self.weight.device)
+            self.register_buffer(f"pick_{task}", pack_bits(everything))
         if self.biases is not None:
             new_bias = torch.zeros(shape[0], device=self.weight.device)
             if task > 1:
@@ -147,11 +164,20 @@ class CPGWeights(nn.Module):
             self.biases.append(nn.Parameter(new_bias))
         self.set_task(task)
 
-    def reset_piggymask(self) -> None:
-        """Re-pick every old weight (the retrain stage learns the piggymask again)."""
+    def start_picking(self) -> nn.Parameter | None:
+        """Give the latest task a fresh real-valued piggymask (all old weights picked) to learn."""
+        if not self.learn_picks or self.num_tasks < 2:
+            return None
+        shape = self.task_shapes[-1]
+        self.piggymask = nn.Parameter(torch.full(shape, PIGGYMASK_INIT, device=self.weight.device))
+        self.invalidate()
+        return self.piggymask
+
+    @torch.no_grad()
+    def store_picks(self) -> None:
+        """Fold the learned piggymask into the latest task's pick bits (before saving or a new task)."""
         if self.piggymask is not None:
-            with torch.no_grad():
-                self.piggymask.fill_(PIGGYMASK_INIT)
+            getattr(self, f"pick_{self.num_tasks}").copy_(pack_bits(self.piggymask > PIGGYMASK_THRESHOLD))
 
     def set_task(self, task: int) -> None:
         self.active_task = task
@@ -165,31 +191,29 @@ class CPGWeights(nn.Module):
         self.invalidate()
         return super()._apply(fn, *args, **kwargs)
 
-    def pick_mask(self, task: int) -> torch.Tensor | None:
-        """Task `task`'s choice of old weights: real piggymask (latest task) or frozen bytes."""
-        if task == self.num_tasks:
-            return self.piggymask
-        return getattr(self, f"pick_{task}", None)
+    def _learning_picks(self) -> bool:
+        return self.piggymask is not None and self.active_task == self.num_tasks
 
     def multipliers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float multipliers [owner==t] and [0<owner<t] at task t's shape, built once per change."""
+        """Float multipliers [owner==t] and [0<owner<t]*pick_t at task t's shape, built once per change
+        (without the pick while a piggymask is being learned)."""
         if self._multipliers is None:
-            owner = _slice_to(self.owner, self.task_shapes[self.active_task - 1])
+            shape = self.task_shapes[self.active_task - 1]
+            owner = _slice_to(self.owner, shape)
             own = (owner == self.active_task).to(self.weight.dtype)
-            old = ((owner > 0) & (owner < self.active_task)).to(self.weight.dtype)
-            pick = self.pick_mask(self.active_task)
-            if pick is not None and pick.dtype == torch.bool:
-                old = old * pick
-            self._multipliers = (own, old)
+            old = (owner > 0) & (owner < self.active_task)
+            packed = getattr(self, f"pick_{self.active_task}", None)
+            if packed is not None and not self._learning_picks():
+                old &= unpack_bits(packed, shape)
+            self._multipliers = (own, old.to(self.weight.dtype))
         return self._multipliers
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         task = self.active_task
         weight = _slice_to(self.weight, self.task_shapes[task - 1])
         own, old = self.multipliers()
-        pick = self.pick_mask(task)
-        if pick is not None and pick.dtype != torch.bool:
-            old = old * Binarizer.apply(pick, PIGGYMASK_THRESHOLD)
+        if self._learning_picks():
+            old = old * Binarizer.apply(self.piggymask, PIGGYMASK_THRESHOLD)
         effective = weight * own + weight.detach() * old
         bias = self.biases[task - 1] if self.biases is not None else None
         return effective, bias

@@ -1,9 +1,19 @@
 """The shared layers' CPG mode: effective weight, frozen old weights, picking, growth."""
 
+import pytest
 import torch
 
 from models import build_network
-from models.layers import Binarizer, CPGWeights, Geometry, SharedConv2d, Ternarizer, copy_into_corner
+from models.layers import (
+    Binarizer,
+    CPGWeights,
+    Geometry,
+    SharedConv2d,
+    Ternarizer,
+    copy_into_corner,
+    pack_bits,
+    unpack_bits,
+)
 from utils.checkpoint import network_from_checkpoint
 
 
@@ -30,6 +40,7 @@ def _layer_with_two_tasks() -> CPGWeights:
     with torch.no_grad():
         layer.owner[:2] = 0  # task 1 pruned its first two rows
     layer.add_task(1.0)
+    layer.start_picking()
     return layer
 
 
@@ -54,17 +65,22 @@ def test_old_weights_get_no_gradient_but_the_piggymask_does():
     assert torch.equal(layer.piggymask.grad[layer.owner == 1], layer.weight[layer.owner == 1].detach())
 
 
-def test_finished_task_keeps_its_picks_as_bytes():
+def test_learned_picks_are_stored_as_bits_and_give_the_same_weight():
     layer = _layer_with_two_tasks()
     with torch.no_grad():
         layer.piggymask[3] = 0.0
-    layer.set_task(2)
     before, _ = layer()
     layer.add_task(1.0)
-    assert layer.pick_2.dtype == torch.bool
+    assert layer.pick_2.dtype == torch.uint8 and layer.pick_2.numel() == (4 * 3 + 7) // 8
     layer.set_task(2)
     after, _ = layer()
     assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (8,), (3, 5, 2)])
+def test_bit_packing_round_trips(shape):
+    mask = torch.rand(shape, generator=torch.Generator().manual_seed(1)) > 0.5
+    assert torch.equal(unpack_bits(pack_bits(mask), shape), mask)
 
 
 def test_copy_into_corner_keeps_the_rest():

@@ -26,9 +26,11 @@ class CheckpointError(Exception):
 def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, meta: dict) -> None:
     """Write the network and its task list, then meta.json (the tools' view of the same checkpoint)."""
     folder = Path(folder)
+    for layer in network.cpg_layers():
+        layer.store_picks()
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items() if not k.endswith(".piggymask")}
     payload = {"format": FORMAT, "arch": arch, "width": network.width,
-               "tasks": [spec.to_json() for spec in network.tasks],
-               "model": {k: v.detach().cpu() for k, v in network.state_dict().items()}}
+               "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
     atomic_json_dump({"arch": arch, "width": network.width, "tasks": payload["tasks"], **meta}, folder / META)
 

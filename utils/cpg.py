@@ -118,15 +118,14 @@ def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[NesterovSGD, A
         weights.append(layer.weight)
         if layer.biases is not None:
             weights.append(layer.biases[task - 1])
-        if layer.piggymask is not None and task == layer.num_tasks:
-            masks.append(layer.piggymask)
+        mask = layer.start_picking() if lr_mask > 0 and task == layer.num_tasks else None
+        if mask is not None:
+            masks.append(mask)
     for module in network.modules():
         if hasattr(module, "per_task"):
             weights += list(module.per_task[task - 1].parameters())
     sgd = NesterovSGD(weights, lr=lr, momentum=MOMENTUM)
-    for mask in masks:
-        mask.requires_grad_(lr_mask > 0)
-    adam = Adam(masks, lr=lr_mask) if masks and lr_mask > 0 else None
+    adam = Adam(masks, lr=lr_mask) if masks else None
     return sgd, adam
 
 
@@ -234,8 +233,6 @@ def retrain(stage: Stage) -> ExitCode:
     """Learn the piggymask again with the kept weights; keep the best epoch by validation accuracy."""
     args = stage.args
     before = evaluate(stage.network, stage.data, args.val_batch_size)
-    for layer in stage.network.cpg_layers():
-        layer.reset_piggymask()
     sgd, adam = _optimizers(stage, args.lr, args.lr_mask)
     decay = _masked_weight_decay(stage)
     generator = _generator(stage)
