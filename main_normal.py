@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(prog="main_normal.py", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--mode", required=True, choices=MODES, help="stage to run")
+    add("--method", default="cpg", choices=("cpg", "packnet", "baseline"),
+        help="cpg: pick, compact, grow; packnet: ownership without picking; baseline: one plain model per task")
     add("--benchmark", default="split_digits", choices=sorted(BENCHMARKS), help="task sequence")
     add("--arch", default=None, help="architecture (default: the benchmark's)")
     add("--dataset", required=True, help="task name within the benchmark")
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--baseline_acc_file", default=None, help="JSON task -> accuracy goal (default: the benchmark's goals)")
     add("--jsonfile", "--record_file", dest="jsonfile", default=None, help="record.txt: sparsity -> accuracy")
     add("--log_path", default=None, help="train.log to append to")
+    add("--logfile", default=None, help="baseline: accuracy-goal JSON to add this task's accuracy to")
     add("--total_num_tasks", type=int, default=None, help="tasks the capacity must last for (default: all)")
     add("--seed", type=int, default=1)
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")

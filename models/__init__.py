@@ -6,14 +6,20 @@ from collections.abc import Callable
 
 from models.digits import DigitsConvNet
 from models.network import TaskNetwork, TaskSpec
+from models.vgg import VGG16CIFAR
 
 ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "digits_convnet": DigitsConvNet,
+    "custom_vgg_cifar100": VGG16CIFAR,
+    "vgg16_bn_cifar100": VGG16CIFAR,
 }
 
 
 def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str = "cpg") -> TaskNetwork:
-    """A network of `arch` at `width` holding `tasks` (each at its own width), untrained."""
+    """A network of `arch` at `width` in layer `mode` holding `tasks` (each at its own width), untrained.
+
+    `custom_vgg_cifar100` and `vgg16_bn_cifar100` are the same topology; the reference used the
+    first for CPG and the second for plain baselines and PackNet, and both names are kept."""
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     network = ARCHITECTURES[arch](width=width, mode=mode)

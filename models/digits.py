@@ -14,7 +14,7 @@ class DigitsConvNet(TaskNetwork):
     """Four 3x3 convs (batch-norm, ReLU; pooled 8->4->2->1), one shared hidden layer, one head per task."""
 
     def __init__(self, width: float = 1.0, mode: str = "cpg", in_channels: int = 1):
-        super().__init__(width)
+        super().__init__(width, mode)
         layers: list[nn.Module] = []
         previous = in_channels
         for index, channels in enumerate(CHANNELS):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.layers import CPGWeights, TaskHeads
+from models.layers import CPGWeights, PlainWeights, TaskHeads
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class TaskNetwork(nn.Module):
     classifier: nn.Module
     heads: TaskHeads
 
-    def __init__(self, width: float):
+    def __init__(self, width: float, mode: str):
         super().__init__()
-        self.width = width
+        self.width, self.mode = width, mode
         self.tasks: list[TaskSpec] = []
 
     def add_task(self, name: str, num_classes: int, width: float | None = None) -> int:
@@ -53,6 +53,15 @@ class TaskNetwork(nn.Module):
                 module.add_task(width)
         self.heads.add_task(width, num_classes)
         self.set_task(len(self.tasks))
+        return len(self.tasks)
+
+    def take_over(self, name: str, num_classes: int) -> int:
+        """Let a new task continue from the latest task's weights, batch-norm and head (the
+        finetune baselines); returns its id, which is the latest task's."""
+        last = self.tasks[-1]
+        if last.num_classes != num_classes:
+            raise ValueError(f"task {name!r} has {num_classes} classes, the loaded head {last.num_classes}")
+        self.tasks[-1] = TaskSpec(name, num_classes, last.width)
         return len(self.tasks)
 
     def set_task(self, task: int) -> None:
@@ -71,6 +80,26 @@ class TaskNetwork(nn.Module):
 
     def cpg_layers(self) -> list[CPGWeights]:
         return [m for m in self.modules() if isinstance(m, CPGWeights)]
+
+    def shared_weights(self) -> list[torch.Tensor]:
+        """The weight tensors of the body's shared layers (not the heads)."""
+        return [m.weight for m in (*self.features.modules(), *self.classifier.modules())
+                if isinstance(m, (CPGWeights, PlainWeights))]
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """What training task `task` may change: the body's weights plus that task's own
+        batch-norm, biases and head (never another task's, never a piggymask)."""
+        chosen = []
+        for name, param in self.named_parameters():
+            parts = name.split(".")
+            if "piggymask" in parts:
+                continue
+            for marker in ("per_task", "biases"):
+                if marker in parts and parts[parts.index(marker) + 1] != str(task - 1):
+                    break
+            else:
+                chosen.append(param)
+        return chosen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.classifier(self.features(x)))

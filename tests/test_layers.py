@@ -103,7 +103,8 @@ def test_each_task_runs_at_its_own_width_after_growth():
     narrow.eval()
     x = torch.randn(5, 1, 8, 8)
     before = narrow(x)
-    payload = {"arch": "digits_convnet", "width": 1.0, "tasks": narrow.tasks, "model": narrow.state_dict()}
+    payload = {"arch": "digits_convnet", "mode": "cpg", "width": 1.0, "tasks": narrow.tasks,
+               "model": narrow.state_dict()}
     wide = network_from_checkpoint(payload, 1.5)
     assert wide.features[0].weights.weight.shape[0] > narrow.features[0].weights.weight.shape[0]
     wide.add_task("b", 2)

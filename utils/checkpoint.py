@@ -29,10 +29,11 @@ def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, meta: dict) -
     for layer in network.cpg_layers():
         layer.store_picks()
     state = {k: v.detach().cpu() for k, v in network.state_dict().items() if not k.endswith(".piggymask")}
-    payload = {"format": FORMAT, "arch": arch, "width": network.width,
+    payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
                "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
-    atomic_json_dump({"arch": arch, "width": network.width, "tasks": payload["tasks"], **meta}, folder / META)
+    atomic_json_dump({"arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"], **meta},
+                     folder / META)
 
 
 def load_checkpoint(folder: Path) -> dict:
@@ -61,7 +62,7 @@ def network_from_checkpoint(payload: dict, width: float | None = None) -> TaskNe
     """Rebuild the checkpoint's network, grown to `width` if that is wider (new weights stay freshly
     initialised, ownership of the new region is free)."""
     width = max(payload["width"], width or 0.0)
-    network = build_network(payload["arch"], width, payload["tasks"])
+    network = build_network(payload["arch"], width, payload["tasks"], payload["mode"])
     target = network.state_dict()
     stored = payload["model"]
     if set(stored) != set(target):

@@ -26,9 +26,10 @@ from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.optim import Adam, NesterovSGD
 from utils.pruner import GradualPruner, owned_fraction, task_sparsity
-from utils.records import goal_for, read_goals, read_record, write_record_entry
+from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
 
 TRAIN_ACCURACY_GATE = 0.95
+LAYER_MODES = {"cpg": "cpg", "packnet": "packnet", "baseline": "plain"}
 MOMENTUM = 0.9
 RETRAIN_PATIENCE = 5
 
@@ -92,10 +93,15 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
                                  f"the loaded network ({payload['width']}); width never shrinks")
             network = network_from_checkpoint(payload, args.network_width_multiplier)
         else:
-            network = build_network(args.arch, args.network_width_multiplier)
+            network = build_network(args.arch, args.network_width_multiplier, mode=LAYER_MODES[args.method])
+        if network.mode != LAYER_MODES[args.method]:
+            raise UsageError(f"--method {args.method} cannot continue a {network.mode} checkpoint")
         if args.dataset in [spec.name for spec in network.tasks]:
             raise UsageError(f"task {args.dataset} is already learned in {args.load_folder}")
-        task = network.add_task(args.dataset, task_data.num_classes)
+        if args.method == "baseline" and network.tasks:
+            task = network.take_over(args.dataset, task_data.num_classes)
+        else:
+            task = network.add_task(args.dataset, task_data.num_classes)
     else:
         network = network_from_checkpoint(load_checkpoint(Path(args.load_folder)))
         names = [spec.name for spec in network.tasks]
@@ -111,34 +117,34 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
 
 
 def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[NesterovSGD, Adam | None]:
-    """SGD (Nesterov, no built-in decay) over the task's trainables; Adam over its piggymasks."""
+    """SGD (Nesterov, no built-in decay) over the task's trainables; Adam over fresh piggymasks."""
     network, task = stage.network, stage.task
-    weights, masks = [], []
+    masks = []
     for layer in network.cpg_layers():
-        weights.append(layer.weight)
-        if layer.biases is not None:
-            weights.append(layer.biases[task - 1])
         mask = layer.start_picking() if lr_mask > 0 and task == layer.num_tasks else None
         if mask is not None:
             masks.append(mask)
-    for module in network.modules():
-        if hasattr(module, "per_task"):
-            weights += list(module.per_task[task - 1].parameters())
-    sgd = NesterovSGD(weights, lr=lr, momentum=MOMENTUM)
+    sgd = NesterovSGD(network.task_parameters(task), lr=lr, momentum=MOMENTUM)
     adam = Adam(masks, lr=lr_mask) if masks else None
     return sgd, adam
 
 
-def _masked_weight_decay(stage: Stage):
-    """grad += wd * w on the weights the task owns (the reference's decay; old weights stay frozen)."""
-    layers, decay = stage.network.cpg_layers(), stage.args.weight_decay
+def _weight_decay(stage: Stage):
+    """grad += wd * w on the body's weights the task owns (all of them in a plain network); old
+    tasks' weights, batch-norm, biases and heads are not decayed, as in the reference."""
+    decay = stage.args.weight_decay
+    cpg_layers = stage.network.cpg_layers()
+    plain = [w for w in stage.network.shared_weights() if not any(w is layer.weight for layer in cpg_layers)]
 
     @torch.no_grad()
     def apply() -> None:
-        for layer in layers:
+        for layer in cpg_layers:
             own, _ = layer.multipliers()
             if layer.weight.grad is not None:
                 layer.weight.grad.addcmul_(layer.weight, own, value=decay)
+        for weight in plain:
+            if weight.grad is not None:
+                weight.grad.add_(weight, alpha=decay)
     return apply if decay > 0 else None
 
 
@@ -157,12 +163,14 @@ def _epochs(stage: Stage):
                 unit="epoch", leave=False, disable=not sys.stderr.isatty())
 
 
-def finetune(stage: Stage, goal: float) -> ExitCode:
-    """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
+def _train_new_task(stage: Stage) -> tuple[EpochResult, float]:
+    """Train a new task's weights (and picks); SGD x0.1 at 50% and 80% of the epochs, the mask
+    learning rate x0.2 at 50% and 0 from 70% unless the task owns no weights. Returns the last
+    epoch's training result and the validation accuracy."""
     args = stage.args
     sgd, adam = _optimizers(stage, args.lr, args.lr_mask)
-    decay = _masked_weight_decay(stage)
-    owns_weights = owned_fraction(stage.network.cpg_layers(), stage.task) > 0
+    decay = _weight_decay(stage)
+    owns_weights = not stage.network.cpg_layers() or owned_fraction(stage.network.cpg_layers(), stage.task) > 0
     generator = _generator(stage)
     result = EpochResult(0.0, 0.0)
     for epoch in _epochs(stage):
@@ -173,7 +181,13 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
         result = train_epoch(stage.network, stage.data, args.batch_size, generator, [o for o in (sgd, adam) if o],
                              before_step=decay)
         stage.epoch_line(epoch, result)
-    accuracy = evaluate(stage.network, stage.data, args.val_batch_size)
+    return result, evaluate(stage.network, stage.data, args.val_batch_size)
+
+
+def finetune(stage: Stage, goal: float) -> ExitCode:
+    """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
+    args = stage.args
+    result, accuracy = _train_new_task(stage)
     write_record_entry(Path(args.jsonfile), 0.0, accuracy)
     at_cap = stage.network.width >= args.max_allowed_network_width_multiplier
     met = result.accuracy > TRAIN_ACCURACY_GATE and accuracy >= goal
@@ -182,9 +196,18 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
         return stage.decide(ExitCode.EXPAND, "goal not met below the width cap", **facts)
     stage.save(accuracy, result.accuracy)
     reason = "goal met" if met else "goal not met at the width cap"
-    if not owns_weights:
+    if owned_fraction(stage.network.cpg_layers(), stage.task) == 0:
         return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
     return stage.decide(ExitCode.OK, reason, **facts)
+
+
+def baseline(stage: Stage) -> ExitCode:
+    """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
+    result, accuracy = _train_new_task(stage)
+    if stage.args.logfile:
+        write_goal_entry(Path(stage.args.logfile), stage.args.dataset, accuracy)
+    stage.save(accuracy, result.accuracy)
+    return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
 
 
 def _required_sparsity(args: argparse.Namespace, task: int) -> float:
@@ -209,7 +232,9 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
 
     pruner = GradualPruner(stage.network.cpg_layers(), stage.task, args.initial_sparsity, args.target_sparsity,
                            args.pruning_frequency, 0, args.pruning_interval * steps, momentum_of)
-    decay = _masked_weight_decay(stage)
+    if args.pruning_interval == 0:
+        pruner.prune_to(args.target_sparsity)  # one shot (PackNet), then train the kept weights
+    decay = _weight_decay(stage)
     generator = _generator(stage)
     result = EpochResult(0.0, 0.0)
     for epoch in _epochs(stage):
@@ -234,7 +259,7 @@ def retrain(stage: Stage) -> ExitCode:
     args = stage.args
     before = evaluate(stage.network, stage.data, args.val_batch_size)
     sgd, adam = _optimizers(stage, args.lr, args.lr_mask)
-    decay = _masked_weight_decay(stage)
+    decay = _weight_decay(stage)
     generator = _generator(stage)
     best, since_best = -1.0, 0
     for epoch in _epochs(stage):
@@ -265,18 +290,25 @@ def inference(stage: Stage) -> ExitCode:
 
 
 def accuracy_goal(args: argparse.Namespace) -> float:
-    """The task's goal from --baseline_acc_file, else from the benchmark's built-in goals."""
+    """The task's goal from --baseline_acc_file, else from the benchmark's built-in goals (PackNet
+    has no goals: it always keeps its model)."""
+    if args.method == "packnet":
+        return 0.0
     if args.baseline_acc_file:
         return goal_for(read_goals(Path(args.baseline_acc_file)), args.dataset, args.baseline_acc_file)
     return goal_for(get_benchmark(args.benchmark).default_goals, args.dataset, f"the {args.benchmark} defaults")
 
 
 def run(args: argparse.Namespace) -> ExitCode:
-    goal = accuracy_goal(args) if args.mode in ("finetune", "prune") else None
+    goal = accuracy_goal(args) if args.mode in ("finetune", "prune") and args.method != "baseline" else None
     record = read_record(Path(args.jsonfile)) if args.mode == "prune" else {}
     if args.mode == "prune" and "0.0" not in record:
         raise UsageError(f"record file {args.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
     stage = load_stage(args, RunLog(args.log_path))
+    if args.method == "baseline":
+        if args.mode != "finetune" and args.mode != "inference":
+            raise UsageError(f"--method baseline has no {args.mode} stage")
+        return baseline(stage) if args.mode == "finetune" else inference(stage)
     if args.mode == "finetune":
         return finetune(stage, goal)
     if args.mode == "prune":

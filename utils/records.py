@@ -93,3 +93,10 @@ def goal_for(goals: dict[str, float], task: str, source: str) -> float:
     if task not in goals:
         raise MissingGoal(f"no accuracy goal for task {task!r} in {source}")
     return goals[task]
+
+
+def write_goal_entry(path: Path, task: str, accuracy: float) -> None:
+    """Add or replace one task's accuracy in an accuracy-goal file (baselines write these)."""
+    goals = read_goals(path) if Path(path).exists() else {}
+    goals[task] = round(float(accuracy), 4)
+    atomic_json_dump(goals, path)

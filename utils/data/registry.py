@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from utils.data.cifar100_names import TASK_NAMES as CIFAR100_TASKS
+from utils.data.cifar100_names import baseline_goals
+
 
 class DataError(Exception):
     """Data that is missing or unreadable; the message says what to put where."""
@@ -44,6 +47,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         flip=False,
         default_goals={name: 0.97 for name in DIGIT_TASKS},
         needs_files=False,
+    ),
+    "cifar100": Benchmark(
+        name="cifar100",
+        task_names=CIFAR100_TASKS,
+        arch="custom_vgg_cifar100",
+        loader="utils.data.cifar100:load_task",
+        crop_padding=4,
+        flip=True,
+        default_goals=baseline_goals(),
+        needs_files=True,
     ),
 }
 
