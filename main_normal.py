@@ -81,6 +81,10 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("sparsities must satisfy 0 <= initial <= target < 1")
     needs = {"finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
              "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
+    if args.method == "baseline":
+        if args.mode in ("prune", "retrain"):
+            parser.error(f"--method baseline has no {args.mode} stage")
+        needs["finetune"] = ("save_folder",)
     for name in needs[args.mode]:
         if not getattr(args, name):
             parser.error(f"--mode {args.mode} needs --{name}")

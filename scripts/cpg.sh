@@ -2,11 +2,13 @@
 # CPG on any benchmark: for each task, finetune (growing the width on exit 2), gradual pruning
 # 0.1 ... 0.9, 0.95 (stopping on exit 6), choose the pruning ratio, retrain the piggymask and keep
 # it if better. Rerunning after an interruption skips the stages that finished.
+# METHOD=packnet runs PackNet on the same machinery: no picking, no growth, no retraining, and the
+# sparsest recorded model is kept (set SPARSITY_STEPS="0.6" PRUNING_INTERVAL=0 for one-shot pruning).
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
 # environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, DATA_ROOT,
 #   GOALS, EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
-#   PRUNING_FREQUENCY, PRUNING_INTERVAL, WIDTH_STEP, SEED, DEVICE
+#   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -28,15 +30,21 @@ ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
 NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
 TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
 ((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
-ROOT="$CKPT_ROOT/CPG/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
+METHOD=${METHOD:-cpg}
+case $METHOD in
+  cpg) METHOD_DIR=CPG ;;
+  packnet) METHOD_DIR=PackNet ;;
+  *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
+esac
+ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
 WIDTH_STEP=${WIDTH_STEP:-0.5}
-SPARSITY_STEPS=(0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95)
+read -r -a SPARSITY_STEPS <<< "${SPARSITY_STEPS:-0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95}"
 
-COMMON=(--benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
+COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
         --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"
         --total_num_tasks "$TOTAL_TASKS" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
 [[ -n ${GOALS:-} ]] && COMMON+=(--baseline_acc_file "$GOALS")
-GOAL_FLAGS=(--benchmark "$BENCHMARK")
+GOAL_FLAGS=(--benchmark "$BENCHMARK" --method "$METHOD")
 [[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
 
 width=1.0
@@ -86,7 +94,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
     "$PYTHON" -m tools.choose_pruning_ratio --task_folder "$dir" --dataset "$task" "${GOAL_FLAGS[@]}" \
     --max_allowed_network_width_multiplier "$MAX_WIDTH" --log_path "$log"
 
-  if ((k > 1)) && [[ $state -ne 5 ]]; then
+  if ((k > 1)) && [[ $state -ne 5 && $METHOD == cpg ]]; then
     run_stage retrain "$stages" "$log" "0" \
       "$PYTHON" main_normal.py --mode retrain --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
       --lr "${RETRAIN_LR:-1e-3}" --lr_mask "${RETRAIN_LR_MASK:-1e-4}" --epochs "${RETRAIN_EPOCHS:-30}" \

@@ -23,6 +23,17 @@ float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
 
+# select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
+select_gpu() {
+  [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
+  [[ $1 =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "GPU id must be a number like 0 (or a list like 0,1), got '$1'"
+  export CUDA_VISIBLE_DEVICES=$1
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    printf 'warning: no NVIDIA GPU found; running on the CPU, which is far slower\n' >&2
+    export DEVICE=${DEVICE:-cpu}
+  fi
+}
+
 # json_get FILE FILTER: one value from a JSON file.
 json_get() { jq -er "$2" "$1"; }
 
@@ -56,6 +67,10 @@ run_stage() {
     mv "$marker.tmp" "$marker"
     return 0
   fi
+  if [[ $STAGE_RC -eq 64 ]]; then
+    printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
+    exit 64
+  fi
   if [[ $STAGE_RC -eq 3 ]]; then
     printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
     printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
@@ -84,4 +99,39 @@ ensure_venv() {
   fi
   PYTHON="$venv/bin/python"
   export PATH="$venv/bin:$PATH"
+}
+
+# run_plain_models NAME LOGFILE START: one plain VGG16 per CIFAR-100 task (the baselines), each task's
+# test accuracy added to LOGFILE. START is from_scratch, or from_random_earlier_task (the finetune
+# baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
+run_plain_models() {
+  local name=$1 logfile=$2 start=$3
+  local ckpt_root data_root root k task dir earlier lr
+  ckpt_root=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+  data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
+  [[ -d $data_root ]] || usage_error "data root $data_root does not exist"
+  logfile=$(realpath -m "$logfile")
+  cd "$REPO_ROOT" || exit 1
+  local tasks=()
+  mapfile -t tasks < <("$PYTHON" -m tools.list_tasks cifar100)
+  local count=${NUM_TASKS:-${#tasks[@]}}
+  root="$ckpt_root/baselines/cifar100/$name/vgg16_bn_cifar100"
+  for ((k = 1; k <= count; k++)); do
+    task=${tasks[k - 1]}
+    dir="$root/$task"
+    local load=()
+    lr=1e-2
+    if [[ $start == from_random_earlier_task ]] && ((k > 1)); then
+      earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
+      load=(--load_folder "$root/${tasks[earlier - 1]}")
+      lr=5e-3
+    fi
+    say "task $k/$count: $task"
+    run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
+      "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
+      --dataset "$task" --data_root "$data_root" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
+      --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
+      --logfile "$logfile" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
+  done
+  say "accuracies written to $logfile"
 }

@@ -45,8 +45,19 @@ def test_steps_follow_frequency_within_the_interval():
     pruner = GradualPruner([layer], task=2, initial=0.0, target=0.4, frequency=10, begin=0, end=31)
     updates = []
     for _ in range(60):
-        before = int((layer.owner == 0).sum())
+        before = pruner.last_update
         pruner.step()
-        if int((layer.owner == 0).sum()) != before:
+        if pruner.last_update != before:
             updates.append(pruner.step_count)
-    assert updates == [10, 20, 30]
+    assert updates == [10, 20, 30, 31]
+    assert task_sparsity([layer], 2) == pytest.approx(0.4)
+
+
+def test_finish_reaches_the_target_when_the_stage_is_shorter_than_the_ramp():
+    layer = _two_task_layer()
+    pruner = GradualPruner([layer], task=2, initial=0.0, target=0.3, frequency=10, begin=0, end=100)
+    for _ in range(5):
+        pruner.step()
+    assert task_sparsity([layer], 2) == 0.0
+    pruner.finish()
+    assert task_sparsity([layer], 2) == pytest.approx(0.3)

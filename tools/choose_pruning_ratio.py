@@ -37,15 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, help="task name (its accuracy goal is used)")
     parser.add_argument("--benchmark", default="split_digits")
     parser.add_argument("--baseline_acc_file", default=None)
+    parser.add_argument("--method", default="cpg", choices=("cpg", "packnet"),
+                        help="packnet has no goals and keeps the sparsest recorded model")
     parser.add_argument("--max_allowed_network_width_multiplier", type=float, required=True)
     parser.add_argument("--allow_acc_loss", type=float, default=0.0)
     parser.add_argument("--log_path", default=None)
     args = parser.parse_args(argv)
     prune_folder = args.task_folder / "gradual_prune"
     try:
-        goals = read_goals(args.baseline_acc_file) if args.baseline_acc_file else get_benchmark(
-            args.benchmark).default_goals
-        goal = goal_for(goals, args.dataset, args.baseline_acc_file or "the benchmark defaults")
+        if args.method == "packnet":
+            goal = 0.0
+        else:
+            goals = read_goals(args.baseline_acc_file) if args.baseline_acc_file else get_benchmark(
+                args.benchmark).default_goals
+            goal = goal_for(goals, args.dataset, args.baseline_acc_file or "the benchmark defaults")
         record = read_record(prune_folder / "record.txt")
     except (RecordError, MissingGoal) as error:
         parser.error(str(error))

@@ -34,19 +34,23 @@ def task_accuracies(folder: Path, names: list[str], benchmark: str, data_root: P
     return accuracies
 
 
-def owned_fractions(folder: Path) -> dict[int, float]:
-    """Share of all shared weights each task owns in the checkpoint."""
+def ownership(folder: Path) -> tuple[dict[int, float], int, float]:
+    """Share of the shared weights each task owns, their number, and the network's size relative to
+    the same architecture unexpanded (width 1.0)."""
     import torch
 
+    from models import build_network
     from utils.checkpoint import load_checkpoint
 
-    model = load_checkpoint(folder)["model"]
-    owners = [value for key, value in model.items() if key.endswith(".owner")]
+    payload = load_checkpoint(folder)
+    owners = [value for key, value in payload["model"].items() if key.endswith(".owner")]
     total = sum(owner.numel() for owner in owners)
     counts = torch.zeros(256, dtype=torch.long)
     for owner in owners:
         counts += torch.bincount(owner.flatten().long(), minlength=256)
-    return {task: counts[task].item() / total for task in range(1, 256) if counts[task]}
+    unexpanded = sum(layer.weight.numel() for layer in build_network(payload["arch"], 1.0).cpg_layers())
+    shares = {task: counts[task].item() / total for task in range(1, 256) if counts[task]}
+    return shares, total, total / unexpanded
 
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
@@ -54,7 +58,7 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
 
     last = root / names[-1] / "gradual_prune"
     final = task_accuracies(last, names, benchmark, data_root, device)
-    owned = owned_fractions(last)
+    owned, shared_weights, relative_size = ownership(last)
     rows = []
     for index, name in enumerate(names, start=1):
         folder = root / name / "gradual_prune"
@@ -69,7 +73,8 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
 
     return {"benchmark": benchmark, "tasks": rows, "average_accuracy_after_learning": mean("accuracy_after_learning"),
             "average_accuracy_final": mean("accuracy_final"),
-            "final_width": read_json(last / "meta.json")["width"],
+            "final_width": read_json(last / "meta.json")["width"], "shared_weights": shared_weights,
+            "size_vs_unexpanded": round(relative_size, 4),
             "free_fraction": round(1.0 - sum(owned.values()), 6)}
 
 
@@ -79,8 +84,9 @@ def format_table(summary: dict) -> str:
         lines.append(f"{row['task']:<34} {row['accuracy_after_learning']:>8.4f} {row['accuracy_final']:>8.4f} "
                      f"{row['sparsity']:>9.2f} {row['width']:>6.2f} {row['owned_fraction']:>7.3f}")
     lines.append(f"{'average':<34} {summary['average_accuracy_after_learning']:>8.4f} "
-                 f"{summary['average_accuracy_final']:>8.4f}   free weights {summary['free_fraction']:.3f}, "
-                 f"final width {summary['final_width']}")
+                 f"{summary['average_accuracy_final']:>8.4f}   free weights {summary['free_fraction']:.3f}")
+    lines.append(f"final width {summary['final_width']}: {summary['shared_weights']:,} shared weights, "
+                 f"{summary['size_vs_unexpanded']:.2f}x the unexpanded network")
     return "\n".join(lines)
 
 

@@ -233,7 +233,7 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     pruner = GradualPruner(stage.network.cpg_layers(), stage.task, args.initial_sparsity, args.target_sparsity,
                            args.pruning_frequency, 0, args.pruning_interval * steps, momentum_of)
     if args.pruning_interval == 0:
-        pruner.prune_to(args.target_sparsity)  # one shot (PackNet), then train the kept weights
+        pruner.finish()  # one shot (PackNet), then train the kept weights
     decay = _weight_decay(stage)
     generator = _generator(stage)
     result = EpochResult(0.0, 0.0)
@@ -241,6 +241,7 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
         result = train_epoch(stage.network, stage.data, args.batch_size, generator, [sgd], before_step=decay,
                              after_step=pruner.step)
         stage.epoch_line(epoch, result, sparsity=task_sparsity(stage.network.cpg_layers(), stage.task))
+    pruner.finish()
     accuracy = evaluate(stage.network, stage.data, args.val_batch_size)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=args.target_sparsity)
     if result.accuracy <= TRAIN_ACCURACY_GATE:
@@ -305,10 +306,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     if args.mode == "prune" and "0.0" not in record:
         raise UsageError(f"record file {args.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
     stage = load_stage(args, RunLog(args.log_path))
-    if args.method == "baseline":
-        if args.mode != "finetune" and args.mode != "inference":
-            raise UsageError(f"--method baseline has no {args.mode} stage")
-        return baseline(stage) if args.mode == "finetune" else inference(stage)
+    if args.method == "baseline" and args.mode == "finetune":
+        return baseline(stage)
     if args.mode == "finetune":
         return finetune(stage, goal)
     if args.mode == "prune":

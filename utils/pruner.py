@@ -21,7 +21,9 @@ def cubic_sparsity(step: int, begin: int, end: int, initial: float, target: floa
 
 
 class GradualPruner:
-    """Prunes every `frequency` steps between `begin` and `end` (steps counted after each update)."""
+    """Prunes every `frequency` steps between `begin` and `end` (steps counted after each update),
+    and at `end` itself, so the stage ends at its target sparsity (the reference's last update fell
+    short of `end`); `finish` prunes to the target when a stage is shorter than its ramp."""
 
     def __init__(self, layers: list[CPGWeights], task: int, initial: float, target: float, frequency: int,
                  begin: int, end: int, momentum_of=None):
@@ -31,6 +33,7 @@ class GradualPruner:
         self.momentum_of = momentum_of
         self.step_count = 0
         self.last_update = begin
+        self.applied = initial
         self.candidates = [self._candidate_mask(layer) for layer in layers]
         self.pool_sizes = [int(mask.sum().item()) for mask in self.candidates]
 
@@ -41,12 +44,18 @@ class GradualPruner:
         """Call after every optimizer step."""
         self.step_count += 1
         step = self.step_count
-        if self.begin <= step <= self.end and step >= self.last_update + self.frequency:
+        if self.begin <= step <= self.end and (step >= self.last_update + self.frequency or step == self.end):
             self.last_update = step
             self.prune_to(cubic_sparsity(step, self.begin, self.end, self.initial, self.target))
 
+    def finish(self) -> None:
+        """Reach the target if the stage ended before the ramp did."""
+        if self.applied < self.target:
+            self.prune_to(self.target)
+
     @torch.no_grad()
     def prune_to(self, sparsity: float) -> None:
+        self.applied = sparsity
         for layer, candidates, pool in zip(self.layers, self.candidates, self.pool_sizes, strict=True):
             rank = round(sparsity * pool)
             if rank < 1:
@@ -72,4 +81,4 @@ def task_sparsity(layers: list[CPGWeights], task: int) -> float:
 def owned_fraction(layers: list[CPGWeights], task: int) -> float:
     """Share of all shared weights owned by `task`."""
     total = sum(layer.owner.numel() for layer in layers)
-    return sum(int((layer.owner == task).sum()) for layer in layers) / total
+    return sum(int((layer.owner == task).sum()) for layer in layers) / total if total else 0.0

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Evaluate a finished CPG CIFAR-100 run: every task at its own width with its own batch-norm, head
+# and picks, the average, the weights each task owns and the network's size against the unexpanded
+# VGG16; prints the table and writes summary.json at the run's root.
+# usage: scripts/inference_CPG_cifar100.sh <gpu id>   (SETTING, EXPERIMENT, NUM_TASKS, DATA_ROOT, CKPT_ROOT)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+select_gpu "${1:-}"
+ckpt_root=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
+cd "$REPO_ROOT" || exit 1
+root="$ckpt_root/CPG/${EXPERIMENT:-experiment1}/${SETTING:-scratch_mul_1.5}/custom_vgg_cifar100"
+[[ -d $root ]] || usage_error "no CPG run at $root (set SETTING=all_max_mul_1.5 for released checkpoints)"
+"$PYTHON" -m tools.report --root "$root" --benchmark cifar100 --data_root "$data_root" \
+  --num_tasks "${NUM_TASKS:-20}" --device "${DEVICE:-auto}"
