@@ -12,9 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from utils.cli import UsageParser
+from utils.cli import UsageError, UsageParser
 from utils.data.registry import BENCHMARKS, DataError, get_benchmark
 from utils.exit_codes import ExitCode
+from utils.methods import METHODS, flag_adders, run_method
 from utils.records import MissingGoal, RecordError
 
 MODES = ("finetune", "prune", "retrain", "inference")
@@ -24,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(prog="main_normal.py", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--mode", required=True, choices=MODES, help="stage to run")
-    add("--method", default="cpg", choices=("cpg", "packnet", "baseline"),
-        help="cpg: pick, compact, grow; packnet: ownership without picking; baseline: one plain model per task")
+    add("--method", default="cpg", choices=sorted(METHODS),
+        help="cpg: pick, compact, grow; packnet: ownership without picking; baseline: one plain model per task; "
+             "the other methods are described in the README")
     add("--benchmark", default="split_digits", choices=sorted(BENCHMARKS), help="task sequence")
     add("--arch", default=None, help="architecture (default: the benchmark's)")
     add("--dataset", required=True, help="task name within the benchmark")
@@ -52,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--total_num_tasks", type=int, default=None, help="tasks the capacity must last for (default: all)")
     add("--seed", type=int, default=1)
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    for name, add_flags in flag_adders().items():
+        add_flags(parser.add_argument_group(f"{name} method"))
     return parser
 
 
@@ -79,6 +83,8 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--pruning_interval must not be negative")
     if not 0.0 <= args.initial_sparsity <= args.target_sparsity < 1.0:
         parser.error("sparsities must satisfy 0 <= initial <= target < 1")
+    if args.method not in ("cpg", "packnet", "baseline"):
+        return  # other methods check their own flags in their run()
     needs = {"finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
              "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
     if args.method == "baseline":
@@ -98,10 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         parser.error(str(error))
     from utils.checkpoint import CheckpointError
-    from utils.cpg import UsageError, run
 
     try:
-        return int(run(args))
+        return int(run_method(args.method)(args))
     except MissingGoal as error:
         print(f"main_normal.py: {error}. Add the task's accuracy goal to a JSON file "
               f"(task name -> accuracy, e.g. from scripts/baseline_*.sh) and pass it as --baseline_acc_file.",

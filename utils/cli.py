@@ -5,6 +5,10 @@ import argparse
 from utils.exit_codes import ExitCode
 
 
+class UsageError(Exception):
+    """Flags or inputs that do not make sense together; the entry point prints it and exits 64."""
+
+
 class UsageParser(argparse.ArgumentParser):
     """argparse that exits 64 with one line: its default 2 would read as 'expand'."""
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from models import build_network
 from models.network import TaskNetwork
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.engine import EpochResult, evaluate, train_epoch
@@ -32,10 +33,6 @@ TRAIN_ACCURACY_GATE = 0.95
 LAYER_MODES = {"cpg": "cpg", "packnet": "packnet", "baseline": "plain"}
 MOMENTUM = 0.9
 RETRAIN_PATIENCE = 5
-
-
-class UsageError(Exception):
-    """Flags or inputs that do not make sense together (exit 64)."""
 
 
 @dataclass
