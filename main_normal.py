@@ -121,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    from utils.warm_start import run_remote
+
+    code = run_remote(sys.argv[1:])
+    if code is None:
+        code = main()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # every file is written and synced; skip the interpreter's ~1 s teardown of torch

@@ -47,6 +47,7 @@ COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "
 GOAL_FLAGS=(--benchmark "$BENCHMARK" --method "$METHOD")
 [[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
 
+start_stage_server
 width=1.0
 previous=""
 for ((k = 1; k <= NUM_TASKS; k++)); do
@@ -105,6 +106,8 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
       --dataset "$task" --log_path "$log"
   fi
   previous="$dir/gradual_prune"
+  say "task $k/$NUM_TASKS: $task done: sparsity $(json_get "$previous/chosen.json" .sparsity)," \
+    "accuracy $(json_get "$previous/meta.json" .accuracy), width $(json_get "$previous/meta.json" .width)"
 done
 
 "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"

@@ -1,0 +1,139 @@
+"""Warm start: run each stage in a child forked from a process that has already imported torch.
+
+A driver calls `main_normal.py` about 14 times per task and a fresh interpreter
+spends about 1.5 s importing torch before the first step. A driver may start
+`python -m utils.warm_start --socket PATH` once and export
+`CPG_STAGE_SERVER=PATH`; `main_normal.py` then hands its arguments, working
+folder, environment and standard streams to the server, which forks a child
+that runs the stage and sends back the exit code. The child dies with its
+client: if the driver is killed, the stage stops too. Without the variable, or
+when the server cannot be reached, `main_normal.py` runs the stage itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+
+ENV_VAR = "CPG_STAGE_SERVER"
+HEADER = struct.Struct("!I")
+
+
+def _send_message(conn: socket.socket, payload: bytes, fds: list[int] = ()) -> None:
+    data = HEADER.pack(len(payload)) + payload
+    if fds:
+        conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+    else:
+        conn.sendall(data)
+
+
+def _receive_exactly(conn: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = conn.recv(size)
+        if not chunk:
+            raise ConnectionError("peer closed the connection")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def run_remote(argv: list[str]) -> int | None:
+    """Run `main_normal.py argv` in the warm server; None when no server is reachable."""
+    path = os.environ.get(ENV_VAR)
+    if not path:
+        return None
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(path)
+    except OSError:
+        return None
+    request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with conn:
+        _send_message(conn, request, [0, 1, 2])
+        return HEADER.unpack(_receive_exactly(conn, HEADER.size))[0]
+
+
+def _receive_request(conn: socket.socket) -> tuple[dict, list[int]]:
+    fds = array.array("i")
+    data, ancillary, _, _ = conn.recvmsg(HEADER.size, socket.CMSG_LEN(3 * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    length = HEADER.unpack(data + _receive_exactly(conn, HEADER.size - len(data)))[0]
+    return json.loads(_receive_exactly(conn, length)), list(fds)
+
+
+def _die_with_client(conn: socket.socket) -> None:
+    """The client sends nothing after its request; an end of stream means it is gone."""
+    try:
+        conn.recv(1)
+    finally:
+        os._exit(1)
+
+
+def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
+    import main_normal
+
+    try:
+        code = main_normal.main(request["argv"])
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:  # the client must get a code whatever happens
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.sendall(HEADER.pack(int(code)))
+    os._exit(int(code))
+
+
+def serve(path: str) -> None:
+    """Import the stage machinery once, then fork one child per request."""
+    import main_normal  # noqa: F401  (warms the imports the children use)
+    import utils.cpg  # noqa: F401
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)
+    while True:
+        conn, _ = server.accept()
+        try:
+            request, fds = _receive_request(conn)
+        except (OSError, ValueError, ConnectionError):
+            conn.close()
+            continue
+        if os.fork() == 0:
+            server.close()
+            _run_child(conn, request, fds)
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Serve main_normal.py stages from a warm process.")
+    parser.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    serve(parser.parse_args().socket)
