@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.digits import DigitsConvNet
+from models.lenet import FC10241024, LeNet300100
 from models.network import TaskNetwork, TaskSpec
+from models.resnet import GEMResNet18
+from models.subspace_nets import SubspaceConvNet, SubspaceConvNetRGB
 from models.vgg import VGG16CIFAR
 
 ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "digits_convnet": DigitsConvNet,
     "custom_vgg_cifar100": VGG16CIFAR,
     "vgg16_bn_cifar100": VGG16CIFAR,
+    "lenet_300_100": LeNet300100,
+    "fc_1024_1024": FC10241024,
+    "gem_resnet18": GEMResNet18,
+    "subspace_convnet": SubspaceConvNet,
+    "subspace_convnet_rgb": SubspaceConvNetRGB,
 }
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 PIGGYMASK_THRESHOLD = 5e-3
 PIGGYMASK_INIT = 1e-2
+DEFAULT_STUDENTS = 10  # Expand-and-Cluster's N
 
 
 def scaled(channels: int, width: float) -> int:
@@ -219,10 +220,194 @@ class CPGWeights(nn.Module):
         return effective, bias
 
 
+class SubspaceWeights(nn.Module):
+    """Subspace mode (lines, curves, simplexes): S vertex weights stacked in one tensor [S, *shape].
+
+    The effective weight is the contraction of the stack with `coeffs` [S], a plain
+    attribute (not in the state dict) that the trainer sets before each forward, so
+    one fused op mixes any number of vertices. Every vertex has its own
+    kaiming-normal draw (fan-in, gain sqrt 2), as in the reference.
+    """
+
+    def __init__(self, geometry: Geometry, width: float, bias: bool, vertices: int):
+        super().__init__()
+        shape = geometry.shape(width)
+        self.weight = nn.Parameter(torch.empty(vertices, *shape))
+        with torch.no_grad():
+            for vertex in self.weight:
+                nn.init.kaiming_normal_(vertex, mode="fan_in", nonlinearity="relu")
+        self.bias = nn.Parameter(torch.zeros(vertices, shape[0])) if bias else None
+        self.coeffs = torch.full((vertices,), 1.0 / vertices)
+
+    @staticmethod
+    def with_vertices(vertices: int) -> Callable[..., nn.Module]:
+        return lambda geometry, width, bias: SubspaceWeights(geometry, width, bias, vertices)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.coeffs = fn(self.coeffs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weight = torch.tensordot(self.coeffs, self.weight, dims=1)
+        bias = self.coeffs @ self.bias if self.bias is not None else None
+        return weight, bias
+
+
+SUBSPACE_MODES: dict[str, int] = {"line": 2, "curve": 3, **{f"simplex{n}": n for n in range(2, 10)}}
+"""Subspace weight modes and their vertex counts; a curve's index 2 is the control point."""
+
+class SupSupMask(torch.autograd.Function):
+    """Binary supermask from scores, either the `density` share of largest |scores| (top-k, exact
+    count) or scores >= 0 (`density` None); the gradient passes straight through to the scores
+    (through |.| for top-k, i.e. times sign(score), as in the reference)."""
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor, density: float | None) -> torch.Tensor:
+        if density is None:
+            return (scores >= 0).to(scores.dtype)
+        ctx.save_for_backward(scores)
+        flat = scores.abs().flatten()
+        keep = flat.numel() - int((1.0 - density) * flat.numel())
+        mask = torch.zeros_like(flat).index_fill_(0, flat.topk(keep, sorted=False).indices, 1.0)
+        return mask.view_as(scores)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if not ctx.saved_tensors:
+            return grad, None
+        (scores,) = ctx.saved_tensors
+        return grad * scores.sign(), None
+
+
+class Superpose(torch.autograd.Function):
+    """W * sum_i alpha_i M_i over a bit-packed mask stack, and d/d alpha_i = <grad * W, M_i>:
+    both are contractions over the stack in row chunks, never a float copy of all of it."""
+
+    @staticmethod
+    def forward(ctx, alphas: torch.Tensor, weight: torch.Tensor, layer: SupSupWeights) -> torch.Tensor:
+        mix = torch.zeros(weight.numel(), dtype=weight.dtype, device=weight.device)
+        for start, masks in layer.mask_chunks(weight.dtype):
+            mix += alphas[start:start + len(masks)] @ masks.flatten(1)
+        ctx.layer = layer
+        ctx.save_for_backward(weight)
+        return weight * mix.view_as(weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        signal = (grad * weight).flatten()
+        parts = [masks.flatten(1) @ signal for _, masks in ctx.layer.mask_chunks(weight.dtype)]
+        return torch.cat(parts), None, None
+
+
+class SupSupWeights(nn.Module):
+    """SupSup mode: frozen signed-constant weights, one learned binary supermask per task.
+
+    The weight (a buffer, +-sqrt(2/fan_in) with random signs from the global seed) never
+    trains. `add_task` gives the new task its scores (kaiming-uniform); while they live the
+    task's mask is computed from them (see `SupSupMask`). `store_masks` packs every live
+    task's mask as 1 bit per weight into row t-1 of `stack` [T, ceil(P/8)] and drops the
+    scores. Stored task t runs with W * M_t (unpacked once per task switch); with
+    `alphas` [T] set, the layer runs in superposition, W * sum_i alpha_i M_i.
+    """
+
+    CHUNK_ELEMENTS = 1 << 24
+
+    def __init__(self, geometry: Geometry, width: float, bias: bool):
+        super().__init__()
+        if bias:
+            raise ValueError("supsup layers have no bias (masks over fixed weights only)")
+        shape = geometry.shape(width)
+        fan_in = math.prod(shape[1:])
+        signs = torch.randint(0, 2, shape).mul_(2).sub_(1).to(torch.float32)
+        self.register_buffer("weight", signs * math.sqrt(2.0 / fan_in))
+        self.register_buffer("stack", torch.zeros(0, -(-math.prod(shape) // 8), dtype=torch.uint8))
+        self.scores = nn.ParameterDict()
+        self.density: float | None = 0.5
+        self.alphas: torch.Tensor | None = None
+        self.active_task = 0
+        self._mask: torch.Tensor | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        return self.stack.shape[0]
+
+    def add_task(self, width: float = 1.0) -> None:
+        bound = 1.0 / math.sqrt(math.prod(self.weight.shape[1:]))
+        scores = torch.empty_like(self.weight).uniform_(-bound, bound)
+        self.scores[str(self.num_tasks + 1)] = nn.Parameter(scores)
+        self.stack = torch.cat([self.stack, self.stack.new_zeros(1, self.stack.shape[1])])
+        self.set_task(self.num_tasks)
+
+    @torch.no_grad()
+    def store_masks(self) -> None:
+        """Freeze every live task's mask into the stack (1 bit per weight) and free its scores."""
+        for key in list(self.scores):
+            self.stack[int(key) - 1] = pack_bits(SupSupMask.apply(self.scores[key], self.density) > 0)
+            del self.scores[key]
+        self._mask = None
+
+    def mask(self, task: int) -> torch.Tensor:
+        """Task `task`'s binary mask as floats (from its scores while they live)."""
+        scores = self.scores[str(task)] if str(task) in self.scores else None
+        if scores is not None:
+            return SupSupMask.apply(scores, self.density)
+        return unpack_bits(self.stack[task - 1], tuple(self.weight.shape)).to(self.weight.dtype)
+
+    def mask_chunks(self, dtype: torch.dtype):
+        """(first row, float masks [c, *shape]) over the stack, c rows at a time."""
+        rows = max(1, self.CHUNK_ELEMENTS // (8 * self.stack.shape[1]))
+        shifts = torch.arange(8, dtype=torch.uint8, device=self.stack.device)
+        for start in range(0, self.num_tasks, rows):
+            packed = self.stack[start:start + rows]
+            bits = (packed.unsqueeze(-1) >> shifts) & 1
+            yield start, bits.flatten(1)[:, :self.weight.numel()].view(-1, *self.weight.shape).to(dtype)
+
+    def set_task(self, task: int) -> None:
+        self.active_task = task
+        self._mask = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._mask = None
+        if self.alphas is not None:
+            self.alphas = fn(self.alphas)
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self) -> tuple[torch.Tensor, None]:
+        if self.alphas is not None:
+            return Superpose.apply(self.alphas, self.weight, self), None
+        if str(self.active_task) in self.scores:
+            return self.weight * self.mask(self.active_task), None
+        if self._mask is None:
+            self._mask = self.mask(self.active_task)
+        return self.weight * self._mask, None
+
+
+class StudentsWeights(nn.Module):
+    """Students mode (Expand-and-Cluster): N independent students stacked as a batch dimension,
+    weight [N, out, in] and bias [N, out], so one batched matmul runs them all (no contraction).
+
+    Each student's weight is a kaiming-normal draw over its own fan-in (the reference drew over
+    the whole 3-D tensor, which shrank the scale by sqrt(out * N)); biases start at zero.
+    """
+
+    def __init__(self, geometry: Geometry, width: float, bias: bool, students: int = DEFAULT_STUDENTS):
+        super().__init__()
+        out_features, in_features = geometry.shape(width)
+        self.weight = nn.Parameter(torch.randn(students, out_features, in_features) * math.sqrt(2.0 / in_features))
+        self.bias = nn.Parameter(torch.zeros(students, out_features)) if bias else None
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
+
+
 WEIGHT_MODES: dict[str, Callable[..., nn.Module]] = {
     "plain": PlainWeights,
     "cpg": CPGWeights,
     "packnet": lambda geometry, width, bias: CPGWeights(geometry, width, bias, learn_picks=False),
+    "supsup": SupSupWeights,
+    **{mode: SubspaceWeights.with_vertices(n) for mode, n in SUBSPACE_MODES.items()},
+    "students": StudentsWeights,
 }
 
 
@@ -253,6 +438,11 @@ class SharedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weights()
+        if weight.dim() == 3:  # students [N, out, in]: x is [N, B, in], or [B, in] shared by all students
+            x = x.expand(weight.shape[0], *x.shape[-2:])
+            if bias is None:
+                return torch.bmm(x, weight.transpose(1, 2))
+            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
         return F.linear(x, weight, bias)
 
 
@@ -315,3 +505,34 @@ class TaskHeads(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.per_task[self.active_task - 1](x)
+
+
+class SubspaceBatchNorm2d(nn.Module):
+    """Batch-norm of a subspace: S stacked affine sets mixed by `coeffs`, one shared set of
+    running statistics (recalibrated at the evaluated point before evaluation)."""
+
+    def __init__(self, channels: int, vertices: int, width: float = 1.0, scale: bool = True):
+        super().__init__()
+        size = scaled(channels, width) if scale else channels
+        self.weight = nn.Parameter(torch.ones(vertices, size))
+        self.bias = nn.Parameter(torch.zeros(vertices, size))
+        self.register_buffer("running_mean", torch.zeros(size))
+        self.register_buffer("running_var", torch.ones(size))
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.eps, self.momentum = 1e-5, 0.1
+        self.coeffs = torch.full((vertices,), 1.0 / vertices)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.coeffs = fn(self.coeffs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def reset_running_stats(self) -> None:
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.coeffs @ self.weight,
+                            self.coeffs @ self.bias, self.training, self.momentum, self.eps)

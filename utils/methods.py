@@ -14,9 +14,16 @@ METHODS: dict[str, str] = {
     "cpg": "utils.cpg",
     "packnet": "utils.cpg",
     "baseline": "utils.cpg",
+    "subspace": "utils.subspace_method",
+    "supsup": "utils.supsup",
+    "extract": "utils.students",
 }
 
-METHOD_FLAGS: dict[str, str] = {}
+METHOD_FLAGS: dict[str, str] = {
+    "subspace": "utils.subspace_flags:add_flags",
+    "supsup": "utils.supsup_flags:add_flags",
+    "extract": "utils.students_flags:add_flags",
+}
 
 
 def run_method(name: str) -> Callable:

@@ -38,6 +38,33 @@ class NesterovSGD:
             param.add_(param.grad.add(buffer, alpha=self.momentum), alpha=-self.lr)
 
 
+class MomentumSGD:
+    """SGD with heavy-ball momentum and L2 weight decay on every parameter (torch.optim.SGD with
+    momentum and weight_decay, no dampening, no Nesterov): the subspace reference's optimizer."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float, weight_decay: float = 0.0):
+        self.params = list(params)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.momentum_buffers: dict[torch.Tensor, torch.Tensor] = {}
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for param in self.params:
+            if param.grad is None:
+                continue
+            grad = param.grad.add(param, alpha=self.weight_decay) if self.weight_decay else param.grad
+            buffer = self.momentum_buffers.get(param)
+            if buffer is None:
+                buffer = self.momentum_buffers[param] = grad.clone()
+            else:
+                buffer.mul_(self.momentum).add_(grad)
+            param.add_(buffer, alpha=-self.lr)
+
+
 class Adam:
     """Adam without weight decay (torch.optim.Adam's defaults)."""
 
@@ -64,3 +91,24 @@ class Adam:
             mean.lerp_(param.grad, 1 - beta1)
             square.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
             param.addcdiv_(mean, (square.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
+
+
+class RMSprop:
+    """RMSprop without momentum, centering or decay (torch.optim.RMSprop's defaults): the optimizer of
+    SupSup's MNIST experiments."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-8):
+        self.params = list(params)
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.squares = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for param, square in zip(self.params, self.squares, strict=True):
+            if param.grad is not None:
+                square.mul_(self.alpha).addcmul_(param.grad, param.grad, value=1 - self.alpha)
+                param.addcdiv_(param.grad, square.sqrt().add_(self.eps), value=-self.lr)

@@ -41,6 +41,18 @@ def load_task(data_root: Path, task_name: str) -> TaskData:
     return cached_task(path, lambda: _decode(root, task_name))
 
 
+def load_all_classes(data_root: Path) -> list[Split]:
+    """[(train images, labels), (test images, labels)] of all 100 classes, labels the fine ids in
+    FINE_NAMES order, assembled from the 20 cached superclass tasks (so decoding happens once)."""
+    parts: list[list[Split]] = [[], []]
+    for task_name in TASK_NAMES:
+        task = load_task(data_root, task_name)
+        fine_ids = torch.tensor([FINE_NAMES.index(name) for name in task.classes])
+        parts[0].append((task.train_images, fine_ids[task.train_labels]))
+        parts[1].append((task.test_images, fine_ids[task.test_labels]))
+    return [(torch.cat([p[0] for p in split]), torch.cat([p[1] for p in split])) for split in parts]
+
+
 def _where(root: Path) -> str:
     """Where the files belong, for every message about missing or broken data."""
     return (f"put the official python version at {root / PICKLE_DIR}/ (train, test, meta) "

@@ -20,11 +20,17 @@ CACHE_VERSION = 1
 
 
 def _decode(task_name: str) -> TaskData:
+    first = int(task_name.removeprefix("digits_")[0])
+    return decode_digits(task_name, tuple(range(first, first + 2)))
+
+
+def decode_digits(task_name: str, classes: tuple[int, ...]) -> TaskData:
+    """Consecutive digits `classes` as one task (labels from 0), each split with the fixed seed; the
+    split of a digit is the same whichever task it is in."""
     from sklearn.datasets import load_digits  # slow import, only when the cache is cold
 
     digits = load_digits()
-    first = int(task_name.removeprefix("digits_")[0])
-    classes = (first, first + 1)
+    first = classes[0]
     rng = np.random.RandomState(SPLIT_SEED)
     train_index, test_index = [], []
     for digit in range(10):
@@ -50,3 +56,9 @@ def _decode(task_name: str) -> TaskData:
 def load_task(data_root: Path, task_name: str) -> TaskData:
     path = Path(data_root) / "split_digits" / f"{task_name}.v{CACHE_VERSION}.pt"
     return cached_task(path, lambda: _decode(task_name))
+
+
+def load_all_digits(data_root: Path, task_name: str) -> TaskData:
+    """digits10: all ten digits as one task (single-task methods such as subspaces)."""
+    path = Path(data_root) / "digits10" / f"{task_name}.v{CACHE_VERSION}.pt"
+    return cached_task(path, lambda: decode_digits(task_name, tuple(range(10))))

@@ -10,6 +10,13 @@ from dataclasses import dataclass, field
 
 from utils.data.cifar100_names import TASK_NAMES as CIFAR100_TASKS
 from utils.data.cifar100_names import baseline_goals
+from utils.data.supsup_names import (
+    PERMUTED_DIGITS_TASKS,
+    PERMUTED_MNIST_TASKS,
+    RAND_SPLIT_CIFAR100_TASKS,
+    ROTATED_MNIST_TASKS,
+    SPLIT_MNIST_TASKS,
+)
 
 
 class DataError(Exception):
@@ -57,6 +64,49 @@ BENCHMARKS: dict[str, Benchmark] = {
         flip=True,
         default_goals=baseline_goals(),
         needs_files=True,
+    ),
+    "digits10": Benchmark(
+        name="digits10",
+        task_names=("digits10",),
+        arch="digits_convnet",
+        loader="utils.data.digits:load_all_digits",
+        crop_padding=1,
+        flip=False,
+        default_goals={"digits10": 0.95},
+        needs_files=False,
+    ),
+    "cifar10": Benchmark(
+        name="cifar10",
+        task_names=("cifar10",),
+        arch="custom_vgg_cifar100",
+        loader="utils.data.cifar10:load_task",
+        crop_padding=4,
+        flip=True,
+        needs_files=True,
+    ),
+    "rand_split_cifar100": Benchmark(
+        name="rand_split_cifar100", task_names=RAND_SPLIT_CIFAR100_TASKS, arch="gem_resnet18",
+        loader="utils.data.rand_cifar100:load_task", crop_padding=4, flip=True,
+    ),
+    "permuted_mnist": Benchmark(
+        name="permuted_mnist", task_names=PERMUTED_MNIST_TASKS, arch="lenet_300_100",
+        loader="utils.data.mnist:load_permuted", crop_padding=0, flip=False,
+    ),
+    "rotated_mnist": Benchmark(
+        name="rotated_mnist", task_names=ROTATED_MNIST_TASKS, arch="fc_1024_1024",
+        loader="utils.data.mnist:load_rotated", crop_padding=0, flip=False,
+    ),
+    "split_mnist": Benchmark(
+        name="split_mnist", task_names=SPLIT_MNIST_TASKS, arch="lenet_300_100",
+        loader="utils.data.mnist:load_split", crop_padding=0, flip=False,
+    ),
+    "gaussian_teacher": Benchmark(
+        name="gaussian_teacher", task_names=("gaussian",), arch="students_mlp",
+        loader="utils.extraction.teachers:no_images", crop_padding=0, flip=False, needs_files=False,
+    ),
+    "permuted_digits": Benchmark(
+        name="permuted_digits", task_names=PERMUTED_DIGITS_TASKS, arch="lenet_300_100",
+        loader="utils.data.mnist:load_permuted_digits", crop_padding=0, flip=False, needs_files=False,
     ),
 }
 

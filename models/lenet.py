@@ -1,0 +1,45 @@
+"""Fully connected nets of the SupSup experiments, from the shared layers: LeNet 300-100 and FC 1024-1024.
+
+Inputs are flattened images of any size; the last layer has `outputs` units (task classes plus
+superfluous neurons). In SupSup mode every layer, the last included, is masked and has no bias,
+as in the reference; in other modes the hidden layers are shared and each task has its own head.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from models.digits import init_weights
+from models.layers import SharedLinear
+from models.network import TaskNetwork
+from models.supsup_parts import task_head
+
+
+class MLP(TaskNetwork):
+    """Flatten, hidden layers with ReLU, then the head."""
+
+    def __init__(self, hidden: tuple[int, ...], width: float = 1.0, mode: str = "supsup",
+                 input_shape: tuple[int, ...] = (1, 28, 28), outputs: int = 10):
+        super().__init__(width, mode)
+        bias = mode != "supsup"
+        layers: list[nn.Module] = [nn.Flatten()]
+        previous = math.prod(input_shape)
+        for index, size in enumerate(hidden):
+            layers += [SharedLinear(previous, size, width=width, bias=bias, mode=mode, scale_in=index > 0),
+                       nn.ReLU()]
+            previous = size
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Identity()
+        self.heads = task_head(previous, outputs, mode)
+        if mode != "supsup":
+            init_weights(self)
+
+
+def LeNet300100(**kwargs) -> MLP:  # noqa: N802 (an architecture name)
+    return MLP((300, 100), **kwargs)
+
+
+def FC10241024(**kwargs) -> MLP:  # noqa: N802 (an architecture name)
+    return MLP((1024, 1024), **kwargs)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# SupSup GG (task given at train and test time) on RandSplitCIFAR100: each of the 20 tasks learns its
+# own supermask over the same fixed signed-constant GEMResNet18 weights. Tasks are independent, so
+# they are spread over the given GPUs (one worker per GPU, each training its share one after another);
+# then every task is evaluated with its own mask in one merged network, and results.csv (per task
+# accuracy right after learning and at the end, average) and summary.json are written.
+# Rerunning after an interruption skips the tasks that finished.
+#
+# usage: scripts/supsup_gg.sh [gpu list, e.g. 0 1 2 or 0,1,2; default 0]
+# environment: NUM_TASKS, EPOCHS (250), SPARSITY (ER factor, 32), LR (1e-3), BATCH_SIZE (128), SEED (0),
+#   BENCHMARK (rand_split_cifar100), ARCH (gem_resnet18), DATA_ROOT, CKPT_ROOT, DEVICE
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+read -r -a GPUS <<< "${*//,/ }"
+((${#GPUS[@]})) || GPUS=(0)
+for gpu in "${GPUS[@]}"; do
+  [[ $gpu =~ ^[0-9]+$ ]] || usage_error "usage: $0 [gpu ids, e.g. 0 1 2]; got '$gpu'"
+done
+require_commands "$PYTHON"
+BENCHMARK=${BENCHMARK:-rand_split_cifar100}
+DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
+[[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+DATA_ROOT=$(realpath "$DATA_ROOT")
+CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+cd "$REPO_ROOT" || exit 1
+
+mapfile -t TASKS < <("$PYTHON" -m tools.list_tasks "$BENCHMARK") || usage_error "unknown benchmark $BENCHMARK"
+ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
+NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
+((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+SPARSITY=${SPARSITY:-32}
+SEED=${SEED:-0}
+ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
+COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
+
+# train_share WORKER GPU: the tasks WORKER, WORKER + workers, ... one after another on GPU.
+train_share() {
+  local worker=$1 k task dir
+  select_gpu "$2"
+  for ((k = worker; k < NUM_TASKS; k += ${#GPUS[@]})); do
+    task=${TASKS[k]}
+    dir="$ROOT/$task"
+    run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
+      "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" --supsup_er "$SPARSITY" \
+      --lr "${LR:-1e-3}" --epochs "${EPOCHS:-250}" --batch_size "${BATCH_SIZE:-128}" --val_batch_size 500 \
+      --save_folder "$dir" --log_path "$dir/train.log" --device "${DEVICE:-auto}"
+  done
+}
+
+say "training $NUM_TASKS tasks on GPU(s) ${GPUS[*]}"
+pids=()
+for worker in "${!GPUS[@]}"; do
+  train_share "$worker" "${GPUS[worker]}" &
+  pids+=("$!")
+done
+failed=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=$?
+done
+((failed != 64)) || exit 64
+((failed == 0)) || die "a training worker failed (exit $failed); see $ROOT/*/train.log"
+
+folders=$(printf '%s,' "${TASKS[@]:0:NUM_TASKS}" | sed "s|\([^,]*\),|$ROOT/\1,|g")
+select_gpu "${GPUS[0]}"
+rm -f "$ROOT/results.csv"
+say "evaluating every task with its own mask"
+"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
+  --supsup_adaptor gt --supsup_task_folders "$folders" --supsup_results "$ROOT/results.csv" \
+  --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" --val_batch_size 500 --device "${DEVICE:-auto}"
+say "results: $ROOT/results.csv, summary: $ROOT/summary.json"
+cat "$ROOT/results.csv"
