@@ -18,18 +18,11 @@ DATA_ROOT=${DATA_ROOT:-$2}
 SETTING=$3
 MAX_WIDTH=$4
 require_commands jq awk "$PYTHON"
-[[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
 float_ge "$MAX_WIDTH" 1.0 || usage_error "max width multiplier must be at least 1.0, got $MAX_WIDTH"
-DATA_ROOT=$(realpath "$DATA_ROOT")
-CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
 [[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
-cd "$REPO_ROOT" || exit 1
-
-mapfile -t TASKS < <("$PYTHON" -m tools.list_tasks "$BENCHMARK") || usage_error "unknown benchmark $BENCHMARK"
-ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
-NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
+resolve_roots
+load_benchmark "$BENCHMARK"
 TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
-((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
 METHOD=${METHOD:-cpg}
 case $METHOD in
   cpg) METHOD_DIR=CPG ;;

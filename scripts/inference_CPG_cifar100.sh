@@ -6,10 +6,8 @@
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 select_gpu "${1:-}"
-ckpt_root=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
-data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
-cd "$REPO_ROOT" || exit 1
-root="$ckpt_root/CPG/${EXPERIMENT:-experiment1}/${SETTING:-scratch_mul_1.5}/custom_vgg_cifar100"
+resolve_roots
+root="$CKPT_ROOT/CPG/${EXPERIMENT:-experiment1}/${SETTING:-scratch_mul_1.5}/custom_vgg_cifar100"
 [[ -d $root ]] || usage_error "no CPG run at $root (set SETTING=all_max_mul_1.5 for released checkpoints)"
-"$PYTHON" -m tools.report --root "$root" --benchmark cifar100 --data_root "$data_root" \
+"$PYTHON" -m tools.report --root "$root" --benchmark cifar100 --data_root "$DATA_ROOT" \
   --num_tasks "${NUM_TASKS:-20}" --device "${DEVICE:-auto}"

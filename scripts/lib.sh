@@ -23,6 +23,27 @@ float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
 
+# resolve_roots: DATA_ROOT (default data/, must exist) and CKPT_ROOT (default checkpoints/) as absolute
+# paths, then work from the repository root.
+resolve_roots() {
+  DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
+  [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+  DATA_ROOT=$(realpath "$DATA_ROOT")
+  CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+  cd "$REPO_ROOT" || exit 1
+}
+
+# load_benchmark BENCHMARK: TASKS (names in learning order), ARCH (unless set) and NUM_TASKS (unless
+# set; checked against the number of tasks) for the drivers.
+load_benchmark() {
+  local names
+  names=$("$PYTHON" -m tools.list_tasks "$1") || usage_error "unknown benchmark $1"
+  mapfile -t TASKS <<< "$names"
+  ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$1" --arch)}
+  NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
+  ((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+}
+
 # select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
 select_gpu() {
   [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
@@ -124,30 +145,25 @@ ensure_venv() {
 # baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
 run_plain_models() {
   local name=$1 logfile=$2 start=$3
-  local ckpt_root data_root root k task dir earlier lr
-  ckpt_root=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
-  data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
-  [[ -d $data_root ]] || usage_error "data root $data_root does not exist"
+  local root k task dir earlier lr
   logfile=$(realpath -m "$logfile")
-  cd "$REPO_ROOT" || exit 1
-  local tasks=()
-  mapfile -t tasks < <("$PYTHON" -m tools.list_tasks cifar100)
-  local count=${NUM_TASKS:-${#tasks[@]}}
-  root="$ckpt_root/baselines/cifar100/$name/vgg16_bn_cifar100"
-  for ((k = 1; k <= count; k++)); do
-    task=${tasks[k - 1]}
+  resolve_roots
+  load_benchmark cifar100
+  root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"
+  for ((k = 1; k <= NUM_TASKS; k++)); do
+    task=${TASKS[k - 1]}
     dir="$root/$task"
     local load=()
     lr=1e-2
     if [[ $start == from_random_earlier_task ]] && ((k > 1)); then
       earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
-      load=(--load_folder "$root/${tasks[earlier - 1]}")
+      load=(--load_folder "$root/${TASKS[earlier - 1]}")
       lr=5e-3
     fi
-    say "task $k/$count: $task"
+    say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
       "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
-      --dataset "$task" --data_root "$data_root" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
+      --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
       --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
       --logfile "$logfile" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
   done

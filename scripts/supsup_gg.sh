@@ -19,16 +19,8 @@ for gpu in "${GPUS[@]}"; do
 done
 require_commands "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
-DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
-[[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
-DATA_ROOT=$(realpath "$DATA_ROOT")
-CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
-cd "$REPO_ROOT" || exit 1
-
-mapfile -t TASKS < <("$PYTHON" -m tools.list_tasks "$BENCHMARK") || usage_error "unknown benchmark $BENCHMARK"
-ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
-NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
-((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+resolve_roots
+load_benchmark "$BENCHMARK"
 SPARSITY=${SPARSITY:-32}
 SEED=${SEED:-0}
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"

@@ -16,16 +16,8 @@ ADAPTOR=$2
 OBJECTIVE=$3
 select_gpu "${4:-0}"
 require_commands "$PYTHON"
-DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
-[[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
-DATA_ROOT=$(realpath "$DATA_ROOT")
-CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
-cd "$REPO_ROOT" || exit 1
-
-mapfile -t TASKS < <("$PYTHON" -m tools.list_tasks "$BENCHMARK") || usage_error "unknown benchmark $BENCHMARK"
-ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$BENCHMARK" --arch)}
-NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
-((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+resolve_roots
+load_benchmark "$BENCHMARK"
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gnu_${ADAPTOR}_$OBJECTIVE/$ARCH"
 MODEL="$ROOT/model"

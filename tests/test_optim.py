@@ -3,15 +3,21 @@
 import pytest
 import torch
 
-from utils.optim import Adam, NesterovSGD
+from utils.optim import SGD, Adam, RMSprop
+
+PAIRS = {
+    "nesterov": (lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                 lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, foreach=False)),
+    "momentum_decay": (lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+                       lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2, foreach=False)),
+    "adam": (lambda p: Adam(p, lr=1e-2), lambda p: torch.optim.Adam(p, lr=1e-2, foreach=False)),
+    "rmsprop": (lambda p: RMSprop(p, lr=1e-2), lambda p: torch.optim.RMSprop(p, lr=1e-2, foreach=False)),
+}
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (lambda p: NesterovSGD(p, lr=0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9,
-                                                                                  nesterov=True)),
-    (lambda p: Adam(p, lr=1e-2), lambda p: torch.optim.Adam(p, lr=1e-2, foreach=False)),
-])
-def test_matches_torch_optim(ours, theirs):
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_matches_torch_optim(name):
+    ours, theirs = PAIRS[name]
     torch.manual_seed(0)
     start = torch.randn(10)
     a, b = start.clone().requires_grad_(), start.clone().requires_grad_()

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.layers import SharedConv2d, SharedLinear, SubspaceBatchNorm2d
-from utils.optim import MomentumSGD
 from utils.subspace import (
     PointSampler,
     expected_calibration_error,
@@ -157,21 +156,6 @@ def test_ece_with_20_bins_matches_a_hand_count():
     labels = torch.tensor([0, 0, 1])
     # bin (0.85, 0.9]: |1 - 0.9|; bin (0.65, 0.7]: |0 - 0.7|; bin (0.9, 0.95]: |0 - 0.92|
     assert expected_calibration_error(logits, labels) == pytest.approx((0.1 + 0.7 + 0.92) / 3, abs=1e-6)
-
-
-def test_momentum_sgd_matches_torch_optim():
-    torch.manual_seed(0)
-    start = torch.randn(10)
-    a, b = start.clone().requires_grad_(), start.clone().requires_grad_()
-    ours = MomentumSGD([a], lr=0.1, momentum=0.9, weight_decay=1e-2)
-    theirs = torch.optim.SGD([b], lr=0.1, momentum=0.9, weight_decay=1e-2, foreach=False)
-    for step in range(20):
-        target = torch.randn(10, generator=torch.Generator().manual_seed(step))
-        for param, optimizer in ((a, ours), (b, theirs)):
-            optimizer.zero_grad()
-            ((param - target) ** 2).sum().backward()
-            optimizer.step()
-    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_label_noise_relabels_a_fixed_fraction():

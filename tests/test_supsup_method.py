@@ -13,7 +13,6 @@ from models.lenet import LeNet300100
 from models.supsup_parts import store_masks
 from utils.data.mnist import permutation, rotate
 from utils.data.registry import get_benchmark
-from utils.optim import RMSprop
 from utils.supsup_infer import alpha_gradient, infer_tasks, per_image_alpha_gradients
 
 GNU = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",
@@ -119,20 +118,6 @@ def test_missing_mnist_exits_64_naming_the_folder(tmp_path, capsys):
 def test_prune_is_not_a_supsup_stage(tmp_path, data_root, capsys):
     code = _main("--method", "supsup", "--mode", "prune", "--dataset", "digits_01", "--data_root", str(data_root))
     assert code == 64 and "no prune stage" in capsys.readouterr().err
-
-
-def test_rmsprop_matches_torch_optim():
-    torch.manual_seed(0)
-    start = torch.randn(10)
-    a, b = start.clone().requires_grad_(), start.clone().requires_grad_()
-    ours, theirs = RMSprop([a], lr=1e-2), torch.optim.RMSprop([b], lr=1e-2, foreach=False)
-    for step in range(20):
-        target = torch.randn(10, generator=torch.Generator().manual_seed(step))
-        for param, optimizer in ((a, ours), (b, theirs)):
-            optimizer.zero_grad()
-            ((param - target) ** 2).sum().backward()
-            optimizer.step()
-    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_store_masks_drops_the_scores():

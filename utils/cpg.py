@@ -25,7 +25,7 @@ from utils.data.tasks import DeviceTaskData
 from utils.engine import EpochResult, evaluate, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
-from utils.optim import Adam, NesterovSGD
+from utils.optim import SGD, Adam, Optimizer
 from utils.pruner import GradualPruner, owned_fraction, task_sparsity
 from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
 
@@ -113,7 +113,7 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
     return Stage(args, log, device, network, task, data)
 
 
-def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[NesterovSGD, Adam | None]:
+def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
     """SGD (Nesterov, no built-in decay) over the task's trainables; Adam over fresh piggymasks."""
     network, task = stage.network, stage.task
     masks = []
@@ -121,7 +121,7 @@ def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[NesterovSGD, A
         mask = layer.start_picking() if lr_mask > 0 and task == layer.num_tasks else None
         if mask is not None:
             masks.append(mask)
-    sgd = NesterovSGD(network.task_parameters(task), lr=lr, momentum=MOMENTUM)
+    sgd = SGD(network.task_parameters(task), lr=lr, momentum=MOMENTUM, nesterov=True)
     adam = Adam(masks, lr=lr_mask) if masks else None
     return sgd, adam
 
@@ -145,7 +145,7 @@ def _weight_decay(stage: Stage):
     return apply if decay > 0 else None
 
 
-def _set_lr(optimizer: NesterovSGD | Adam | None, lr: float) -> None:
+def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
     if optimizer is not None:
         optimizer.lr = lr
 

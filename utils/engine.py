@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from models.network import TaskNetwork
 from utils.data.tasks import DeviceTaskData
-from utils.optim import Adam, NesterovSGD
+from utils.optim import Optimizer
 
 
 @dataclass
@@ -20,7 +20,7 @@ class EpochResult:
 
 
 def train_epoch(network: TaskNetwork, data: DeviceTaskData, batch_size: int, generator: torch.Generator,
-                optimizers: list[NesterovSGD | Adam], before_step: Callable[[], None] | None = None,
+                optimizers: list[Optimizer], before_step: Callable[[], None] | None = None,
                 after_step: Callable[[], None] | None = None) -> EpochResult:
     """One pass over the shuffled, augmented training set.
 

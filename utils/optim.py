@@ -1,9 +1,9 @@
-"""The two optimizers the stages use, with PyTorch's update formulas.
+"""The optimizers the methods use, with PyTorch's update formulas.
 
 `torch.optim` imports the compiler stack (torch._dynamo) the first time an
 optimizer is built, about 1.8 s on a 2-core CPU; every stage is its own process
 and a task takes about 14 of them, so these small equivalents keep start-up
-short. tests/test_optim.py checks them against torch.optim step by step.
+short. tests/test_optim.py checks each against torch.optim step by step.
 """
 
 from __future__ import annotations
@@ -13,43 +13,27 @@ from collections.abc import Iterable
 import torch
 
 
-class NesterovSGD:
-    """SGD with Nesterov momentum (torch.optim.SGD with nesterov=True, no dampening or decay)."""
+class Optimizer:
+    """The parameters, a learning rate the schedules set directly, and zero_grad."""
 
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float):
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
         self.params = list(params)
-        self.lr, self.momentum = lr, momentum
-        self.momentum_buffers: dict[torch.Tensor, torch.Tensor] = {}
+        self.lr = lr
 
     def zero_grad(self) -> None:
         for param in self.params:
             param.grad = None
 
-    @torch.no_grad()
-    def step(self) -> None:
-        for param in self.params:
-            if param.grad is None:
-                continue
-            buffer = self.momentum_buffers.get(param)
-            if buffer is None:
-                buffer = self.momentum_buffers[param] = param.grad.clone()
-            else:
-                buffer.mul_(self.momentum).add_(param.grad)
-            param.add_(param.grad.add(buffer, alpha=self.momentum), alpha=-self.lr)
 
+class SGD(Optimizer):
+    """torch.optim.SGD with momentum, optional Nesterov and L2 weight decay (no dampening): CPG's
+    optimizer (Nesterov, decay applied by the method on owned weights only) and the subspaces'."""
 
-class MomentumSGD:
-    """SGD with heavy-ball momentum and L2 weight decay on every parameter (torch.optim.SGD with
-    momentum and weight_decay, no dampening, no Nesterov): the subspace reference's optimizer."""
-
-    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float, weight_decay: float = 0.0):
-        self.params = list(params)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float, weight_decay: float = 0.0,
+                 nesterov: bool = False):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
         self.momentum_buffers: dict[torch.Tensor, torch.Tensor] = {}
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -62,22 +46,18 @@ class MomentumSGD:
                 buffer = self.momentum_buffers[param] = grad.clone()
             else:
                 buffer.mul_(self.momentum).add_(grad)
-            param.add_(buffer, alpha=-self.lr)
+            param.add_(grad.add(buffer, alpha=self.momentum) if self.nesterov else buffer, alpha=-self.lr)
 
 
-class Adam:
-    """Adam without weight decay (torch.optim.Adam's defaults)."""
+class Adam(Optimizer):
+    """Adam without weight decay (torch.optim.Adam's defaults): CPG's piggymasks, SupSup's scores."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
-        self.params = list(params)
-        self.lr, self.betas, self.eps = lr, betas, eps
+        super().__init__(params, lr)
+        self.betas, self.eps = betas, eps
         self.steps = 0
         self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -93,18 +73,14 @@ class Adam:
             param.addcdiv_(mean, (square.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
 
 
-class RMSprop:
+class RMSprop(Optimizer):
     """RMSprop without momentum, centering or decay (torch.optim.RMSprop's defaults): the optimizer of
     SupSup's MNIST experiments."""
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-8):
-        self.params = list(params)
-        self.lr, self.alpha, self.eps = lr, alpha, eps
+        super().__init__(params, lr)
+        self.alpha, self.eps = alpha, eps
         self.squares = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for param in self.params:
-            param.grad = None
 
     @torch.no_grad()
     def step(self) -> None:

@@ -31,7 +31,7 @@ from utils.data.tasks import DeviceTaskData, TaskData
 from utils.engine import predict, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
-from utils.optim import MomentumSGD
+from utils.optim import SGD
 from utils.subspace import (
     PointSampler,
     Subspace,
@@ -130,7 +130,7 @@ def finetune(args: argparse.Namespace, log: RunLog, device: torch.device) -> Exi
     subspace = Subspace.of(network)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     sampler = PointSampler(network, args.subspace_layerwise, generator)
-    optimizer = MomentumSGD(network.parameters(), args.lr, MOMENTUM, args.weight_decay)
+    optimizer = SGD(network.parameters(), args.lr, MOMENTUM, args.weight_decay)
     reg = regulariser(subspace, args.subspace_beta, args.seed)
     for epoch in range(args.epochs):
         optimizer.lr = learning_rate(args, epoch)
