@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import run_driver, run_main
+from tests.conftest import run_driver, run_main
 
 from utils.data.registry import get_benchmark
 

@@ -115,11 +115,17 @@ def serve(path: str) -> None:
     import utils.cpg  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    driver = os.getppid()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(8)
-    while True:
-        conn, _ = server.accept()
+    server.settimeout(1.0)
+    while os.getppid() == driver:  # a driver killed outright must not leave its server behind
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue
+        conn.settimeout(None)
         try:
             request, fds = _receive_request(conn)
         except (OSError, ValueError, ConnectionError):

@@ -1,0 +1,51 @@
+"""Warm start: stages run in children of a server that imported torch once, with the same results."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, environment, run_main
+from utils.warm_start import ENV_VAR, run_remote
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = tmp_path / "stages.sock"
+    process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path)], cwd=REPO,
+                               env=environment())
+    deadline = time.time() + 60
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    yield path
+    process.kill()
+    process.wait()
+
+
+def test_without_a_server_the_stage_runs_in_its_own_process(monkeypatch, tmp_path):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert run_remote(["--mode", "inference"]) is None
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "nothing-listens-here"))
+    assert run_remote(["--mode", "inference"]) is None
+
+
+def test_the_server_returns_exit_codes_and_the_callers_streams(server, monkeypatch, capfd, data_root):
+    monkeypatch.setenv(ENV_VAR, str(server))
+    assert run_remote(["--mode", "nope", "--dataset", "digits_01", "--data_root", str(data_root)]) == 64
+    assert "invalid choice" in capfd.readouterr().err
+
+
+def test_a_stage_gives_the_same_checkpoint_warm_and_cold(server, data_root, tmp_path):
+    metas = []
+    for name, extra in (("cold", {}), ("warm", {ENV_VAR: str(server)})):
+        result = run_main("--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root),
+                          "--epochs", "2", "--batch_size", "16", "--save_folder", str(tmp_path / name),
+                          "--jsonfile", str(tmp_path / name / "record.txt"), "--device", "cpu",
+                          "--max_allowed_network_width_multiplier", "1.0", **extra)
+        assert result.returncode == 0, result.stderr
+        assert "stage=finetune" in result.stdout
+        metas.append(json.loads((tmp_path / name / "meta.json").read_text()))
+    assert metas[0] == metas[1]
+    assert (tmp_path / "cold/checkpoint.pth").read_bytes() == (tmp_path / "warm/checkpoint.pth").read_bytes()
