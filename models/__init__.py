@@ -8,6 +8,7 @@ from models.digits import DigitsConvNet
 from models.lenet import FC10241024, LeNet300100
 from models.network import TaskNetwork, TaskSpec
 from models.resnet import GEMResNet18
+from models.students import DigitsTeacherMLP
 from models.subspace_nets import SubspaceConvNet, SubspaceConvNetRGB
 from models.vgg import VGG16CIFAR
 
@@ -20,6 +21,7 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "gem_resnet18": GEMResNet18,
     "subspace_convnet": SubspaceConvNet,
     "subspace_convnet_rgb": SubspaceConvNetRGB,
+    "digits_mlp_16": DigitsTeacherMLP,
 }
 
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from tests.conftest import run_driver, run_main
 
+from tests.conftest import run_driver, run_main
 from utils.data.registry import get_benchmark
 
 SHORT = {"EPOCHS": "3"}

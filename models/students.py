@@ -1,0 +1,54 @@
+"""Fully connected networks held as N students in one set of tensors (Expand-and-Cluster).
+
+Every layer is a `SharedLinear` in the students weight mode, so N independent networks
+run as one batched matmul per layer and output [N, B, out]. The same class with N = 1 and
+a linear skip `theta` is the reconstructed network: relu(-z) = relu(z) - z, so a neuron
+recovered with the opposite sign leaves a linear term that the skip absorbs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.layers import SharedLinear, StudentsWeights
+from models.lenet import MLP
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class StudentsMLP(nn.Module):
+    """N fully connected networks `sizes[0] -> ... -> sizes[-1]`, activation after every hidden layer."""
+
+    def __init__(self, sizes: list[int], students: int, activation: str = "relu", skip: bool = False):
+        super().__init__()
+        self.sizes, self.students, self.activation = list(sizes), students, activation
+        self.layers = nn.ModuleList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layer = SharedLinear(fan_in, fan_out, mode="students")
+            layer.weights = StudentsWeights(layer.geometry, 1.0, True, students=students)
+            self.layers.append(layer)
+        self.act = ACTIVATIONS[activation]()
+        self.theta = nn.Parameter(torch.zeros(students, sizes[0] + 1, sizes[-1])) if skip else None
+
+    def weights(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `index`'s weight [N, out, in] and bias [N, out]."""
+        return self.layers[index].weights.weight, self.layers[index].weights.bias
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activity [N, B, width]."""
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers[-1](self.hidden(x))
+        if self.theta is not None:
+            ones = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
+            out = out + torch.cat([x, ones], -1).expand(self.students, *x.shape[-2:-1], -1) @ self.theta
+        return out
+
+
+def DigitsTeacherMLP(**kwargs) -> MLP:  # noqa: N802 (an architecture name)
+    """A small fully connected ReLU teacher (64 -> 16 -> classes) for extraction from 8x8 digits."""
+    return MLP((16,), input_shape=(1, 8, 8), **kwargs)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Expand-and-Cluster on synthetic teachers: for each seed a random teacher (SIZES, ACTIVATION) probed
+# with Gaussian inputs, N students EXPANSION times wider (finetune), then clustering, layer-by-layer
+# reconstruction and fine-tuning (retrain); ends with a table of the seeds' recovery reports.
+# Usage: scripts/extract_synthetic.sh [OUT_DIR]   (environment: SEEDS SIZES ACTIVATION STUDENTS EXPANSION
+#        GAMMA BETA EPOCHS LR SAMPLES DEVICE)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
+out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/synthetic}")
+seeds=${SEEDS:-"1 2 3 4 5"}
+[[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
+gamma=${GAMMA:-0.5}
+beta=${BETA:-6}
+mkdir -p "$out"
+cd "$REPO_ROOT" || exit 1
+
+common=(--method extract --benchmark gaussian_teacher --dataset gaussian --data_root "$out"
+  --save_folder "$out" --ec_sizes "${SIZES:-20,8,2}" --ec_activation "${ACTIVATION:-relu}"
+  --ec_students "${STUDENTS:-10}" --ec_expansion "${EXPANSION:-4}" --ec_samples "${SAMPLES:-2000}"
+  --ec_gamma "$gamma" --ec_beta "$beta" --lr "${LR:-1e-2}" --epochs "${EPOCHS:-6000}" --batch_size 1000000
+  --device "${DEVICE:-auto}")
+reports=()
+for seed in $seeds; do
+  log="$out/seed_$seed.log"
+  run_stage "students_seed$seed" "$out/.stages" "$log" "0" \
+    "$PYTHON" main_normal.py --mode finetune "${common[@]}" --seed "$seed" --log_path "$log"
+  run_stage "rebuild_seed${seed}_gamma${gamma}_beta${beta}" "$out/.stages" "$log" "0" \
+    "$PYTHON" main_normal.py --mode retrain "${common[@]}" --seed "$seed" --log_path "$log"
+  reports+=("$(grep -o 'folder=[^ ]*clustering_[^ ]*' "$log" | tail -1 | cut -d= -f2)/report.json")
+done
+say "recovery per seed (reports: ${reports[*]})"
+"$PYTHON" -m tools.extract "${reports[@]}" | tee "$out/seeds.md"

@@ -1,0 +1,128 @@
+"""Expand-and-Cluster pieces on hand-made arrays: symmetry, cut rule, clustering, collapse, recovery."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_driver, run_main
+from utils.extraction.clustering import best_cut, big_cluster_counts, cluster_neurons
+from utils.extraction.folders import settings_hash
+from utils.extraction.reconstruct import collapse
+from utils.extraction.recovery import layer_recovery
+from utils.extraction.symmetry import canonicalise
+
+RNG = np.random.default_rng(0)
+
+
+def test_relu_scale_and_sign_are_canonical_and_keep_the_function():
+    neuron = np.array([[0.5, -2.0, 1.0]])  # [w; b]
+    copies = np.vstack([neuron, 3.0 * neuron, -0.2 * neuron])
+    canonical = canonicalise(copies, np.array([[1.0], [1.0], [1.0]]), "relu")
+    np.testing.assert_allclose(canonical.vectors, np.repeat(canonical.vectors[:1], 3, 0))
+    assert canonical.vectors[0, 0] > 0 and np.isclose(np.linalg.norm(canonical.vectors[0]), 1.0)
+    np.testing.assert_array_equal(canonical.signs, [1.0, 1.0, -1.0])
+    x = np.array([[0.3, -0.7, 1.0], [2.0, 1.0, 1.0]])  # inputs with the bias' 1 appended
+    original = np.maximum(x @ copies[1], 0) * 1.0
+    rescaled = np.maximum(x @ canonical.vectors[1], 0) * canonical.outgoing[1, 0]
+    np.testing.assert_allclose(original, rescaled)
+    np.testing.assert_allclose(canonical.outgoing[:, 0], np.array([1.0, 3.0, 0.2]) * np.linalg.norm(neuron))
+
+
+def test_tanh_sign_is_canonical_and_flips_outgoing_weights():
+    neuron = np.array([-0.5, 2.0, 0.3])
+    canonical = canonicalise(np.vstack([neuron, -neuron]), np.array([[2.0, -1.0], [2.0, -1.0]]), "tanh")
+    np.testing.assert_allclose(canonical.vectors[0], -neuron)
+    np.testing.assert_allclose(canonical.vectors[1], -neuron)
+    np.testing.assert_allclose(canonical.outgoing, [[-2.0, 1.0], [2.0, -1.0]])
+    np.testing.assert_allclose(canonical.norms, 1.0)
+    x = np.array([0.4, -1.1, 1.0])
+    assert np.isclose(np.tanh(x @ neuron) * 2.0, np.tanh(x @ canonical.vectors[0]) * canonical.outgoing[0, 0])
+
+
+def hand_made_tree() -> np.ndarray:
+    """Seven points: pairs {0,1} at 0.1, {2,3} at 0.2, {4,5} at 0.3, point 6 joins {4,5} at 0.35,
+    {0..3} at 0.5, everything at 0.9. Clusters of >= 2: 1, 2, 3, 3, 2, 1."""
+    return np.array([[0, 1, 0.1, 2], [2, 3, 0.2, 2], [4, 5, 0.3, 2], [6, 9, 0.35, 3], [7, 8, 0.5, 4],
+                     [10, 11, 0.9, 7]], dtype=float)
+
+
+def test_cut_is_the_last_height_of_the_first_run_reaching_the_most_big_clusters():
+    tree = hand_made_tree()
+    np.testing.assert_array_equal(big_cluster_counts(tree, 2), [1, 2, 3, 3, 2, 1])
+    assert best_cut(tree, 2) == 0.35
+    np.testing.assert_array_equal(big_cluster_counts(tree, 3), [0, 0, 0, 1, 2, 1])
+    assert best_cut(tree, 3) == 0.5
+    assert best_cut(tree, 2, max_height=0.32) == 0.3
+
+
+def test_cut_rule_ignores_a_later_run_of_the_same_count():
+    # {0,1}@0.1, {2,3}@0.2, {0,1,2,3}@0.3 (count 1), {4,5}@0.4 (count 2 again), all@0.8
+    tree = np.array([[0, 1, 0.1, 2], [2, 3, 0.2, 2], [6, 7, 0.3, 4], [4, 5, 0.4, 2], [8, 9, 0.8, 6]])
+    np.testing.assert_array_equal(big_cluster_counts(tree, 2), [1, 2, 1, 2, 1])
+    assert best_cut(tree, 2) == 0.2
+
+
+def pooled_students(students: int = 10, noise: float = 1e-3):
+    """Each student holds 3 shared directions (random sign and scale) plus 3 random neurons, in 12
+    dimensions, where a random neuron is very unlikely to fall within the alignment tolerance."""
+    directions = RNG.normal(size=(3, 12))
+    rows, student_of = [], []
+    for student in range(students):
+        for direction in directions:
+            rows.append(direction * RNG.uniform(0.5, 2.0) * RNG.choice([-1, 1]) + RNG.normal(scale=noise, size=12))
+        rows.extend(RNG.normal(size=(3, 12)))
+        student_of += [student] * 6
+    return directions, np.array(rows), np.array(student_of)
+
+
+def test_clustering_finds_the_neurons_most_students_share():
+    directions, rows, student_of = pooled_students()
+    canonical = canonicalise(rows, np.ones((len(rows), 1)), "relu")
+    clusters = cluster_neurons(canonical.vectors, 10, 0.5, 6)
+    assert len(clusters) == 3
+    layer = collapse(clusters, canonical, student_of, np.arange(10.0), "relu")
+    head = (np.ones((1, 3)), np.zeros(1))
+    recovery = layer_recovery([(directions[:, :-1], directions[:, -1]), head],
+                              [(layer.weight.numpy(), layer.bias.numpy()), head])
+    assert recovery[0]["recovered"] == 3 and recovery[0]["excess"] == 0
+
+
+def test_recovery_of_a_deeper_layer_is_measured_through_the_layer_below():
+    w1, b1 = RNG.normal(size=(4, 3)), RNG.normal(size=4)
+    w2, b2 = RNG.normal(size=(2, 4)), RNG.normal(size=2)
+    w3, b3 = RNG.normal(size=(1, 2)), RNG.normal(size=1)
+    order, scale = np.array([2, 0, 3, 1]), np.array([0.5, 2.0, 1.5, 3.0])
+    r1, rb1 = w1[order] * scale[:, None], b1[order] * scale  # permuted, positively rescaled
+    r2 = w2[:, order] / scale  # compensates the rescaling, so the function is unchanged
+    recovery = layer_recovery([(w1, b1), (w2, b2), (w3, b3)], [(r1, rb1), (r2[::-1], b2[::-1]), (w3[:, ::-1], b3)])
+    assert [entry["recovered"] for entry in recovery] == [4, 2]
+    assert max(recovery[1]["outgoing"]) < 1e-12
+    broken = layer_recovery([(w1, b1), (w2, b2), (w3, b3)], [(r1, rb1), (w2, b2), (w3, b3)])
+    assert broken[1]["recovered"] < 2
+
+
+def test_folder_hash_depends_on_every_setting_only():
+    assert settings_hash("ec", {"a": 1, "b": 2}) == settings_hash("ec", {"b": 2, "a": 1})
+    assert settings_hash("ec", {"a": 1}) != settings_hash("ec", {"a": 2})
+    assert len(settings_hash("ec", {})) == len("ec_") + 10
+
+
+@pytest.mark.parametrize("flags", [["--mode", "prune"], ["--mode", "finetune", "--ec_gamma", "0.1"]])
+def test_bad_extract_flags_exit_64_with_one_line(tmp_path, flags):
+    result = run_main("--method", "extract", "--benchmark", "gaussian_teacher", "--dataset", "gaussian",
+                      "--data_root", str(tmp_path), "--save_folder", str(tmp_path), *flags)
+    assert result.returncode == 64
+    assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
+
+
+def test_synthetic_driver_trains_clusters_and_reports(tmp_path):
+    result = run_driver("extract_synthetic.sh", str(tmp_path / "out"), SEEDS="2", EPOCHS="2000", SAMPLES="1000")
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = list((tmp_path / "out").glob("ec_*/clustering_*/report.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report and "| seed |" in result.stdout
+    assert (reports[0].parent / "recovery.png").read_bytes()[:4] == b"\x89PNG"

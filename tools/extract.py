@@ -1,0 +1,43 @@
+"""Table of Expand-and-Cluster runs, one row per report.json (e.g. one per seed), as Markdown.
+
+Usage: python -m tools.extract REPORT.json [REPORT.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from utils.cli import UsageParser
+from utils.exit_codes import ExitCode
+
+
+def row(report: dict) -> str:
+    tuned = report["after_tuning"]
+    recovered = " ".join(f"{layer['recovered']}/{layer['teacher_size']}" for layer in tuned["layers"])
+    worst = " ".join(f"{layer['max_incoming']:.1e}" for layer in tuned["layers"])
+    sizes = " ".join(f"{layer['rebuilt_size']}" for layer in tuned["layers"])
+    return (f"| {report['settings']['seed']} | {recovered} | {worst} | {sizes} | {tuned['test_loss']:.2e} "
+            f"| {report['seconds']:.0f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = UsageParser(prog="tools.extract", description=__doc__.splitlines()[0])
+    parser.add_argument("reports", nargs="+", type=Path)
+    args: argparse.Namespace = parser.parse_args(argv)
+    lines = ["| seed | recovered (per layer) | max 1-abs(cos) | rebuilt sizes | test loss | seconds |",
+             "|---|---|---|---|---|---|"]
+    for path in args.reports:
+        try:
+            lines.append(row(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError) as error:
+            print(f"tools.extract: error: cannot read report {path}: {error}", file=sys.stderr)
+            return ExitCode.USAGE
+    print("\n".join(lines))
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

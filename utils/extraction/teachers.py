@@ -1,0 +1,105 @@
+"""Teachers to extract, and the inputs they are probed with.
+
+A teacher is a list of (weight [out, in], bias [out]) per layer plus its activation. It is either
+a random synthetic network probed with Gaussian inputs (controlled experiments: the truth is
+known exactly), or a network trained by `main_normal.py`, probed with its benchmark's training
+inputs (its test inputs measure generalisation). Targets are the teacher's raw outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.layers import SharedLinear
+from models.students import StudentsMLP
+
+TEST_SHARE = 4  # Gaussian test inputs: a quarter as many as training inputs
+
+
+@dataclass
+class Teacher:
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    activation: str
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.layers[0][0].shape[1]] + [weight.shape[0] for weight, _ in self.layers]
+
+    def network(self) -> StudentsMLP:
+        """The teacher as a one-student network."""
+        network = StudentsMLP(self.sizes, 1, self.activation)
+        with torch.no_grad():
+            for index, (weight, bias) in enumerate(self.layers):
+                network.weights(index)[0].copy_(weight.unsqueeze(0))
+                network.weights(index)[1].copy_(bias.unsqueeze(0))
+        return network
+
+
+@dataclass
+class Probes:
+    """Inputs and the teacher's outputs on them, training and test."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def to(self, device: torch.device) -> Probes:
+        return Probes(*(tensor.to(device) for tensor in (self.x_train, self.y_train, self.x_test, self.y_test)))
+
+
+def synthetic_teacher(sizes: list[int], activation: str, seed: int) -> Teacher:
+    """Random weights N(0, 1/fan_in) and biases N(0, 0.25): every hidden neuron is active on part
+    of the Gaussian inputs and neurons point in distinct directions."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        weight = torch.randn(fan_out, fan_in, generator=generator) / fan_in ** 0.5
+        layers.append((weight, 0.5 * torch.randn(fan_out, generator=generator)))
+    return Teacher(layers, activation)
+
+
+@torch.no_grad()
+def gaussian_probes(teacher: Teacher, samples: int, seed: int) -> Probes:
+    generator = torch.Generator().manual_seed(seed + 1)
+    network = teacher.network()
+    x_train = torch.randn(samples, teacher.sizes[0], generator=generator)
+    x_test = torch.randn(max(1, samples // TEST_SHARE), teacher.sizes[0], generator=generator)
+    return Probes(x_train, network(x_train)[0], x_test, network(x_test)[0])
+
+
+def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Path) -> tuple[Teacher, Probes]:
+    """A fully connected ReLU network trained by `main_normal.py` (its dense layers and the task's
+    head), probed with the task's normalised, flattened training and test images."""
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+    from utils.cli import UsageError
+    from utils.data.registry import get_benchmark
+    from utils.data.tasks import DeviceTaskData
+
+    network = network_from_checkpoint(load_checkpoint(folder)).eval()
+    network.set_task(network.task_id(dataset))
+    parts = list(network.features.children())
+    if not all(isinstance(part, (nn.Flatten, nn.ReLU, SharedLinear)) for part in parts) or \
+            not isinstance(network.classifier, nn.Identity):
+        raise UsageError(f"teacher {folder} is not a fully connected ReLU network (train it with an MLP arch)")
+    hidden = [part for part in parts if isinstance(part, SharedLinear)]
+    head = network.heads.per_task[network.active_task - 1]
+    with torch.no_grad():
+        layers = [tuple(t.detach().clone() for t in layer.weights()) for layer in [*hidden, head]]
+        task = DeviceTaskData(get_benchmark(benchmark).load_task(data_root, dataset), torch.device("cpu"), 0, False)
+        x_train = task.normalise(task.train_images).flatten(1)
+        x_test = task.normalise(task.test_images).flatten(1)
+        probes = Probes(x_train, network(x_train.view_as(task.train_images.float())), x_test,
+                        network(x_test.view_as(task.test_images.float())))
+    return Teacher(layers, "relu"), probes
+
+
+def no_images(data_root: Path, task_name: str):
+    """The gaussian_teacher benchmark has no images: `--method extract` draws its inputs."""
+    from utils.data.registry import DataError
+
+    raise DataError("benchmark gaussian_teacher has no images; its Gaussian inputs are drawn by --method extract")
