@@ -22,6 +22,7 @@ from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_chec
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
 from utils.engine import EpochResult, evaluate, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
@@ -62,15 +63,6 @@ class Stage:
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
             "owned_fraction": round(owned_fraction(layers, self.task), 6), **extra})
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:

@@ -22,7 +22,7 @@ from torch import nn
 from models.students import StudentsMLP
 from utils.atomic import atomic_json_dump, atomic_torch_save
 from utils.cli import UsageError
-from utils.cpg import resolve_device
+from utils.device import resolve_device
 from utils.exit_codes import ExitCode
 from utils.extraction.folders import settings_hash
 from utils.extraction.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune

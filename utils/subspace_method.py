@@ -25,9 +25,9 @@ from models.network import TaskNetwork
 from models.subspace_nets import SUBSPACE_ARCHS
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
 from utils.cli import UsageError
-from utils.cpg import resolve_device
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData, TaskData
+from utils.device import resolve_device
 from utils.engine import predict, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog

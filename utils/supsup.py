@@ -24,9 +24,9 @@ from models.supsup_parts import mask_parameters, set_density, store_masks, supsu
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from utils.cli import UsageError
-from utils.cpg import resolve_device
 from utils.data.registry import Benchmark, get_benchmark
 from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
 from utils.engine import evaluate, predict, train_epoch
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
