@@ -446,8 +446,27 @@ class SharedLinear(nn.Module):
         return F.linear(x, weight, bias)
 
 
-class TaskBatchNorm2d(nn.Module):
-    """One BatchNorm2d per task, each at its task's width; only the active task's one runs.
+class PerTask(nn.Module):
+    """One module per task in `per_task`; only the active task's one runs. Subclasses add tasks."""
+
+    def __init__(self):
+        super().__init__()
+        self.per_task = nn.ModuleList()
+        self.active_task = 0
+
+    def append_task(self, module: nn.Module) -> None:
+        self.per_task.append(module)
+        self.set_task(len(self.per_task))
+
+    def set_task(self, task: int) -> None:
+        self.active_task = task
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.per_task[self.active_task - 1](x)
+
+
+class TaskBatchNorm2d(PerTask):
+    """One BatchNorm2d per task, each at its task's width.
 
     A new task starts from the previous task's statistics and affine parameters
     (new channels from the defaults) and then trains its own copy, so evaluating
@@ -457,8 +476,6 @@ class TaskBatchNorm2d(nn.Module):
     def __init__(self, channels: int, scale: bool = True):
         super().__init__()
         self.channels, self.scale = channels, scale
-        self.per_task = nn.ModuleList()
-        self.active_task = 0
 
     def add_task(self, width: float) -> None:
         size = scaled(self.channels, width) if self.scale else self.channels
@@ -472,24 +489,15 @@ class TaskBatchNorm2d(nn.Module):
                         target.copy_(value)
                     else:
                         copy_into_corner(target, value)
-        self.per_task.append(norm)
-        self.set_task(len(self.per_task))
-
-    def set_task(self, task: int) -> None:
-        self.active_task = task
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.per_task[self.active_task - 1](x)
+        self.append_task(norm)
 
 
-class TaskHeads(nn.Module):
+class TaskHeads(PerTask):
     """One linear classifier per task, reading the features at that task's width."""
 
     def __init__(self, in_features: int, scale_in: bool = True):
         super().__init__()
         self.in_features, self.scale_in = in_features, scale_in
-        self.per_task = nn.ModuleList()
-        self.active_task = 0
 
     def add_task(self, width: float, num_classes: int) -> None:
         head = SharedLinear(self.in_features, num_classes, width=width, mode="plain", scale_in=self.scale_in,
@@ -497,14 +505,7 @@ class TaskHeads(nn.Module):
         nn.init.normal_(head.weights.weight, 0.0, 0.01)
         if len(self.per_task):
             head.to(self.per_task[-1].weights.weight.device)
-        self.per_task.append(head)
-        self.set_task(len(self.per_task))
-
-    def set_task(self, task: int) -> None:
-        self.active_task = task
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.per_task[self.active_task - 1](x)
+        self.append_task(head)
 
 
 class SubspaceBatchNorm2d(nn.Module):

@@ -6,29 +6,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import SharedLinear, SupSupWeights, TaskBatchNorm2d, TaskHeads
+from models.layers import PerTask, SharedLinear, SupSupWeights, TaskBatchNorm2d, TaskHeads
 
 
-class TaskNonAffineBatchNorm2d(nn.Module):
+class TaskNonAffineBatchNorm2d(PerTask):
     """One non-affine BatchNorm2d (own running statistics) per task, fresh for every new task, so
     evaluating task i after task j never uses j's statistics (the reference's issue 11)."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.per_task = nn.ModuleList()
-        self.active_task = 0
 
     def add_task(self, width: float = 1.0) -> None:
         device = self.per_task[-1].running_mean.device if len(self.per_task) else None
-        self.per_task.append(nn.BatchNorm2d(self.channels, affine=False, device=device))
-        self.set_task(len(self.per_task))
-
-    def set_task(self, task: int) -> None:
-        self.active_task = task
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.per_task[self.active_task - 1](x)
+        self.append_task(nn.BatchNorm2d(self.channels, affine=False, device=device))
 
 
 class MaskedHead(nn.Module):
