@@ -1,5 +1,7 @@
 """A small conv net for 8x8 digits, built from the shared layers."""
 
+from collections.abc import Callable
+
 from torch import nn
 
 from models.layers import SharedConv2d, SharedLinear, TaskBatchNorm2d, TaskHeads
@@ -15,22 +17,24 @@ class DigitsConvNet(TaskNetwork):
 
     def __init__(self, width: float = 1.0, mode: str = "cpg", in_channels: int = 1):
         super().__init__(width, mode)
-        layers: list[nn.Module] = []
-        previous = in_channels
-        for index, channels in enumerate(CHANNELS):
-            layers += [
-                SharedConv2d(previous, channels, 3, width=width, padding=1, mode=mode, scale_in=index > 0),
-                TaskBatchNorm2d(channels),
-                nn.ReLU(inplace=True),
-            ]
-            if index in POOL_AFTER:
-                layers.append(nn.MaxPool2d(2))
-            previous = channels
-        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(SharedLinear(previous, HIDDEN, width=width, mode=mode), nn.ReLU(inplace=True))
+        self.features = conv_features(in_channels, width, mode, TaskBatchNorm2d)
+        self.classifier = nn.Sequential(SharedLinear(CHANNELS[-1], HIDDEN, width=width, mode=mode),
+                                        nn.ReLU(inplace=True))
         self.heads = TaskHeads(HIDDEN)
         init_weights(self)
+
+
+def conv_features(in_channels: int, width: float, mode: str, norm: Callable[[int], nn.Module]) -> nn.Sequential:
+    """The four 3x3 convs with `norm` and ReLU, pooled 8 -> 4 -> 2 -> 1 and flattened."""
+    layers: list[nn.Module] = []
+    previous = in_channels
+    for index, channels in enumerate(CHANNELS):
+        layers += [SharedConv2d(previous, channels, 3, width=width, padding=1, mode=mode, scale_in=index > 0),
+                   norm(channels), nn.ReLU(inplace=True)]
+        if index in POOL_AFTER:
+            layers.append(nn.MaxPool2d(2))
+        previous = channels
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten())
 
 
 def init_weights(model: nn.Module) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.digits import CHANNELS, HIDDEN, POOL_AFTER
-from models.layers import SUBSPACE_MODES, SharedConv2d, SharedLinear, SubspaceBatchNorm2d
+from models.digits import CHANNELS, HIDDEN, conv_features
+from models.layers import SUBSPACE_MODES, SharedLinear, SubspaceBatchNorm2d
 from models.network import TaskNetwork
 
 
@@ -40,20 +40,9 @@ class SubspaceConvNet(TaskNetwork):
             raise ValueError(f"mode {mode!r} is not a subspace mode ({', '.join(SUBSPACE_MODES)})")
         super().__init__(width, mode)
         vertices = SUBSPACE_MODES[mode]
-        layers: list[nn.Module] = []
-        previous = in_channels
-        for index, channels in enumerate(CHANNELS):
-            layers += [
-                SharedConv2d(previous, channels, 3, width=width, padding=1, mode=mode, scale_in=index > 0),
-                SubspaceBatchNorm2d(channels, vertices, width),
-                nn.ReLU(inplace=True),
-            ]
-            if index in POOL_AFTER:
-                layers.append(nn.MaxPool2d(2))
-            previous = channels
-        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(SharedLinear(previous, HIDDEN, width=width, bias=False, mode=mode),
+        self.features = conv_features(in_channels, width, mode,
+                                      lambda channels: SubspaceBatchNorm2d(channels, vertices, width))
+        self.classifier = nn.Sequential(SharedLinear(CHANNELS[-1], HIDDEN, width=width, bias=False, mode=mode),
                                         nn.ReLU(inplace=True))
         self.heads = SubspaceHead(HIDDEN, mode)
 
