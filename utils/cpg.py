@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,10 +47,15 @@ class Stage:
     network: TaskNetwork
     task: int
     data: DeviceTaskData
+    epoch_started: float = 0.0
 
     def epoch_line(self, epoch: int, result: EpochResult, **extra) -> None:
+        """One log line per epoch, with its duration (and, for the first, the set-up time before it)."""
+        timing = {"seconds": time.time() - self.epoch_started}
+        if epoch == 1:
+            timing["setup_seconds"] = self.epoch_started - self.args.process_start
         self.log.line(stage=self.args.mode, task=self.args.dataset, epoch=f"{epoch}/{self.args.epochs}",
-                      loss=result.loss, train_acc=result.accuracy, width=self.network.width, **extra)
+                      loss=result.loss, train_acc=result.accuracy, width=self.network.width, **timing, **extra)
 
     def decide(self, code: ExitCode, reason: str, **extra) -> ExitCode:
         self.log.decision(stage=self.args.mode, task=self.args.dataset, exit=int(code), state=code.name,
@@ -147,9 +153,11 @@ def _generator(stage: Stage) -> torch.Generator:
 
 
 def _epochs(stage: Stage):
-    """Epoch numbers 1..E with a progress bar on a terminal only."""
-    return tqdm(range(1, stage.args.epochs + 1), desc=f"{stage.args.mode} {stage.args.dataset}",
-                unit="epoch", leave=False, disable=not sys.stderr.isatty())
+    """Epoch numbers 1..E with a progress bar on a terminal only; notes when each epoch starts."""
+    for epoch in tqdm(range(1, stage.args.epochs + 1), desc=f"{stage.args.mode} {stage.args.dataset}",
+                      unit="epoch", leave=False, disable=not sys.stderr.isatty()):
+        stage.epoch_started = time.time()
+        yield epoch
 
 
 def _train_new_task(stage: Stage) -> tuple[EpochResult, float]:

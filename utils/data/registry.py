@@ -45,6 +45,16 @@ class Benchmark:
 DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
 
 BENCHMARKS: dict[str, Benchmark] = {
+    "synthetic_cifar": Benchmark(
+        name="synthetic_cifar",
+        task_names=tuple(f"synthetic_{i}" for i in range(1, 21)),
+        arch="custom_vgg_cifar100",
+        loader="utils.data.synthetic:load_task",
+        crop_padding=4,
+        flip=True,
+        default_goals={f"synthetic_{i}": 0.0 for i in range(1, 21)},
+        needs_files=False,
+    ),
     "split_digits": Benchmark(
         name="split_digits",
         task_names=DIGIT_TASKS,
