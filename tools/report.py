@@ -18,31 +18,26 @@ from utils.data.registry import get_benchmark
 SUMMARY = "summary.json"
 
 
-def task_accuracies(folder: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict[str, float]:
-    """Accuracy of each named task using the checkpoint in `folder`."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-    from utils.data.tasks import DeviceTaskData
+def task_accuracies(payload: dict, data: dict, device) -> dict[str, float]:
+    """Accuracy of each task in `data` (name -> DeviceTaskData) using the loaded checkpoint."""
+    from utils.checkpoint import network_from_checkpoint
     from utils.engine import evaluate
 
-    spec = get_benchmark(benchmark)
-    network = network_from_checkpoint(load_checkpoint(folder)).to(device)
+    network = network_from_checkpoint(payload).to(device)
     accuracies = {}
-    for name in names:
-        data = DeviceTaskData(spec.load_task(data_root, name), device, spec.crop_padding, spec.flip)
+    for name, task_data in data.items():
         network.set_task(network.task_id(name))
-        accuracies[name] = round(evaluate(network, data), 4)
+        accuracies[name] = round(evaluate(network, task_data), 4)
     return accuracies
 
 
-def ownership(folder: Path) -> tuple[dict[int, float], int, float]:
+def ownership(payload: dict) -> tuple[dict[int, float], int, float]:
     """Share of the shared weights each task owns, their number, and the network's size relative to
     the same architecture unexpanded (width 1.0)."""
     import torch
 
     from models import build_network
-    from utils.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(folder)
     owners = [value for key, value in payload["model"].items() if key.endswith(".owner")]
     total = sum(owner.numel() for owner in owners)
     counts = torch.zeros(256, dtype=torch.long)
@@ -55,15 +50,21 @@ def ownership(folder: Path) -> tuple[dict[int, float], int, float]:
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
     from tools.checkpoints import read_json
+    from utils.checkpoint import load_checkpoint
+    from utils.data.tasks import DeviceTaskData
 
+    spec = get_benchmark(benchmark)
+    data = {name: DeviceTaskData(spec.load_task(data_root, name), device, spec.crop_padding, spec.flip)
+            for name in names}
     last = root / names[-1] / "gradual_prune"
-    final = task_accuracies(last, names, benchmark, data_root, device)
-    owned, shared_weights, relative_size = ownership(last)
+    last_payload = load_checkpoint(last)
+    final = task_accuracies(last_payload, data, device)
+    owned, shared_weights, relative_size = ownership(last_payload)
     rows = []
     for index, name in enumerate(names, start=1):
         folder = root / name / "gradual_prune"
         meta, chosen = read_json(folder / "meta.json"), read_json(folder / "chosen.json")
-        after = task_accuracies(folder, [name], benchmark, data_root, device)[name]
+        after = task_accuracies(load_checkpoint(folder), {name: data[name]}, device)[name]
         rows.append({"task": name, "accuracy_after_learning": after, "accuracy_final": final[name],
                      "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
                      "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6)})
