@@ -22,6 +22,7 @@ from utils.data.registry import BENCHMARKS, DataError, get_benchmark  # noqa: E4
 from utils.exit_codes import ExitCode  # noqa: E402
 from utils.methods import METHODS, flag_adders, run_method  # noqa: E402
 from utils.records import MissingGoal, RecordError  # noqa: E402
+from utils.speed import EXACT_PATHS, Speed, add_flags  # noqa: E402
 
 MODES = ("finetune", "prune", "retrain", "inference")
 
@@ -59,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--total_num_tasks", type=int, default=None, help="tasks the capacity must last for (default: all)")
     add("--seed", type=int, default=1)
     add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    for name, add_flags in flag_adders().items():
-        add_flags(parser.add_argument_group(f"{name} method"))
+    add_flags(parser)
+    for name, add_method_flags in flag_adders().items():
+        add_method_flags(parser.add_argument_group(f"{name} method"))
     return parser
 
 
@@ -88,8 +90,14 @@ def validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("--pruning_interval must not be negative")
     if not 0.0 <= args.initial_sparsity <= args.target_sparsity < 1.0:
         parser.error("sparsities must satisfy 0 <= initial <= target < 1")
+    speed = Speed.from_args(args)
     if args.method not in ("cpg", "packnet", "baseline"):
+        if not speed.is_default():
+            parser.error(f"the speed flags apply to cpg, packnet and baseline, not --method {args.method}")
         return  # other methods check their own flags in their run()
+    if speed.cuda_graph and not all(getattr(speed, name) for name in EXACT_PATHS):
+        parser.error("--cuda_graph replays device-resident, device-summed steps with cached masks; "
+                     "it cannot be combined with --plain or --no_* flags")
     needs = {"finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
              "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
     if args.method == "baseline":

@@ -124,7 +124,12 @@ class CPGWeights(nn.Module):
     `piggymask` (binarised at 5e-3, straight-through gradient) stands in for the
     latest task's bits and is folded back into them by `store_picks`. Biases are
     per task. In PackNet mode (`learn_picks=False`) every old weight is used.
+    The float multipliers are built once per mask change (`cache_multipliers`; the plain
+    path rebuilds them in every forward) and refreshed in place after pruning, so a
+    captured CUDA graph keeps reading the current masks.
     """
+
+    cache_multipliers = True
 
     def __init__(self, geometry: Geometry, width: float, bias: bool, learn_picks: bool = True):
         super().__init__()
@@ -195,18 +200,30 @@ class CPGWeights(nn.Module):
     def _learning_picks(self) -> bool:
         return self.piggymask is not None and self.active_task == self.num_tasks
 
+    @torch.no_grad()
+    def masks_changed(self) -> None:
+        """Rebuild the cached multipliers in place after the ownership mask changed (pruning)."""
+        if self._multipliers is not None:
+            for cached, fresh in zip(self._multipliers, self._build_multipliers(), strict=True):
+                cached.copy_(fresh)
+
+    def _build_multipliers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = self.task_shapes[self.active_task - 1]
+        owner = _slice_to(self.owner, shape)
+        own = (owner == self.active_task).to(self.weight.dtype)
+        old = (owner > 0) & (owner < self.active_task)
+        packed = getattr(self, f"pick_{self.active_task}", None)
+        if packed is not None and not self._learning_picks():
+            old &= unpack_bits(packed, shape)
+        return own, old.to(self.weight.dtype)
+
     def multipliers(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float multipliers [owner==t] and [0<owner<t]*pick_t at task t's shape, built once per change
-        (without the pick while a piggymask is being learned)."""
+        """Float multipliers [owner==t] and [0<owner<t]*pick_t at task t's shape (without the pick
+        while a piggymask is being learned)."""
+        if not self.cache_multipliers:
+            return self._build_multipliers()
         if self._multipliers is None:
-            shape = self.task_shapes[self.active_task - 1]
-            owner = _slice_to(self.owner, shape)
-            own = (owner == self.active_task).to(self.weight.dtype)
-            old = (owner > 0) & (owner < self.active_task)
-            packed = getattr(self, f"pick_{self.active_task}", None)
-            if packed is not None and not self._learning_picks():
-                old &= unpack_bits(packed, shape)
-            self._multipliers = (own, old.to(self.weight.dtype))
+            self._multipliers = self._build_multipliers()
         return self._multipliers
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor | None]:

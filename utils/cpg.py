@@ -24,12 +24,13 @@ from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.device import resolve_device
-from utils.engine import EpochResult, evaluate, train_epoch
+from utils.engine import EpochResult, TrainLoop, evaluate
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.optim import SGD, Adam, Optimizer
 from utils.pruner import GradualPruner, owned_fraction, task_sparsity
 from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
+from utils.speed import Speed
 
 TRAIN_ACCURACY_GATE = 0.95
 LAYER_MODES = {"cpg": "cpg", "packnet": "packnet", "baseline": "plain"}
@@ -39,11 +40,12 @@ RETRAIN_PATIENCE = 5
 
 @dataclass
 class Stage:
-    """Everything one stage needs: flags, log, device, the task's data and its network."""
+    """Everything one stage needs: flags, log, device, speed settings, the task's data and its network."""
 
     args: argparse.Namespace
     log: RunLog
     device: torch.device
+    speed: Speed
     network: TaskNetwork
     task: int
     data: DeviceTaskData
@@ -54,6 +56,7 @@ class Stage:
         timing = {"seconds": time.time() - self.epoch_started}
         if epoch == 1:
             timing["setup_seconds"] = self.epoch_started - self.args.process_start
+            timing["paths"] = self.speed.describe()
         self.log.line(stage=self.args.mode, task=self.args.dataset, epoch=f"{epoch}/{self.args.epochs}",
                       loss=result.loss, train_acc=result.accuracy, width=self.network.width, **timing, **extra)
 
@@ -76,6 +79,9 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
     loaded checkpoint's own task (the other modes)."""
     torch.manual_seed(args.seed)
     device = resolve_device(args.device)
+    speed = Speed.from_args(args)
+    if speed.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda_graph needs a CUDA device, not {device}")
     benchmark = get_benchmark(args.benchmark)
     task_data = benchmark.load_task(Path(args.data_root), args.dataset)
     if args.mode == "finetune":
@@ -106,9 +112,14 @@ def load_stage(args: argparse.Namespace, log: RunLog) -> Stage:
         if args.mode in ("prune", "retrain") and task != len(names):
             raise UsageError(f"{args.mode} works on the latest task ({names[-1]}), not {args.dataset}")
     network.to(device)
+    if speed.channels_last:
+        network.to(memory_format=torch.channels_last)
+    for layer in network.cpg_layers():
+        layer.cache_multipliers = speed.cached_masks
     network.set_task(task)
-    data = DeviceTaskData(task_data, device, benchmark.crop_padding, benchmark.flip)
-    return Stage(args, log, device, network, task, data)
+    data = DeviceTaskData(task_data, device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
+                          channels_last=speed.channels_last)
+    return Stage(args, log, device, speed, network, task, data)
 
 
 def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
@@ -148,8 +159,13 @@ def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
         optimizer.lr = lr
 
 
-def _generator(stage: Stage) -> torch.Generator:
-    return torch.Generator(device=stage.device).manual_seed(stage.args.seed)
+def _train_loop(stage: Stage, optimizers: list[Optimizer | None], after_step=None) -> TrainLoop:
+    return TrainLoop(stage.network, [o for o in optimizers if o], stage.device, stage.speed,
+                     before_step=_weight_decay(stage), after_step=after_step)
+
+
+def _evaluate(stage: Stage) -> float:
+    return evaluate(stage.network, stage.data, stage.args.val_batch_size, stage.speed)
 
 
 def _epochs(stage: Stage):
@@ -166,19 +182,18 @@ def _train_new_task(stage: Stage) -> tuple[EpochResult, float]:
     epoch's training result and the validation accuracy."""
     args = stage.args
     sgd, adam = _optimizers(stage, args.lr, args.lr_mask)
-    decay = _weight_decay(stage)
+    loop = _train_loop(stage, [sgd, adam])
     owns_weights = not stage.network.cpg_layers() or owned_fraction(stage.network.cpg_layers(), stage.task) > 0
-    generator = _generator(stage)
+    generator = stage.data.generator(args.seed)
     result = EpochResult(0.0, 0.0)
     for epoch in _epochs(stage):
         progress = (epoch - 1) / args.epochs
         _set_lr(sgd, args.lr * (0.1 if progress >= 0.5 else 1.0) * (0.1 if progress >= 0.8 else 1.0))
         mask_scale = 1.0 if progress < 0.5 else (0.2 if progress < 0.7 or not owns_weights else 0.0)
         _set_lr(adam, args.lr_mask * mask_scale)
-        result = train_epoch(stage.network, stage.data, args.batch_size, generator, [o for o in (sgd, adam) if o],
-                             before_step=decay)
+        result = loop.epoch(stage.data, args.batch_size, generator)
         stage.epoch_line(epoch, result)
-    return result, evaluate(stage.network, stage.data, args.val_batch_size)
+    return result, _evaluate(stage)
 
 
 def finetune(stage: Stage, goal: float) -> ExitCode:
@@ -228,18 +243,18 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
         return sgd.momentum_buffers.get(weight)
 
     pruner = GradualPruner(stage.network.cpg_layers(), stage.task, args.initial_sparsity, args.target_sparsity,
-                           args.pruning_frequency, 0, args.pruning_interval * steps, momentum_of)
+                           args.pruning_frequency, 0, args.pruning_interval * steps, momentum_of,
+                           on_device=stage.speed.device_pruning)
     if args.pruning_interval == 0:
         pruner.finish()  # one shot (PackNet), then train the kept weights
-    decay = _weight_decay(stage)
-    generator = _generator(stage)
+    loop = _train_loop(stage, [sgd], after_step=pruner.step)
+    generator = stage.data.generator(args.seed)
     result = EpochResult(0.0, 0.0)
     for epoch in _epochs(stage):
-        result = train_epoch(stage.network, stage.data, args.batch_size, generator, [sgd], before_step=decay,
-                             after_step=pruner.step)
+        result = loop.epoch(stage.data, args.batch_size, generator)
         stage.epoch_line(epoch, result, sparsity=task_sparsity(stage.network.cpg_layers(), stage.task))
     pruner.finish()
-    accuracy = evaluate(stage.network, stage.data, args.val_batch_size)
+    accuracy = _evaluate(stage)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=args.target_sparsity)
     if result.accuracy <= TRAIN_ACCURACY_GATE:
         return stage.decide(ExitCode.STOP, f"train accuracy {result.accuracy:.4f} fell to the gate "
@@ -255,16 +270,16 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
 def retrain(stage: Stage) -> ExitCode:
     """Learn the piggymask again with the kept weights; keep the best epoch by validation accuracy."""
     args = stage.args
-    before = evaluate(stage.network, stage.data, args.val_batch_size)
+    before = _evaluate(stage)
     sgd, adam = _optimizers(stage, args.lr, args.lr_mask)
-    decay = _weight_decay(stage)
-    generator = _generator(stage)
+    loop = _train_loop(stage, [sgd, adam])
+    generator = stage.data.generator(args.seed)
     best, since_best = -1.0, 0
     for epoch in _epochs(stage):
-        result = train_epoch(stage.network, stage.data, args.batch_size, generator, [o for o in (sgd, adam) if o],
-                             before_step=decay)
-        accuracy = evaluate(stage.network, stage.data, args.val_batch_size)
-        stage.epoch_line(epoch, result, val_acc=accuracy)
+        result = loop.epoch(stage.data, args.batch_size, generator)
+        evaluation_started = time.time()
+        accuracy = _evaluate(stage)
+        stage.epoch_line(epoch, result, val_acc=accuracy, eval_seconds=time.time() - evaluation_started)
         if accuracy > best:
             best, since_best = accuracy, 0
             stage.save(accuracy, result.accuracy, epoch=epoch)
@@ -279,7 +294,7 @@ def retrain(stage: Stage) -> ExitCode:
 
 def inference(stage: Stage) -> ExitCode:
     """Evaluate one task at its own width with its own batch-norm, head and picks."""
-    accuracy = evaluate(stage.network, stage.data, stage.args.val_batch_size)
+    accuracy = _evaluate(stage)
     print(json.dumps({"task": stage.args.dataset, "accuracy": round(accuracy, 4),
                       "width": stage.network.tasks[stage.task - 1].width}))
     stage.log.line(stage="inference", task=stage.args.dataset, val_acc=accuracy,

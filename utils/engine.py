@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from models.network import TaskNetwork
 from utils.data.tasks import DeviceTaskData
 from utils.optim import Optimizer
+from utils.speed import DEFAULT_SPEED, Speed
+
+GRAPH_WARMUP_STEPS = 2
 
 
 @dataclass
@@ -19,43 +23,119 @@ class EpochResult:
     accuracy: float
 
 
-def train_epoch(network: TaskNetwork, data: DeviceTaskData, batch_size: int, generator: torch.Generator,
-                optimizers: list[Optimizer], before_step: Callable[[], None] | None = None,
-                after_step: Callable[[], None] | None = None) -> EpochResult:
-    """One pass over the shuffled, augmented training set.
+def autocast(device: torch.device, speed: Speed, cache: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast when the speed settings ask for it, else nothing."""
+    if not speed.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
-    `before_step` runs between backward and the optimizer steps (masked weight
-    decay), `after_step` after them (pruning)."""
-    network.train()
-    total_loss = torch.zeros((), device=data.device)
-    correct = torch.zeros((), device=data.device, dtype=torch.long)
-    seen = 0
-    for images, labels in data.train_batches(batch_size, generator):
-        logits = network(images)
-        loss = F.cross_entropy(logits, labels)
-        for optimizer in optimizers:
+
+class TrainLoop:
+    """The training steps of one stage, built once so a captured CUDA graph lives across its epochs.
+
+    One step: forward (in bf16 autocast if asked), cross-entropy, backward, `before_step`
+    (between backward and the optimizer steps: masked weight decay), the optimizer
+    steps, the metric sums; `after_step` (pruning) runs after it, outside any graph.
+    With `speed.cuda_graph` the full-size steps of an epoch are one graph replay each
+    (after a few eager warm-up steps, as PyTorch's whole-network capture recipe asks);
+    a smaller last batch runs eagerly.
+    """
+
+    def __init__(self, network: nn.Module, optimizers: list[Optimizer], device: torch.device,
+                 speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
+                 after_step: Callable[[], None] | None = None):
+        self.network, self.optimizers, self.device, self.speed = network, optimizers, device, speed
+        self.before_step, self.after_step = before_step, after_step
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct_sum = torch.zeros((), device=device, dtype=torch.long)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.warmup_left = GRAPH_WARMUP_STEPS
+        if speed.cuda_graph:
+            for optimizer in optimizers:
+                optimizer.make_capturable()
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns the batch's summed loss and its correct count (on the device)."""
+        with autocast(self.device, self.speed, cache=not self.speed.cuda_graph):
+            logits = self.network(images)
+            loss = F.cross_entropy(logits.float(), labels)
+        for optimizer in self.optimizers:
             optimizer.zero_grad()
         loss.backward()
-        if before_step:
-            before_step()
-        for optimizer in optimizers:
+        if self.before_step:
+            self.before_step()
+        for optimizer in self.optimizers:
             optimizer.step()
-        if after_step:
-            after_step()
-        total_loss += loss.detach() * labels.numel()
-        correct += (logits.detach().argmax(1) == labels).sum()
-        seen += labels.numel()
-    return EpochResult(total_loss.item() / seen, correct.item() / seen)
+        batch_loss = loss.detach() * labels.numel()
+        correct = (logits.detach().argmax(1) == labels).sum()
+        if self.speed.device_metrics:
+            self.loss_sum += batch_loss
+            self.correct_sum += correct
+        return batch_loss, correct
+
+    def _graph_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Warm up on a side stream, then capture the step once and replay it for every full batch."""
+        if self.graph is None and self.warmup_left > 0:
+            self.warmup_left -= 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._step(images, labels)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return
+        if self.graph is None:
+            self.static_batch = (images.clone(), labels.clone())
+            for optimizer in self.optimizers:
+                optimizer.zero_grad()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._step(*self.static_batch)
+        else:
+            self.static_batch[0].copy_(images)
+            self.static_batch[1].copy_(labels)
+        self.graph.replay()
+
+    def epoch(self, data: DeviceTaskData, batch_size: int, generator: torch.Generator) -> EpochResult:
+        """One pass over the shuffled, augmented training set."""
+        self.network.train()
+        self.loss_sum.zero_()
+        self.correct_sum.zero_()
+        host_loss, host_correct, seen = 0.0, 0, 0
+        for images, labels in data.train_batches(batch_size, generator):
+            if self.speed.cuda_graph and labels.numel() == batch_size:
+                self._graph_step(images, labels)
+            else:
+                batch_loss, correct = self._step(images, labels)
+                if not self.speed.device_metrics:
+                    host_loss += batch_loss.item()
+                    host_correct += int(correct.item())
+            if self.after_step:
+                self.after_step()
+            seen += labels.numel()
+        if self.speed.device_metrics:
+            host_loss, host_correct = self.loss_sum.item(), int(self.correct_sum.item())
+        return EpochResult(host_loss / seen, host_correct / seen)
+
+
+def train_epoch(network: nn.Module, data: DeviceTaskData, batch_size: int, generator: torch.Generator,
+                optimizers: list[Optimizer], before_step: Callable[[], None] | None = None,
+                after_step: Callable[[], None] | None = None) -> EpochResult:
+    """One epoch on the default (exact, fp32) fast paths; see `TrainLoop`."""
+    loop = TrainLoop(network, optimizers, data.device, before_step=before_step, after_step=after_step)
+    return loop.epoch(data, batch_size, generator)
 
 
 @torch.no_grad()
-def predict(network: TaskNetwork, data: DeviceTaskData, batch_size: int = 500) -> torch.Tensor:
-    """Logits of the active task on the whole test set."""
+def predict(network: nn.Module, data: DeviceTaskData, batch_size: int = 500,
+            speed: Speed = DEFAULT_SPEED) -> torch.Tensor:
+    """Logits (fp32) of the active task on the whole test set."""
     network.eval()
-    return torch.cat([network(images) for images, _ in data.test_batches(batch_size)])
+    with autocast(data.device, speed):
+        return torch.cat([network(images).float() for images, _ in data.test_batches(batch_size)])
 
 
-def evaluate(network: TaskNetwork, data: DeviceTaskData, batch_size: int = 500) -> float:
+def evaluate(network: nn.Module, data: DeviceTaskData, batch_size: int = 500, speed: Speed = DEFAULT_SPEED) -> float:
     """Test accuracy of the active task (the reference uses the test set as validation)."""
-    logits = predict(network, data, batch_size)
+    logits = predict(network, data, batch_size, speed)
     return (logits.argmax(1) == data.test_labels).sum().item() / data.test_labels.numel()

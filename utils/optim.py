@@ -14,11 +14,31 @@ import torch
 
 
 class Optimizer:
-    """The parameters, a learning rate the schedules set directly, and zero_grad."""
+    """The parameters, a learning rate the schedules set directly, and zero_grad.
+
+    `make_capturable` moves the learning rate (and Adam's step count) into device
+    tensors that a CUDA graph reads at replay, so a schedule's new rate reaches a
+    captured step; the update then takes a separate multiply, which may differ from
+    the fused eager update in the last bit.
+    """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float):
         self.params = list(params)
-        self.lr = lr
+        self._lr = lr
+        self.lr_tensor: torch.Tensor | None = None
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = value
+        if self.lr_tensor is not None:
+            self.lr_tensor.fill_(value)
+
+    def make_capturable(self) -> None:
+        self.lr_tensor = torch.tensor(self._lr, device=self.params[0].device)
 
     def zero_grad(self) -> None:
         for param in self.params:
@@ -46,7 +66,11 @@ class SGD(Optimizer):
                 buffer = self.momentum_buffers[param] = grad.clone()
             else:
                 buffer.mul_(self.momentum).add_(grad)
-            param.add_(grad.add(buffer, alpha=self.momentum) if self.nesterov else buffer, alpha=-self.lr)
+            update = grad.add(buffer, alpha=self.momentum) if self.nesterov else buffer
+            if self.lr_tensor is None:
+                param.add_(update, alpha=-self._lr)
+            else:
+                param.sub_(update * self.lr_tensor)
 
 
 class Adam(Optimizer):
@@ -57,20 +81,34 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         self.betas, self.eps = betas, eps
         self.steps = 0
+        self.step_tensor: torch.Tensor | None = None
         self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+
+    def make_capturable(self) -> None:
+        super().make_capturable()
+        self.step_tensor = torch.tensor(float(self.steps), device=self.params[0].device)
 
     @torch.no_grad()
     def step(self) -> None:
-        self.steps += 1
         beta1, beta2 = self.betas
-        step_size = self.lr / (1 - beta1 ** self.steps)
-        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        if self.step_tensor is None:
+            self.steps += 1
+            step_size = self._lr / (1 - beta1 ** self.steps)
+            correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        else:
+            self.step_tensor += 1
+            step_size = self.lr_tensor / (1 - beta1 ** self.step_tensor)
+            correction2_sqrt = (1 - beta2 ** self.step_tensor).sqrt()
         for param, (mean, square) in zip(self.params, self.moments, strict=True):
             if param.grad is None:
                 continue
             mean.lerp_(param.grad, 1 - beta1)
             square.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
-            param.addcdiv_(mean, (square.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
+            denominator = (square.sqrt() / correction2_sqrt).add_(self.eps)
+            if self.step_tensor is None:
+                param.addcdiv_(mean, denominator, value=-step_size)
+            else:
+                param.sub_(mean * step_size / denominator)
 
 
 class RMSprop(Optimizer):

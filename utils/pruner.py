@@ -3,8 +3,9 @@
 The candidates of a layer are the weights the current task owns plus the free
 ones (so sparsity is the free share of the task's pool). Their count does not
 change while a task is pruned, so it is read once; every cutoff is a
-`kthvalue` on the device over |w| with non-candidates set to +inf, and pruned
-weights (and their momentum) are zeroed at once.
+`kthvalue` on the device over |w| with non-candidates set to +inf (on a host copy
+in the plain path, as the reference did), and pruned weights (and their momentum)
+are zeroed at once.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class GradualPruner:
     short of `end`); `finish` prunes to the target when a stage is shorter than its ramp."""
 
     def __init__(self, layers: list[CPGWeights], task: int, initial: float, target: float, frequency: int,
-                 begin: int, end: int, momentum_of=None):
+                 begin: int, end: int, momentum_of=None, on_device: bool = True):
         self.layers, self.task = layers, task
+        self.on_device = on_device
         self.initial, self.target = initial, target
         self.frequency, self.begin, self.end = frequency, begin, end
         self.momentum_of = momentum_of
@@ -61,14 +63,15 @@ class GradualPruner:
             if rank < 1:
                 continue
             magnitude = torch.where(candidates, layer.weight.abs(), torch.full_like(layer.weight, float("inf")))
-            cutoff = magnitude.flatten().kthvalue(rank).values
+            flat = magnitude.flatten() if self.on_device else magnitude.flatten().cpu()
+            cutoff = flat.kthvalue(rank).values.to(magnitude.device)
             pruned = (layer.owner == self.task) & (magnitude <= cutoff)
             layer.owner.masked_fill_(pruned, 0)
             layer.weight.masked_fill_(pruned, 0.0)
             momentum = self.momentum_of(layer.weight) if self.momentum_of else None
             if momentum is not None:
                 momentum.masked_fill_(pruned, 0.0)
-            layer.invalidate()
+            layer.masks_changed()
 
 
 def task_sparsity(layers: list[CPGWeights], task: int) -> float:

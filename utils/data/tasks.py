@@ -33,15 +33,22 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 class DeviceTaskData:
-    """A task moved once to the device; batches are augmented and normalised there."""
+    """A task moved once to the device; batches are augmented and normalised there.
 
-    def __init__(self, task: TaskData, device: torch.device, crop_padding: int, flip: bool):
+    With `resident=False` (the plain path) the uint8 data stays on the host, batches are
+    drawn and augmented there and moved to the device one at a time; on a CPU device both
+    are the same computation. `channels_last` hands out images in that memory layout."""
+
+    def __init__(self, task: TaskData, device: torch.device, crop_padding: int, flip: bool, resident: bool = True,
+                 channels_last: bool = False):
         self.name = task.name
         self.num_classes = task.num_classes
-        self.train_images = task.train_images.to(device)
-        self.train_labels = task.train_labels.to(device)
-        self.test_images = task.test_images.to(device)
+        self.storage = device if resident else torch.device("cpu")
+        self.train_images = task.train_images.to(self.storage)
+        self.train_labels = task.train_labels.to(self.storage)
+        self.test_images = task.test_images.to(self.storage)
         self.test_labels = task.test_labels.to(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         std = torch.tensor(task.std, device=device).view(1, -1, 1, 1)
         mean = torch.tensor(task.mean, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std)
@@ -49,8 +56,14 @@ class DeviceTaskData:
         self.crop_padding, self.flip = crop_padding, flip
         self.device = device
 
+    def generator(self, seed: int) -> torch.Generator:
+        """The seeded generator batches are drawn with (on the device that holds the data)."""
+        return torch.Generator(device=self.storage).manual_seed(seed)
+
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return images.to(torch.float32) * self.scale + self.shift
+        """uint8 images wherever they are -> normalised float32 on the compute device."""
+        images = images.to(self.device, non_blocking=True).to(torch.float32) * self.scale + self.shift
+        return images.contiguous(memory_format=self.memory_format)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random crop (zero padding) and optional horizontal flip, one draw per image."""
@@ -58,23 +71,23 @@ class DeviceTaskData:
         if self.crop_padding:
             pad = self.crop_padding
             padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-            offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=self.device)
-            rows = (offsets[0].view(n, 1) + torch.arange(height, device=self.device)).view(n, 1, height, 1)
-            cols = (offsets[1].view(n, 1) + torch.arange(width, device=self.device)).view(n, 1, 1, width)
+            offsets = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=self.storage)
+            rows = (offsets[0].view(n, 1) + torch.arange(height, device=self.storage)).view(n, 1, height, 1)
+            cols = (offsets[1].view(n, 1) + torch.arange(width, device=self.storage)).view(n, 1, 1, width)
             padded = padded.gather(2, rows.expand(n, padded.shape[1], height, padded.shape[3]))
             images = padded.gather(3, cols.expand(n, padded.shape[1], height, width))
         if self.flip:
-            flip = torch.rand(n, generator=generator, device=self.device) < 0.5
+            flip = torch.rand(n, generator=generator, device=self.storage) < 0.5
             images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
         return images
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled, augmented, normalised training batches (the last one may be smaller)."""
-        order = torch.randperm(self.train_labels.numel(), generator=generator, device=self.device)
+        order = torch.randperm(self.train_labels.numel(), generator=generator, device=self.storage)
         for start in range(0, order.numel(), batch_size):
             index = order[start:start + batch_size]
             images = self.augment(self.train_images[index], generator)
-            yield self.normalise(images), self.train_labels[index]
+            yield self.normalise(images), self.train_labels[index].to(self.device, non_blocking=True)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.test_labels.numel(), batch_size):
