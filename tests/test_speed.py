@@ -8,11 +8,14 @@ import torch
 
 import main_normal
 from models import build_network
+from utils import engine
 from utils.checkpoint import load_checkpoint
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
 from utils.exit_codes import ExitCode
 from utils.optim import SGD, Adam
 from utils.pruner import GradualPruner
-from utils.speed import EXACT_PATHS
+from utils.speed import EXACT_PATHS, Speed
 
 ACCURACY_TOLERANCE = 0.03  # bf16 and channels-last: every recorded accuracy within 3 points of fp32
 STAGES = [
@@ -134,6 +137,58 @@ def test_plain_masks_are_rebuilt_every_forward():
     assert layer.multipliers()[0] is not layer.multipliers()[0]
     layer.cache_multipliers = True
     assert layer.multipliers()[0] is layer.multipliers()[0]
+
+
+def _second_task_loop(data_root, speed):
+    """A second digits task, on a grown network, learning its weights and picks while it is pruned: every
+    piece a step touches. The optimizers keep their rates in tensors (as a graph needs) on every path."""
+    torch.manual_seed(0)
+    network = build_network("digits_convnet", 1.5, mode="cpg")
+    network.add_task("a", 2, width=1.0)
+    network.add_task("b", 2)
+    layers = network.cpg_layers()
+    masks = [layer.start_picking() for layer in layers]
+    sgd = SGD(network.task_parameters(2), lr=0.05, momentum=0.9, nesterov=True)
+    adam = Adam(masks, lr=1e-3)
+    for optimizer in (sgd, adam):
+        optimizer.make_capturable()
+    pruner = GradualPruner(layers, 2, 0.0, 0.5, 4, 0, 20, sgd.momentum_buffers.get)
+    loop = engine.TrainLoop(network, [sgd, adam], torch.device("cpu"), speed, after_step=pruner.step)
+    data = DeviceTaskData(get_benchmark("split_digits").load_task(data_root, "digits_23"), torch.device("cpu"), 1,
+                          False)
+    generator = data.generator(1)
+    results = []
+    for epoch in range(2):
+        sgd.lr, adam.lr = (0.05, 1e-3) if epoch == 0 else (0.005, 2e-4)
+        results.append(loop.epoch(data, 32, generator))
+    return results, {name: tensor.detach().clone() for name, tensor in network.state_dict().items()}
+
+
+def test_graph_step_protocol_emulated_on_the_cpu(data_root, monkeypatch):
+    """The CUDA-graph loop with capture and replay emulated (recording runs nothing, a replay runs the step
+    on the static buffers) trains bit for bit like the eager loop, replaying every full batch after the
+    warm-up, with pruning reaching the captured masks and new rates reaching the captured optimizers."""
+    replays = []
+
+    def capture(step):
+        def replay():
+            replays.append(1)
+            step()
+        return replay
+
+    monkeypatch.setattr(engine, "capture_cuda_graph", capture)
+    monkeypatch.setattr(engine, "on_side_stream", lambda step, device: step())
+    graph_results, graph_weights = _second_task_loop(data_root, Speed(cuda_graph=True))
+    eager_results, eager_weights = _second_task_loop(data_root, Speed())
+    train_images = get_benchmark("split_digits").load_task(data_root, "digits_23").train_labels.numel()
+    assert train_images % 32, "the run must end each epoch with a smaller, eager batch"
+    assert len(replays) == 2 * (train_images // 32) - engine.GRAPH_WARMUP_STEPS
+    assert graph_results == eager_results
+    assert graph_weights.keys() == eager_weights.keys()
+    for name, tensor in eager_weights.items():
+        assert torch.equal(graph_weights[name], tensor), name
+    owner = graph_weights["features.0.weights.owner"]
+    assert (owner == 2).any() and (owner == 0).any()  # the task owned weights and pruning freed some
 
 
 @pytest.mark.parametrize(("flags", "message"), [

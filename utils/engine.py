@@ -30,6 +30,23 @@ def autocast(device: torch.device, speed: Speed, cache: bool = True) -> contextl
     return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
 
 
+def on_side_stream(step: Callable[[], object], device: torch.device) -> None:
+    """Run an eager warm-up step on a side stream, as PyTorch's capture recipe asks."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream(device).wait_stream(side)
+
+
+def capture_cuda_graph(step: Callable[[], object]) -> Callable[[], None]:
+    """Record `step` (after its warm-up) into one CUDA graph; returns the replay. Recording runs nothing."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
 class TrainLoop:
     """The training steps of one stage, built once so a captured CUDA graph lives across its epochs.
 
@@ -48,7 +65,7 @@ class TrainLoop:
         self.before_step, self.after_step = before_step, after_step
         self.loss_sum = torch.zeros((), device=device)
         self.correct_sum = torch.zeros((), device=device, dtype=torch.long)
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.replay: Callable[[], None] | None = None
         self.static_batch: tuple[torch.Tensor, torch.Tensor] | None = None
         self.warmup_left = GRAPH_WARMUP_STEPS
         if speed.cuda_graph:
@@ -75,26 +92,20 @@ class TrainLoop:
         return batch_loss, correct
 
     def _graph_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        """Warm up on a side stream, then capture the step once and replay it for every full batch."""
-        if self.graph is None and self.warmup_left > 0:
+        """Warm up, then capture the step once on static buffers and replay it for every full batch."""
+        if self.replay is None and self.warmup_left > 0:
             self.warmup_left -= 1
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self._step(images, labels)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            on_side_stream(lambda: self._step(images, labels), self.device)
             return
-        if self.graph is None:
+        if self.replay is None:
             self.static_batch = (images.clone(), labels.clone())
             for optimizer in self.optimizers:
                 optimizer.zero_grad()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self._step(*self.static_batch)
+            self.replay = capture_cuda_graph(lambda: self._step(*self.static_batch))
         else:
             self.static_batch[0].copy_(images)
             self.static_batch[1].copy_(labels)
-        self.graph.replay()
+        self.replay()
 
     def epoch(self, data: DeviceTaskData, batch_size: int, generator: torch.Generator) -> EpochResult:
         """One pass over the shuffled, augmented training set."""
