@@ -63,9 +63,10 @@ def test_exact_paths_are_bit_identical_to_the_plain_path(plain_run, data_root, t
 
 @pytest.mark.parametrize("flag", ["--bf16", "--channels_last"])
 def test_arithmetic_paths_keep_decisions_and_accuracies_within_tolerance(plain_run, data_root, tmp_path, flag):
-    codes, records, accuracies, _ = _run_sequence(data_root, tmp_path, flag)
+    codes, records, accuracies, weights = _run_sequence(data_root, tmp_path, flag)
     plain_codes, plain_records, plain_accuracies, _ = plain_run
     assert codes == plain_codes
+    assert all(tensor.is_contiguous() for tensor in weights.values())  # checkpoints keep the standard layout
     assert [sorted(record) for record in records.values()] == [sorted(record) for record in plain_records.values()]
     for got, want in zip(accuracies, plain_accuracies, strict=True):
         assert abs(got - want) <= ACCURACY_TOLERANCE, (flag, accuracies, plain_accuracies)

@@ -24,11 +24,12 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, meta: dict) -> None:
-    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint)."""
+    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint). Tensors
+    are stored in the standard layout, whatever memory format the run trained in."""
     folder = Path(folder)
     for layer in network.cpg_layers():
         layer.store_picks()
-    state = {k: v.detach().cpu() for k, v in network.state_dict().items() if not k.endswith(".piggymask")}
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items() if not k.endswith(".piggymask")}
     payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
                "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
