@@ -64,8 +64,7 @@ def run_stage(name: str, flags: list[str], work: Path, common: list[str], env: d
             "eval_seconds": round(statistics.median(evaluations), 4) if evaluations else None}
 
 
-def run_variant(benchmark: str, work: Path, common: list[str], env: dict[str, str]) -> list[dict]:
-    tasks = get_benchmark(benchmark).task_names
+def run_variant(tasks: tuple[str, ...], work: Path, common: list[str], env: dict[str, str]) -> list[dict]:
     first, second = tasks[:2]
     work.mkdir(parents=True, exist_ok=True)
     record = ["--jsonfile", str(work / "record.txt")]
@@ -164,12 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     common = ["--benchmark", args.benchmark, "--data_root", str(work), "--device", args.device,
               "--batch_size", str(args.batch_size), "--epochs", str(args.epochs)]
-    train_images = get_benchmark(args.benchmark).load_task(work, get_benchmark(args.benchmark).task_names[0]) \
-        .train_labels.numel()
+    benchmark = get_benchmark(args.benchmark)
+    tasks = benchmark.task_names
+    train_images = benchmark.load_task(work, tasks[0]).train_labels.numel()
     results = []
     with stage_server(not args.cold, work) as env:
         for name, flags in variants:
-            rows = run_variant(args.benchmark, work / name, [*common, *flags], env)
+            rows = run_variant(tasks, work / name, [*common, *flags], env)
             results.append({"name": name, "flags": " ".join(flags), "stages": rows, **summarise(rows, train_images)})
     summary = {"benchmark": args.benchmark, "device": device_name(args.device), "batch_size": args.batch_size,
                "epochs": args.epochs, "warm_start": not args.cold, "variants": results}
