@@ -27,7 +27,7 @@ from utils.exit_codes import ExitCode
 from utils.extraction.folders import settings_hash
 from utils.extraction.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune
 from utils.extraction.recovery import layer_recovery
-from utils.extraction.report import write_report
+from utils.extraction.report import copy_report, write_report
 from utils.extraction.teachers import Probes, Teacher, checkpoint_teacher, gaussian_probes, synthetic_teacher
 from utils.extraction.training import TrainSettings, evaluate, train_students
 from utils.logs import RunLog
@@ -164,6 +164,9 @@ def run(args: argparse.Namespace) -> ExitCode:
     report["student_seconds"] = student_seconds
     report["seconds"] = round(student_seconds[0] + time.monotonic() - rebuild_started, 1)  # students + rebuild
     atomic_torch_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, clustering / "rebuilt.pth")
-    print(write_report(report, clustering), end="")
+    text = write_report(report, clustering)
+    if args.ec_report:
+        copy_report(report, text, Path(args.ec_report))
+    print(text, end="")
     log.decision(stage="retrain", exit=0, state="OK", folder=str(clustering), seconds=report["seconds"])
     return ExitCode.OK

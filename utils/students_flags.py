@@ -19,4 +19,6 @@ def add_flags(group: argparse._ArgumentGroup) -> None:
     add("--ec_finetune_lr", type=float, default=1e-3, help="Adam learning rate of the final fine-tune")
     add("--ec_finetune_epochs", type=int, default=3000, help="most epochs of the final fine-tune")
     add("--ec_patience", type=int, default=100, help="epochs without progress before the learning rate decays")
+    add("--ec_report", default=None,
+        help="retrain: also write the recovery report here (JSON; its table beside it as .txt), a path drivers know")
     add("--ec_min_lr", type=float, default=1e-6, help="training stops early once the learning rate falls below")

@@ -56,3 +56,9 @@ def write_report(report: dict, folder: Path) -> str:
     atomic_write(folder / "report.txt", lambda file: file.write(text), binary=False)
     plot(report, folder / "recovery.png")
     return text
+
+
+def copy_report(report: dict, text: str, path: Path) -> None:
+    """The report's JSON at `path` and its table beside it (`.txt`), where a driver asked for them."""
+    atomic_json_dump(report, path)
+    atomic_write(path.with_suffix(".txt"), lambda file: file.write(text), binary=False)
