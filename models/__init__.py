@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from models.digits import DigitsConvNet
+from models.digits import DigitsConvNet, DigitsConvNetRGB
 from models.lenet import FC10241024, LeNet300100
 from models.network import TaskNetwork, TaskSpec
 from models.resnet import GEMResNet18
 from models.students import DigitsTeacherMLP
-from models.subspace_nets import SubspaceConvNet, SubspaceConvNetRGB
 from models.vgg import VGG16CIFAR
 
 ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
@@ -19,20 +18,21 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "lenet_300_100": LeNet300100,
     "fc_1024_1024": FC10241024,
     "gem_resnet18": GEMResNet18,
-    "subspace_convnet": SubspaceConvNet,
-    "subspace_convnet_rgb": SubspaceConvNetRGB,
+    "subspace_convnet": DigitsConvNet,
+    "subspace_convnet_rgb": DigitsConvNetRGB,
     "digits_mlp_16": DigitsTeacherMLP,
 }
 
 
-def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str = "cpg") -> TaskNetwork:
-    """A network of `arch` at `width` in layer `mode` holding `tasks` (each at its own width), untrained.
+def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str = "cpg", **options) -> TaskNetwork:
+    """A network of `arch` at `width` in layer `mode` (architecture `options` such as SupSup's input
+    shape and outputs) with room for the stored `tasks`, each at its own width, for a checkpoint to fill.
 
     `custom_vgg_cifar100` and `vgg16_bn_cifar100` are the same topology; the reference used the
     first for CPG and the second for plain baselines and PackNet, and both names are kept."""
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    network = ARCHITECTURES[arch](width=width, mode=mode)
+    network = ARCHITECTURES[arch](width=width, mode=mode, **options)
     for spec in tasks:
-        network.add_task(spec.name, spec.num_classes, spec.width)
+        network.restore_task(spec)
     return network

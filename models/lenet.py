@@ -1,8 +1,8 @@
 """Fully connected nets of the SupSup experiments, from the shared layers: LeNet 300-100 and FC 1024-1024.
 
-Inputs are flattened images of any size; the last layer has `outputs` units (task classes plus
-superfluous neurons). In SupSup mode every layer, the last included, is masked and has no bias,
-as in the reference; in other modes the hidden layers are shared and each task has its own head.
+Inputs are flattened images of any size. The layer mode decides the head and the biases: in SupSup
+mode every layer, the last included (`outputs` units: task classes plus superfluous neurons), is
+masked and has no bias, as in the reference; in the other modes each task has its own head.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import math
 from torch import nn
 
 from models.digits import init_weights
-from models.layers import SharedLinear
+from models.layers.base import SharedLinear
 from models.network import TaskNetwork
-from models.supsup_parts import task_head
 
 
 class MLP(TaskNetwork):
@@ -23,18 +22,16 @@ class MLP(TaskNetwork):
     def __init__(self, hidden: tuple[int, ...], width: float = 1.0, mode: str = "supsup",
                  input_shape: tuple[int, ...] = (1, 28, 28), outputs: int = 10):
         super().__init__(width, mode)
-        bias = mode != "supsup"
         layers: list[nn.Module] = [nn.Flatten()]
         previous = math.prod(input_shape)
         for index, size in enumerate(hidden):
-            layers += [SharedLinear(previous, size, width=width, bias=bias, mode=mode, scale_in=index > 0),
+            layers += [SharedLinear(previous, size, width=width, bias=self.layers.bias, mode=mode, scale_in=index > 0),
                        nn.ReLU()]
             previous = size
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Identity()
-        self.heads = task_head(previous, outputs, mode)
-        if mode != "supsup":
-            init_weights(self)
+        self.heads = self.layers.head(previous, outputs, width)
+        init_weights(self)
 
 
 def LeNet300100(**kwargs) -> MLP:  # noqa: N802 (an architecture name)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.layers import CPGWeights, PlainWeights, TaskHeads
+from models.layers.base import LayerMode, TaskState, WeightMode, layer_mode
 
 
 @dataclass(frozen=True)
@@ -26,34 +26,51 @@ class TaskSpec:
         return cls(str(data["name"]), int(data["num_classes"]), float(data["width"]))
 
 
+def _task_parameters(module: nn.Module, task: int) -> list[nn.Parameter]:
+    if isinstance(module, TaskState):
+        return module.task_parameters(task)
+    chosen = list(module.parameters(recurse=False))
+    for child in module.children():
+        chosen += _task_parameters(child, task)
+    return chosen
+
+
 class TaskNetwork(nn.Module):
     """Body (`features`, then `classifier`) built from shared layers, then the active task's head.
 
-    Subclasses build `features`, `classifier` and `heads`; this class keeps the
-    task list and switches every per-task module to the active task.
+    Subclasses build `features`, `classifier` and `heads` from `self.layers` (the layer mode);
+    this class keeps the task list and tells every per-task module which task is added, restored
+    or active.
     """
 
     features: nn.Module
     classifier: nn.Module
-    heads: TaskHeads
+    heads: nn.Module
 
     def __init__(self, width: float, mode: str):
         super().__init__()
         self.width, self.mode = width, mode
+        self.layers: LayerMode = layer_mode(mode)
         self.tasks: list[TaskSpec] = []
 
-    def add_task(self, name: str, num_classes: int, width: float | None = None) -> int:
-        """Append a task learned at `width` (default: the network's width); returns its 1-based id."""
+    def _append(self, name: str, num_classes: int, width: float | None, restoring: bool) -> int:
         width = self.width if width is None else width
         if width > self.width:
             raise ValueError(f"task {name!r} has width {width}, wider than the network ({self.width})")
         self.tasks.append(TaskSpec(name, num_classes, width))
-        for module in list(self.modules()):
-            if module is not self and module is not self.heads and hasattr(module, "add_task"):
-                module.add_task(width)
-        self.heads.add_task(width, num_classes)
+        for module in [m for m in self.modules() if isinstance(m, TaskState) and m is not self.heads]:
+            (module.restore_task if restoring else module.add_task)(width)
+        (self.heads.restore_task if restoring else self.heads.add_task)(width, num_classes)
         self.set_task(len(self.tasks))
         return len(self.tasks)
+
+    def add_task(self, name: str, num_classes: int, width: float | None = None) -> int:
+        """Append a task to learn at `width` (default: the network's width); returns its 1-based id."""
+        return self._append(name, num_classes, width, restoring=False)
+
+    def restore_task(self, spec: TaskSpec) -> int:
+        """Append a stored task whose values a checkpoint fills in next (no learning state is built)."""
+        return self._append(spec.name, spec.num_classes, spec.width, restoring=True)
 
     def take_over(self, name: str, num_classes: int) -> int:
         """Let a new task continue from the latest task's weights, batch-norm and head (the
@@ -69,7 +86,7 @@ class TaskNetwork(nn.Module):
             raise ValueError(f"task {task} is not one of the {len(self.tasks)} tasks of this network")
         self.active_task = task
         for module in self.modules():
-            if module is not self and hasattr(module, "set_task"):
+            if isinstance(module, TaskState):
                 module.set_task(task)
 
     def task_id(self, name: str) -> int:
@@ -78,28 +95,14 @@ class TaskNetwork(nn.Module):
                 return index
         raise KeyError(name)
 
-    def cpg_layers(self) -> list[CPGWeights]:
-        return [m for m in self.modules() if isinstance(m, CPGWeights)]
-
-    def shared_weights(self) -> list[torch.Tensor]:
-        """The weight tensors of the body's shared layers (not the heads)."""
-        return [m.weight for m in (*self.features.modules(), *self.classifier.modules())
-                if isinstance(m, (CPGWeights, PlainWeights))]
+    def body_weights(self) -> list[WeightMode]:
+        """The weight modes of the shared body (not the heads)."""
+        return [m for m in (*self.features.modules(), *self.classifier.modules()) if isinstance(m, WeightMode)]
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
-        """What training task `task` may change: the body's weights plus that task's own
-        batch-norm, biases and head (never another task's, never a piggymask)."""
-        chosen = []
-        for name, param in self.named_parameters():
-            parts = name.split(".")
-            if "piggymask" in parts:
-                continue
-            for marker in ("per_task", "biases"):
-                if marker in parts and parts[parts.index(marker) + 1] != str(task - 1):
-                    break
-            else:
-                chosen.append(param)
-        return chosen
+        """What training task `task` may change, as each per-task module and weight mode declares
+        (never another task's batch-norm, bias or head, never a piggymask)."""
+        return _task_parameters(self, task)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.classifier(self.features(x)))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers import SharedLinear, StudentsWeights
+from models.layers.base import SharedLinear
+from models.layers.students import StudentsWeights
 from models.lenet import MLP
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}

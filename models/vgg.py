@@ -8,7 +8,7 @@ linear layers with ReLU and one head per task; no dropout. Every width is
 from torch import nn
 
 from models.digits import init_weights
-from models.layers import SharedConv2d, SharedLinear, TaskBatchNorm2d, TaskHeads
+from models.layers.base import SharedConv2d, SharedLinear
 from models.network import TaskNetwork
 
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -25,7 +25,7 @@ class VGG16CIFAR(TaskNetwork):
                 layers.append(nn.MaxPool2d(2))
                 continue
             layers += [SharedConv2d(previous, item, 3, width=width, padding=1, mode=mode, scale_in=not first),
-                       TaskBatchNorm2d(item), nn.ReLU(inplace=True)]
+                       self.layers.norm(item, width), nn.ReLU(inplace=True)]
             previous, first = item, False
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
@@ -33,5 +33,5 @@ class VGG16CIFAR(TaskNetwork):
             SharedLinear(previous, HIDDEN, width=width, mode=mode), nn.ReLU(inplace=True),
             SharedLinear(HIDDEN, HIDDEN, width=width, mode=mode), nn.ReLU(inplace=True),
         )
-        self.heads = TaskHeads(HIDDEN)
+        self.heads = self.layers.head(HIDDEN, 0, width)
         init_weights(self)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import run_main
+from tests.conftest import REPO, run_main
 
 STATE_CODES = {2, 3, 5, 6}
 
@@ -75,3 +75,74 @@ def test_corrupt_checkpoint_is_a_failure_not_a_state(data_root, tmp_path):
     result = run_main("--mode", "inference", "--dataset", "digits_01", "--data_root", str(data_root),
                       "--load_folder", str(folder))
     _one_line_error(result, 65, "corrupt")
+
+
+@pytest.mark.parametrize("method, flag", [("supsup", "--pruning_frequency"), ("subspace", "--lr_mask"),
+                                          ("supsup", "--bf16"), ("cpg", "--supsup_density")])
+def test_a_flag_of_another_method_is_a_usage_error_naming_both(data_root, tmp_path, method, flag):
+    result = run_main("--method", method, "--mode", "finetune", "--dataset", "digits_01", "--data_root",
+                      str(data_root), "--save_folder", str(tmp_path / "s"), flag, "3")
+    _one_line_error(result, 64, f"{flag} is a flag of --method")
+    assert f"not of --method {method}" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_learning_rate_must_be_a_finite_non_negative_number(data_root, tmp_path, value):
+    result = run_main("--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root),
+                      "--save_folder", str(tmp_path / "s"), "--jsonfile", str(tmp_path / "r.txt"), "--lr", value)
+    _one_line_error(result, 64, "--lr must be")
+
+
+def test_a_bug_while_reading_a_checkpoint_is_not_reported_as_a_corrupt_file(data_root, monkeypatch):
+    """Only the file's own faults are exit 65; an error of the toolkit's code surfaces as itself."""
+    from models.network import TaskSpec
+    from utils.checkpoint import CheckpointError, load_checkpoint
+
+    def broken(data):
+        raise AttributeError("a bug in the toolkit")
+
+    monkeypatch.setattr(TaskSpec, "from_json", broken)
+    with pytest.raises(AttributeError):
+        try:
+            load_checkpoint(REPO / "tests" / "fixtures" / "format1" / "cpg")
+        except CheckpointError as error:
+            pytest.fail(f"reported as a bad checkpoint: {error}")
+
+
+def test_the_reference_keeps_its_give_way_sparsities_on_20_tasks_and_longer_runs_still_give_way():
+    from utils.methods.cpg.stages import required_sparsity
+
+    reference = [0.9] * 14 + [0.8] * 3 + [0.7, 0.5, 0.0]
+    assert [required_sparsity(20, task) for task in range(1, 21)] == reference
+    assert all(required_sparsity(25, task) == 0.95 for task in range(1, 6))
+
+
+def test_at_the_cap_below_the_goal_pruning_gives_way_on_a_25_task_run(data_root, tmp_path):
+    """With 20 or more tasks to come the reference's rule asked for sparsity 1.0 and never gave way."""
+    record = tmp_path / "record.txt"
+    record.write_text('{"0.0": 0.5}')
+    result = run_main("--mode", "prune", "--dataset", "digits_23", "--data_root", str(data_root),
+                      "--load_folder", str(REPO / "tests" / "fixtures" / "format1" / "cpg"),
+                      "--save_folder", str(tmp_path / "p"), "--jsonfile", str(record),
+                      "--network_width_multiplier", "1.5", "--total_num_tasks", "25",
+                      "--initial_sparsity", "0.95", "--target_sparsity", "0.95")
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert "0.95 already freed" in result.stdout
+
+
+def test_meta_json_holds_the_settings_that_reproduce_the_stage(data_root, tmp_path):
+    import json
+
+    import main_normal
+    from tools import report
+
+    flags = ["--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root), "--device", "cpu",
+             "--epochs", "1", "--lr", "0.05", "--save_folder", str(tmp_path / "s"), "--jsonfile",
+             str(tmp_path / "r.txt"), "--max_allowed_network_width_multiplier", "1.0", "--seed", "7"]
+    assert main_normal.main(flags) in (0, 5)
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    settings = main_normal.parse_settings(flags)
+    assert meta["settings"] == settings.to_json()
+    assert meta["settings"]["seed"] == 7 and meta["settings"]["arch"] == "digits_convnet"
+    printed = report.format_settings(meta).split()
+    assert main_normal.parse_settings(printed) == settings

@@ -1,5 +1,6 @@
 """split_digits: a fixed split of real digits, cached; device augmentation crops and flips."""
 
+import pytest
 import torch
 
 from utils.data.registry import get_benchmark
@@ -47,3 +48,38 @@ def test_flip_mirrors_about_half_of_the_images():
     flipped = sum(torch.equal(sample, image[0].flip(2)) for sample in out)
     assert 60 < flipped < 140 and all(torch.equal(s, image[0]) or torch.equal(s, image[0].flip(2)) for s in out)
     assert torch.allclose(data.normalise(image[:1]), image[:1].float())
+
+
+def test_every_benchmark_names_a_real_architecture_or_none():
+    from models import ARCHITECTURES
+    from utils.data.registry import BENCHMARKS
+
+    for benchmark in BENCHMARKS.values():
+        assert benchmark.arch is None or benchmark.arch in ARCHITECTURES, benchmark.name
+
+
+def test_a_bug_while_reading_the_cache_keeps_the_cache_and_surfaces(data_root, monkeypatch):
+    """Only a stale or truncated cache is rebuilt; any other error must not silently delete it."""
+    from utils.data import cache
+
+    path = next(data_root.rglob("*.pt"))
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise AttributeError("a bug in the toolkit")
+
+    monkeypatch.setattr(cache.torch, "load", broken)
+    with pytest.raises(AttributeError):
+        cache.cached_task(path, lambda: pytest.fail("decoded again"))
+    assert path.read_bytes() == before
+
+
+def test_a_truncated_cache_is_rebuilt(tmp_path):
+    from utils.data import cache
+
+    path = tmp_path / "task.pt"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    task = TaskData("t", ("a", "b"), torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]),
+                    torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), (0.5,), (0.25,))
+    assert cache.cached_task(path, lambda: task).name == "t"
+    assert cache.cached_task(path, lambda: pytest.fail("decoded twice")).classes == ("a", "b")

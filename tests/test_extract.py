@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_driver, run_main
-from utils.extraction.clustering import best_cut, big_cluster_counts, cluster_neurons
-from utils.extraction.folders import settings_hash
-from utils.extraction.reconstruct import collapse
-from utils.extraction.recovery import layer_recovery
-from utils.extraction.symmetry import canonicalise
+from utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons
+from utils.methods.extract.folders import settings_hash
+from utils.methods.extract.reconstruct import collapse
+from utils.methods.extract.recovery import layer_recovery
+from utils.methods.extract.symmetry import canonicalise
 
 RNG = np.random.default_rng(0)
 

@@ -4,16 +4,8 @@ import pytest
 import torch
 
 from models import build_network
-from models.layers import (
-    Binarizer,
-    CPGWeights,
-    Geometry,
-    SharedConv2d,
-    Ternarizer,
-    copy_into_corner,
-    pack_bits,
-    unpack_bits,
-)
+from models.layers.base import Geometry, SharedConv2d, copy_into_corner, pack_bits, unpack_bits
+from models.layers.cpg import Binarizer, CPGWeights
 from utils.checkpoint import network_from_checkpoint
 
 
@@ -23,14 +15,6 @@ def test_binarizer_thresholds_and_passes_gradient_straight_through():
     assert out.tolist() == [0.0, 0.0, 1.0, 1.0]
     out.backward(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert mask.grad.tolist() == [1.0, 2.0, 3.0, 4.0]
-
-
-def test_ternarizer_gives_signs_and_straight_through_gradient():
-    mask = torch.tensor([-1.0, -0.001, 0.001, 1.0], requires_grad=True)
-    out = Ternarizer.apply(mask, 5e-3)
-    assert out.tolist() == [-1.0, 0.0, 0.0, 1.0]
-    out.sum().backward()
-    assert mask.grad.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
 def _layer_with_two_tasks() -> CPGWeights:
@@ -111,3 +95,20 @@ def test_each_task_runs_at_its_own_width_after_growth():
     wide.set_task(1)
     wide.eval()
     assert torch.equal(wide(x), before)
+
+
+def test_ownership_holds_more_than_255_tasks():
+    """uint8 owners overflowed at task 256; they widen once a network holds that many tasks."""
+    layer = CPGWeights(Geometry(20, 20), 1.0, bias=False, learn_picks=False)
+    torch.nn.init.normal_(layer.weight)
+    tasks = 300
+    for task in range(1, tasks + 1):
+        layer.add_task(1.0)
+        with torch.no_grad():  # every task keeps one weight and frees the rest for the next
+            mine = layer.owner.flatten() == task
+            mine[task - 1] = False
+            layer.owner.view(-1)[mine] = 0
+    assert layer.owner.flatten()[:tasks].tolist() == list(range(1, tasks + 1))
+    layer.set_task(tasks)
+    own, old = layer.multipliers()
+    assert own.sum() == 1 and old.sum() == tasks - 1

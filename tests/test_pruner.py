@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from models.layers import CPGWeights, Geometry
-from utils.pruner import GradualPruner, cubic_sparsity, task_sparsity
+from models.layers.base import Geometry
+from models.layers.cpg import CPGWeights
+from utils.methods.cpg.pruner import GradualPruner, cubic_sparsity, task_sparsity
 
 
 def test_cubic_schedule_endpoints_and_midpoint():

@@ -8,13 +8,14 @@ import torch
 
 import main_normal
 from models import build_network
+from models.layers.cpg import cpg_layers
 from utils import engine
 from utils.checkpoint import load_checkpoint
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.exit_codes import ExitCode
+from utils.methods.cpg.pruner import GradualPruner
 from utils.optim import SGD, Adam
-from utils.pruner import GradualPruner
 from utils.speed import EXACT_PATHS, Speed
 
 ACCURACY_TOLERANCE = 0.03  # bf16 and channels-last: every recorded accuracy within 3 points of fp32
@@ -123,7 +124,7 @@ def test_capturable_optimizers_follow_the_eager_ones_and_see_new_learning_rates(
 def test_pruning_updates_the_cached_multipliers_in_place():
     """A captured step holds the multiplier tensors it saw at capture; pruning must refresh those."""
     network = _digits_network()
-    layers = network.cpg_layers()
+    layers = cpg_layers(network)
     cached = [layer.multipliers()[0] for layer in layers]
     GradualPruner(layers, 1, 0.0, 0.5, 1, 0, 1).prune_to(0.5)
     for layer, own in zip(layers, cached, strict=True):
@@ -133,7 +134,7 @@ def test_pruning_updates_the_cached_multipliers_in_place():
 
 
 def test_plain_masks_are_rebuilt_every_forward():
-    layer = _digits_network().cpg_layers()[0]
+    layer = cpg_layers(_digits_network())[0]
     layer.cache_multipliers = False
     assert layer.multipliers()[0] is not layer.multipliers()[0]
     layer.cache_multipliers = True
@@ -147,7 +148,7 @@ def _second_task_loop(data_root, speed):
     network = build_network("digits_convnet", 1.5, mode="cpg")
     network.add_task("a", 2, width=1.0)
     network.add_task("b", 2)
-    layers = network.cpg_layers()
+    layers = cpg_layers(network)
     masks = [layer.start_picking() for layer in layers]
     sgd = SGD(network.task_parameters(2), lr=0.05, momentum=0.9, nesterov=True)
     adam = Adam(masks, lr=1e-3)

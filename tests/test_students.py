@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.layers import WEIGHT_MODES, Geometry, SharedLinear
+from models.layers.base import Geometry, SharedLinear
+from models.layers.students import StudentsWeights
 from models.students import StudentsMLP
-from utils.extraction.training import TrainSettings, student_losses, train_students
+from utils.methods.extract.training import TrainSettings, student_losses, train_students
 
 
 def separate(model: StudentsMLP, student: int, x: torch.Tensor) -> torch.Tensor:
@@ -39,11 +40,11 @@ def test_batched_students_equal_separate_networks_in_outputs_and_gradients():
 
 def test_students_mode_is_registered_and_takes_per_student_inputs():
     layer = SharedLinear(3, 2, mode="students")
-    assert isinstance(layer.weights, WEIGHT_MODES["students"])
+    assert isinstance(layer.weights, StudentsWeights)
     x = torch.randn(layer.weights.weight.shape[0], 4, 3)
     out = layer(x)
     torch.testing.assert_close(out[1], F.linear(x[1], layer.weights.weight[1], layer.weights.bias[1]))
-    std = WEIGHT_MODES["students"](Geometry(400, 50), 1.0, True, students=3).weight.std().item()
+    std = StudentsWeights(Geometry(400, 50), 1.0, True, students=3).weight.std().item()
     assert abs(std - (2 / 400) ** 0.5) < 0.1 * (2 / 400) ** 0.5  # fan-in of one student, not of the stack
 
 
@@ -56,3 +57,18 @@ def test_training_lowers_every_students_loss_independently():
     before = student_losses(model(x), y).detach()
     after = train_students(model, x, y, TrainSettings(lr=1e-2, epochs=200, batch_size=64))
     assert torch.all(after < 0.2 * before)
+
+
+def test_the_probe_order_follows_the_seed():
+    """Mini-batch order came from a fixed seed 0 whatever --seed said."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5), torch.randn(64, 2)
+
+    def trained(seed: int) -> torch.Tensor:
+        torch.manual_seed(1)
+        model = StudentsMLP([5, 4, 2], 2)
+        train_students(model, x, y, TrainSettings(1e-2, 3, 16, seed=seed))
+        return model.layers[0].weights.weight.detach().clone()
+
+    assert torch.equal(trained(3), trained(3))
+    assert not torch.equal(trained(3), trained(4))

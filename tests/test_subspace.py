@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import SharedConv2d, SharedLinear, SubspaceBatchNorm2d
-from utils.subspace import (
+from models.layers.base import SharedConv2d, SharedLinear
+from models.layers.subspace import SubspaceBatchNorm2d
+from utils.methods.subspace.points import (
     PointSampler,
     expected_calibration_error,
     mean_squared_cosine,
@@ -160,7 +161,7 @@ def test_ece_with_20_bins_matches_a_hand_count():
 
 def test_label_noise_relabels_a_fixed_fraction():
     from utils.data.tasks import TaskData
-    from utils.subspace_method import with_label_noise
+    from utils.methods.subspace.stages import with_label_noise
 
     labels = torch.arange(200) % 10
     task = TaskData("t", tuple("abcdefghij"), torch.zeros(200, 1, 2, 2, dtype=torch.uint8), labels, labels[:0],

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.layers import Geometry, SupSupMask, SupSupWeights
+from models.layers.base import Geometry
+from models.layers.per_task import TaskNonAffineBatchNorm2d
+from models.layers.supsup import SupSupMask, SupSupWeights, set_alphas, store_masks, supsup_layers
 from models.lenet import LeNet300100
-from models.supsup_parts import TaskNonAffineBatchNorm2d, set_alphas, store_masks, supsup_layers
 
 
 def _layer(tasks: int, density: float | None = 0.3, shape=(6, 5, 3, 3)) -> SupSupWeights:

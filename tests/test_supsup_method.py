@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import main_normal
+from models.layers.supsup import store_masks
 from models.lenet import LeNet300100
-from models.supsup_parts import store_masks
 from utils.data.mnist import permutation, rotate
 from utils.data.registry import get_benchmark
-from utils.supsup_infer import alpha_gradient, infer_tasks, per_image_alpha_gradients
+from utils.methods.supsup.infer import alpha_gradient, infer_tasks, per_image_alpha_gradients
 
 GNU = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",
        "--supsup_schedule", "constant", "--lr", "1e-3", "--batch_size", "64", "--epochs", "4"]
@@ -73,7 +73,7 @@ def test_gnu_oneshot_g_infers_the_task_from_single_images(tmp_path, data_root, p
 
 
 def test_per_image_gradients_equal_one_image_at_a_time_and_binary_search_agrees(data_root, permuted_model):
-    from utils.supsup import load
+    from utils.methods.supsup.stages import load
 
     network, _ = load(permuted_model)
     benchmark = get_benchmark("permuted_digits")
@@ -116,8 +116,9 @@ def test_missing_mnist_exits_64_naming_the_folder(tmp_path, capsys):
 
 
 def test_prune_is_not_a_supsup_stage(tmp_path, data_root, capsys):
-    code = _main("--method", "supsup", "--mode", "prune", "--dataset", "digits_01", "--data_root", str(data_root))
-    assert code == 64 and "no prune stage" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        _main("--method", "supsup", "--mode", "prune", "--dataset", "digits_01", "--data_root", str(data_root))
+    assert stop.value.code == 64 and "no prune stage" in capsys.readouterr().err
 
 
 def test_store_masks_drops_the_scores():
@@ -126,3 +127,18 @@ def test_store_masks_drops_the_scores():
     assert sum(p.numel() for p in network.parameters()) > 0
     store_masks(network)
     assert sum(p.numel() for p in network.parameters()) == 0
+
+
+def test_merging_reads_each_checkpoint_once(tmp_path, data_root, monkeypatch):
+    from utils.methods.supsup import stages
+
+    names = get_benchmark("split_digits").task_names[:2]
+    for name in names:
+        _learn("split_digits", [name], data_root, tmp_path / name, "--epochs", "1", "--supsup_er", "8")
+    reads = []
+    real = stages.load_checkpoint
+    monkeypatch.setattr(stages, "load_checkpoint", lambda folder: reads.append(folder) or real(folder))
+    network, meta = stages.merge([tmp_path / name for name in names])
+    assert reads == [tmp_path / name for name in names]
+    assert [spec.name for spec in network.tasks] == list(names)
+    assert set(meta["accuracy_after_learning"]) == set(names)

@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", action="store_true", help="print the default architecture instead")
     args = parser.parse_args(argv)
     benchmark = BENCHMARKS[args.benchmark]
-    print(benchmark.arch if args.arch else "\n".join(benchmark.task_names))
+    print((benchmark.arch or "") if args.arch else "\n".join(benchmark.task_names))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Per-task table and run summary JSON of a CPG run (design section 4).
+"""Per-task table and run summary JSON of a CPG run (design section 4), or a checkpoint's settings.
 
 For every task: accuracy right after it was learned (its own final checkpoint),
 accuracy after the last task (the last task's checkpoint, each task at its own
@@ -18,12 +18,11 @@ from utils.data.registry import get_benchmark
 SUMMARY = "summary.json"
 
 
-def task_accuracies(payload: dict, data: dict, device) -> dict[str, float]:
-    """Accuracy of each task in `data` (name -> DeviceTaskData) using the loaded checkpoint."""
-    from utils.checkpoint import network_from_checkpoint
+def task_accuracies(network, data: dict, device) -> dict[str, float]:
+    """Accuracy of each task in `data` (name -> DeviceTaskData) with the network's checkpoint."""
     from utils.engine import evaluate
 
-    network = network_from_checkpoint(payload).to(device)
+    network.to(device)
     accuracies = {}
     for name, task_data in data.items():
         network.set_task(network.task_id(name))
@@ -31,26 +30,25 @@ def task_accuracies(payload: dict, data: dict, device) -> dict[str, float]:
     return accuracies
 
 
-def ownership(payload: dict) -> tuple[dict[int, float], int, float]:
+def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
     """Share of the shared weights each task owns, their number, and the network's size relative to
     the same architecture unexpanded (width 1.0)."""
     import torch
 
     from models import build_network
+    from models.layers.cpg import cpg_layers
 
-    owners = [value for key, value in payload["model"].items() if key.endswith(".owner")]
-    total = sum(owner.numel() for owner in owners)
-    counts = torch.zeros(256, dtype=torch.long)
-    for owner in owners:
-        counts += torch.bincount(owner.flatten().long(), minlength=256)
-    unexpanded = sum(layer.weight.numel() for layer in build_network(payload["arch"], 1.0).cpg_layers())
-    shares = {task: counts[task].item() / total for task in range(1, 256) if counts[task]}
+    layers = cpg_layers(network)
+    total = sum(layer.owner.numel() for layer in layers)
+    counts = sum(torch.bincount(layer.owner.flatten().long(), minlength=len(network.tasks) + 1) for layer in layers)
+    unexpanded = sum(layer.weight.numel() for layer in cpg_layers(build_network(arch, 1.0, mode=network.mode)))
+    shares = {task: counts[task].item() / total for task in range(1, len(counts)) if counts[task]}
     return shares, total, total / unexpanded
 
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
     from tools.checkpoints import read_json
-    from utils.checkpoint import load_checkpoint
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
     from utils.data.tasks import DeviceTaskData
 
     spec = get_benchmark(benchmark)
@@ -58,13 +56,14 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
             for name in names}
     last = root / names[-1] / "gradual_prune"
     last_payload = load_checkpoint(last)
-    final = task_accuracies(last_payload, data, device)
-    owned, shared_weights, relative_size = ownership(last_payload)
+    last_network = network_from_checkpoint(last_payload)
+    final = task_accuracies(last_network, data, device)
+    owned, shared_weights, relative_size = ownership(last_network, last_payload["arch"])
     rows = []
     for index, name in enumerate(names, start=1):
         folder = root / name / "gradual_prune"
         meta, chosen = read_json(folder / "meta.json"), read_json(folder / "chosen.json")
-        after = task_accuracies(load_checkpoint(folder), {name: data[name]}, device)[name]
+        after = task_accuracies(network_from_checkpoint(load_checkpoint(folder)), {name: data[name]}, device)[name]
         rows.append({"task": name, "accuracy_after_learning": after, "accuracy_final": final[name],
                      "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
                      "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6)})
@@ -91,14 +90,43 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def format_settings(meta: dict) -> str:
+    """The settings a checkpoint was made with, one `--flag value` per line (switches alone when on)."""
+    lines = []
+    for name, value in meta["settings"].items():
+        if value is True:
+            lines.append(f"--{name}")
+        elif value is not None and value is not False:
+            lines.append(f"--{name} {value}")
+    return "\n".join(lines)
+
+
+def print_settings(parser: UsageParser, folder: Path) -> int:
+    from tools.checkpoints import read_json
+
+    try:
+        meta = read_json(folder / "meta.json")
+        print(format_settings(meta))
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        parser.error(f"{folder / 'meta.json'} holds no settings ({error}); it predates settings in meta.json "
+                     "or is not a checkpoint folder")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, type=Path, help="checkpoints/CPG/<experiment>/<setting>/<arch>")
+    parser.add_argument("--root", type=Path, help="checkpoints/CPG/<experiment>/<setting>/<arch>")
+    parser.add_argument("--settings", type=Path, metavar="FOLDER",
+                        help="print the settings a checkpoint folder was made with, as flags, and stop")
     parser.add_argument("--benchmark", default="split_digits")
     parser.add_argument("--data_root", default="data", type=Path)
     parser.add_argument("--num_tasks", type=int, default=None, help="first N tasks of the benchmark (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.settings:
+        return print_settings(parser, args.settings)
+    if args.root is None:
+        parser.error("--root is needed (or --settings FOLDER)")
     names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
     missing = [name for name in names if not (args.root / name / "gradual_prune" / "chosen.json").is_file()]
     if missing:

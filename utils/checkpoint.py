@@ -1,5 +1,6 @@
 """Checkpoints: one `checkpoint.pth` (tensors, loaded with weights_only=True) and a `meta.json`
-beside it that tools read without importing torch. Both are written atomically.
+beside it that tools read without importing torch; meta.json also holds the full settings that
+made the checkpoint. Both are written atomically.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from pathlib import Path
 import torch
 
 from models import build_network
-from models.layers import copy_into_corner
+from models.layers.base import copy_into_corner
 from models.network import TaskNetwork, TaskSpec
 from utils.atomic import atomic_json_dump, atomic_torch_save
+from utils.settings import Settings
 
 CHECKPOINT = "checkpoint.pth"
 META = "meta.json"
@@ -23,18 +25,33 @@ class CheckpointError(Exception):
     """A checkpoint that is missing or cannot be read."""
 
 
-def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, meta: dict) -> None:
-    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint). Tensors
-    are stored in the standard layout, whatever memory format the run trained in."""
+def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, settings: Settings, meta: dict) -> None:
+    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint, with
+    the settings that made it). Tensors are stored in the standard layout, whatever memory format the
+    run trained in; each layer mode decides what of it the state dict carries."""
     folder = Path(folder)
-    for layer in network.cpg_layers():
-        layer.store_picks()
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items() if not k.endswith(".piggymask")}
+    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
                "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
-    atomic_json_dump({"arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"], **meta},
-                     folder / META)
+    atomic_json_dump({"arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"], **meta,
+                      "settings": settings.to_json()}, folder / META)
+
+
+def _checked(payload: object) -> dict:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"unknown format {payload.get('format') if isinstance(payload, dict) else payload!r}")
+    if not isinstance(payload.get("arch"), str) or not isinstance(payload.get("mode"), str):
+        raise ValueError("arch and mode must be names")
+    if isinstance(payload.get("width"), bool) or not isinstance(payload.get("width"), (int, float)):
+        raise ValueError(f"width {payload.get('width')!r} is not a number")
+    if not isinstance(payload.get("model"), dict) or not isinstance(payload.get("tasks"), list):
+        raise ValueError("no model state or task list")
+    try:
+        payload["tasks"] = [TaskSpec.from_json(task) for task in payload["tasks"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"a task entry lacks {error}") from error
+    return payload
 
 
 def load_checkpoint(folder: Path) -> dict:
@@ -43,27 +60,35 @@ def load_checkpoint(folder: Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != FORMAT:
-            raise ValueError(f"unknown format {payload.get('format')!r}")
-        payload["tasks"] = [TaskSpec.from_json(t) for t in payload["tasks"]]
-        return payload
-    except Exception as error:
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from error
+    except MemoryError:
+        raise
+    except Exception as error:  # whatever the unpickler trips over, the file is not a checkpoint
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint of this toolkit ({error})") from error
+    try:
+        return _checked(payload)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint of this toolkit ({error})") from error
 
 
 def read_meta(folder: Path) -> dict:
     path = Path(folder) / META
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"cannot read {path}: {error}") from error
 
 
-def network_from_checkpoint(payload: dict, width: float | None = None) -> TaskNetwork:
+def network_from_checkpoint(payload: dict, width: float | None = None, **arch_options) -> TaskNetwork:
     """Rebuild the checkpoint's network, grown to `width` if that is wider (new weights stay freshly
-    initialised, ownership of the new region is free)."""
+    initialised, ownership of the new region is free). Every stored task is restored at its final
+    size straight from the checkpoint, without replaying how it was learned."""
     width = max(payload["width"], width or 0.0)
-    network = build_network(payload["arch"], width, payload["tasks"], payload["mode"])
+    try:
+        network = build_network(payload["arch"], width, payload["tasks"], payload["mode"], **arch_options)
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint names a network this toolkit cannot build ({error})") from error
     target = network.state_dict()
     stored = payload["model"]
     if set(stored) != set(target):
@@ -71,9 +96,12 @@ def network_from_checkpoint(payload: dict, width: float | None = None) -> TaskNe
         raise CheckpointError(f"checkpoint does not match {payload['arch']}: missing {missing[:3]}, extra {extra[:3]}")
     with torch.no_grad():
         for name, value in stored.items():
-            if value.shape == target[name].shape:
-                target[name].copy_(value)
-            else:
-                copy_into_corner(target[name], value)
+            try:
+                if value.shape == target[name].shape:
+                    target[name].copy_(value)
+                else:
+                    copy_into_corner(target[name], value)
+            except (ValueError, RuntimeError, AttributeError) as error:
+                raise CheckpointError(f"checkpoint tensor {name} does not fit {payload['arch']} ({error})") from error
     network.set_task(len(network.tasks))
     return network

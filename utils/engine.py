@@ -1,14 +1,18 @@
-"""Training and evaluation loops. Metrics stay on the device and are read once per epoch."""
+"""Training and evaluation loops, and the one epoch driver every method trains with. Metrics stay
+on the device and are read once per epoch."""
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from utils.data.tasks import DeviceTaskData
 from utils.optim import Optimizer
@@ -47,10 +51,15 @@ def capture_cuda_graph(step: Callable[[], object]) -> Callable[[], None]:
     return graph.replay
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels)
+
+
 class TrainLoop:
     """The training steps of one stage, built once so a captured CUDA graph lives across its epochs.
 
-    One step: forward (in bf16 autocast if asked), cross-entropy, backward, `before_step`
+    One step: forward (in bf16 autocast if asked), `loss` (cross-entropy unless a method brings
+    its own objective; it may add regularisers, all in one backward), backward, `before_step`
     (between backward and the optimizer steps: masked weight decay), the optimizer
     steps, the metric sums; `after_step` (pruning) runs after it, outside any graph.
     With `speed.cuda_graph` the full-size steps of an epoch are one graph replay each
@@ -60,9 +69,12 @@ class TrainLoop:
 
     def __init__(self, network: nn.Module, optimizers: list[Optimizer], device: torch.device,
                  speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
-                 after_step: Callable[[], None] | None = None):
+                 after_step: Callable[[], None] | None = None,
+                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
+                 count_correct: bool = True):
         self.network, self.optimizers, self.device, self.speed = network, optimizers, device, speed
         self.before_step, self.after_step = before_step, after_step
+        self.loss, self.count_correct = loss, count_correct
         self.loss_sum = torch.zeros((), device=device)
         self.correct_sum = torch.zeros((), device=device, dtype=torch.long)
         self.replay: Callable[[], None] | None = None
@@ -76,7 +88,7 @@ class TrainLoop:
         """One optimisation step; returns the batch's summed loss and its correct count (on the device)."""
         with autocast(self.device, self.speed, cache=not self.speed.cuda_graph):
             logits = self.network(images)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = self.loss(logits, labels)
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         loss.backward()
@@ -84,8 +96,8 @@ class TrainLoop:
             self.before_step()
         for optimizer in self.optimizers:
             optimizer.step()
-        batch_loss = loss.detach() * labels.numel()
-        correct = (logits.detach().argmax(1) == labels).sum()
+        batch_loss = loss.detach() * labels.shape[0]
+        correct = (logits.detach().argmax(1) == labels).sum() if self.count_correct else self.correct_sum.new_zeros(())
         if self.speed.device_metrics:
             self.loss_sum += batch_loss
             self.correct_sum += correct
@@ -123,18 +135,62 @@ class TrainLoop:
                     host_correct += int(correct.item())
             if self.after_step:
                 self.after_step()
-            seen += labels.numel()
+            seen += labels.shape[0]
         if self.speed.device_metrics:
             host_loss, host_correct = self.loss_sum.item(), int(self.correct_sum.item())
         return EpochResult(host_loss / seen, host_correct / seen)
 
 
-def train_epoch(network: nn.Module, data: DeviceTaskData, batch_size: int, generator: torch.Generator,
-                optimizers: list[Optimizer], before_step: Callable[[], None] | None = None,
-                after_step: Callable[[], None] | None = None) -> EpochResult:
-    """One epoch on the default (exact, fp32) fast paths; see `TrainLoop`."""
-    loop = TrainLoop(network, optimizers, data.device, before_step=before_step, after_step=after_step)
-    return loop.epoch(data, batch_size, generator)
+@dataclass
+class Epochs:
+    """What `run_epochs` ran: the last epoch's training result, the best validation accuracy and its
+    epoch (when it evaluated), and how many epochs ran."""
+
+    last: EpochResult = field(default_factory=lambda: EpochResult(0.0, 0.0))
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    count: int = 0
+
+
+def run_epochs(loop: TrainLoop, data, batch_size: int, generator: torch.Generator, epochs: int, *,
+               schedule: Callable[[int], dict] | None = None, evaluate: Callable[[], float] | None = None,
+               log: Callable[[int, EpochResult, dict], None] | None = None,
+               keep_best: Callable[[int, EpochResult, float], None] | None = None, patience: int | None = None,
+               stop: Callable[[int, EpochResult], bool] | None = None, description: str = "",
+               process_start: float | None = None) -> Epochs:
+    """The epoch driver: per epoch (1-based) `schedule` sets learning rates and returns fields to log,
+    one pass of `loop` over `data`, `evaluate` (validation accuracy), the `log` line (its fields
+    include the epoch's seconds and, for the first, the set-up seconds since `process_start`),
+    `keep_best` on a new best accuracy, and an early stop after `patience` epochs without one or
+    when `stop` says so. A progress bar shows on a terminal only."""
+    done = Epochs()
+    since_best = 0
+    for epoch in tqdm(range(1, epochs + 1), desc=description, unit="epoch", leave=False,
+                      disable=not sys.stderr.isatty()):
+        started = time.time()
+        fields = schedule(epoch) if schedule else {}
+        done.last, done.count = loop.epoch(data, batch_size, generator), epoch
+        if evaluate is not None:
+            evaluation_started = time.time()
+            accuracy = evaluate()
+            fields.update(val_acc=accuracy, eval_seconds=time.time() - evaluation_started)
+        if log:
+            timing = {"seconds": time.time() - started}
+            if epoch == 1 and process_start is not None:
+                timing["setup_seconds"] = started - process_start
+            log(epoch, done.last, {**timing, **fields})
+        if evaluate is not None:
+            if accuracy > done.best_accuracy:
+                done.best_accuracy, done.best_epoch, since_best = accuracy, epoch, 0
+                if keep_best:
+                    keep_best(epoch, done.last, accuracy)
+            else:
+                since_best += 1
+                if patience is not None and since_best >= patience:
+                    break
+        if stop and stop(epoch, done.last):
+            break
+    return done
 
 
 @torch.no_grad()

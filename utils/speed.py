@@ -8,8 +8,10 @@ arithmetic and agree with the plain path within the tolerances the README states
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, fields
+
+from utils.cli import UsageError
+from utils.settings import Settings, flag
 
 EXACT_PATHS = {
     "resident_data": "uint8 task data kept and augmented on the device (off: a host copy, batches moved per step)",
@@ -35,10 +37,10 @@ class Speed:
     cuda_graph: bool = False
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Speed:
-        values = {name: getattr(args, name) for name in OPT_IN_PATHS}
+    def from_flags(cls, flags: SpeedFlags) -> Speed:
+        values = {name: getattr(flags, name) for name in OPT_IN_PATHS}
         for name in EXACT_PATHS:
-            values[name] = not (args.plain or getattr(args, f"no_{name}"))
+            values[name] = not (flags.plain or getattr(flags, f"no_{name}"))
         return cls(**values)
 
     def is_default(self) -> bool:
@@ -52,11 +54,26 @@ class Speed:
 DEFAULT_SPEED = Speed()
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("speed (CPG, PackNet and baseline stages)")
-    group.add_argument("--plain", action="store_true",
-                       help="the plain fp32 path: every exact fast path below off (for comparisons)")
-    for name, text in EXACT_PATHS.items():
-        group.add_argument(f"--no_{name}", action="store_true", help=f"turn this exact fast path off: {text}")
-    for name, text in OPT_IN_PATHS.items():
-        group.add_argument(f"--{name}", action="store_true", help=text)
+@dataclass(frozen=True)
+class SpeedFlags(Settings):
+    """speed (the CPG family's stages)"""
+
+    plain: bool = flag(False, "the plain fp32 path: every exact fast path below off (for comparisons)")
+    no_resident_data: bool = flag(False, f"turn this exact fast path off: {EXACT_PATHS['resident_data']}")
+    no_device_metrics: bool = flag(False, f"turn this exact fast path off: {EXACT_PATHS['device_metrics']}")
+    no_cached_masks: bool = flag(False, f"turn this exact fast path off: {EXACT_PATHS['cached_masks']}")
+    no_device_pruning: bool = flag(False, f"turn this exact fast path off: {EXACT_PATHS['device_pruning']}")
+    bf16: bool = flag(False, OPT_IN_PATHS["bf16"])
+    channels_last: bool = flag(False, OPT_IN_PATHS["channels_last"])
+    cuda_graph: bool = flag(False, OPT_IN_PATHS["cuda_graph"])
+
+    @property
+    def speed(self) -> Speed:
+        return Speed.from_flags(self)
+
+    def validate(self) -> None:
+        super().validate()
+        speed = self.speed
+        if speed.cuda_graph and not all(getattr(speed, name) for name in EXACT_PATHS):
+            raise UsageError("--cuda_graph replays device-resident, device-summed steps with cached masks; "
+                             "it cannot be combined with --plain or --no_* flags")

@@ -112,7 +112,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 def serve(path: str) -> None:
     """Import the stage machinery once, then fork one child per request."""
     import main_normal  # noqa: F401  (warms the imports the children use)
-    import utils.cpg  # noqa: F401
+    import utils.methods.cpg.stages  # noqa: F401
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     driver = os.getppid()

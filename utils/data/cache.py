@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from utils.data.registry import DataError
 from utils.data.tasks import TaskData
 
 FIELDS = ("train_images", "train_labels", "test_images", "test_labels")
+STALE = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, KeyError, TypeError, ValueError)
+"""What reading a truncated, older or foreign cache file raises; anything else is a bug to report."""
 
 
 def cached_task(path: Path, decode: Callable[[], TaskData]) -> TaskData:
@@ -21,7 +25,9 @@ def cached_task(path: Path, decode: Callable[[], TaskData]) -> TaskData:
             stored = torch.load(path, map_location="cpu", weights_only=True)
             return TaskData(stored["name"], tuple(stored["classes"]), *(stored[f] for f in FIELDS),
                             tuple(stored["mean"]), tuple(stored["std"]))
-        except Exception:  # a stale or truncated cache is simply rebuilt
+        except OSError as error:
+            raise DataError(f"cannot read the data cache {path}: {error.strerror or error}") from error
+        except STALE:  # a stale or truncated cache is simply rebuilt
             path.unlink(missing_ok=True)
     task = decode()
     try:

@@ -27,12 +27,12 @@ class DataError(Exception):
 class Benchmark:
     name: str
     task_names: tuple[str, ...]
-    arch: str
+    arch: str | None
+    """the default architecture (None: the benchmark serves a method that brings its own networks)"""
     loader: str
     crop_padding: int
     flip: bool
     default_goals: dict[str, float] = field(default_factory=dict)
-    needs_files: bool = True
 
     def load_task(self, data_root, task_name: str):
         """Decode (or read from cache) one task's uint8 images; see `utils.data.TaskData`."""
@@ -43,82 +43,28 @@ class Benchmark:
 
 
 DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
+SYNTHETIC_TASKS = tuple(f"synthetic_{i}" for i in range(1, 21))
+MNIST = "utils.data.mnist"
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "synthetic_cifar": Benchmark(
-        name="synthetic_cifar",
-        task_names=tuple(f"synthetic_{i}" for i in range(1, 21)),
-        arch="custom_vgg_cifar100",
-        loader="utils.data.synthetic:load_task",
-        crop_padding=4,
-        flip=True,
-        default_goals={f"synthetic_{i}": 0.0 for i in range(1, 21)},
-        needs_files=False,
-    ),
-    "split_digits": Benchmark(
-        name="split_digits",
-        task_names=DIGIT_TASKS,
-        arch="digits_convnet",
-        loader="utils.data.digits:load_task",
-        crop_padding=1,
-        flip=False,
-        default_goals={name: 0.97 for name in DIGIT_TASKS},
-        needs_files=False,
-    ),
-    "cifar100": Benchmark(
-        name="cifar100",
-        task_names=CIFAR100_TASKS,
-        arch="custom_vgg_cifar100",
-        loader="utils.data.cifar100:load_task",
-        crop_padding=4,
-        flip=True,
-        default_goals=baseline_goals(),
-        needs_files=True,
-    ),
-    "digits10": Benchmark(
-        name="digits10",
-        task_names=("digits10",),
-        arch="digits_convnet",
-        loader="utils.data.digits:load_all_digits",
-        crop_padding=1,
-        flip=False,
-        default_goals={"digits10": 0.95},
-        needs_files=False,
-    ),
-    "cifar10": Benchmark(
-        name="cifar10",
-        task_names=("cifar10",),
-        arch="custom_vgg_cifar100",
-        loader="utils.data.cifar10:load_task",
-        crop_padding=4,
-        flip=True,
-        needs_files=True,
-    ),
-    "rand_split_cifar100": Benchmark(
-        name="rand_split_cifar100", task_names=RAND_SPLIT_CIFAR100_TASKS, arch="gem_resnet18",
-        loader="utils.data.rand_cifar100:load_task", crop_padding=4, flip=True,
-    ),
-    "permuted_mnist": Benchmark(
-        name="permuted_mnist", task_names=PERMUTED_MNIST_TASKS, arch="lenet_300_100",
-        loader="utils.data.mnist:load_permuted", crop_padding=0, flip=False,
-    ),
-    "rotated_mnist": Benchmark(
-        name="rotated_mnist", task_names=ROTATED_MNIST_TASKS, arch="fc_1024_1024",
-        loader="utils.data.mnist:load_rotated", crop_padding=0, flip=False,
-    ),
-    "split_mnist": Benchmark(
-        name="split_mnist", task_names=SPLIT_MNIST_TASKS, arch="lenet_300_100",
-        loader="utils.data.mnist:load_split", crop_padding=0, flip=False,
-    ),
-    "gaussian_teacher": Benchmark(
-        name="gaussian_teacher", task_names=("gaussian",), arch="students_mlp",
-        loader="utils.extraction.teachers:no_images", crop_padding=0, flip=False, needs_files=False,
-    ),
-    "permuted_digits": Benchmark(
-        name="permuted_digits", task_names=PERMUTED_DIGITS_TASKS, arch="lenet_300_100",
-        loader="utils.data.mnist:load_permuted_digits", crop_padding=0, flip=False, needs_files=False,
-    ),
-}
+BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
+    # name, tasks in learning order, default architecture, loader, crop padding, flip, default goals
+    Benchmark("split_digits", DIGIT_TASKS, "digits_convnet", "utils.data.digits:load_task", 1, False,
+              dict.fromkeys(DIGIT_TASKS, 0.97)),
+    Benchmark("digits10", ("digits10",), "digits_convnet", "utils.data.digits:load_all_digits", 1, False,
+              {"digits10": 0.95}),
+    Benchmark("permuted_digits", PERMUTED_DIGITS_TASKS, "lenet_300_100", f"{MNIST}:load_permuted_digits", 0, False),
+    Benchmark("cifar100", CIFAR100_TASKS, "custom_vgg_cifar100", "utils.data.cifar100:load_task", 4, True,
+              baseline_goals()),
+    Benchmark("cifar10", ("cifar10",), "custom_vgg_cifar100", "utils.data.cifar10:load_task", 4, True),
+    Benchmark("synthetic_cifar", SYNTHETIC_TASKS, "custom_vgg_cifar100", "utils.data.synthetic:load_task", 4, True,
+              dict.fromkeys(SYNTHETIC_TASKS, 0.0)),
+    Benchmark("rand_split_cifar100", RAND_SPLIT_CIFAR100_TASKS, "gem_resnet18", "utils.data.rand_cifar100:load_task",
+              4, True),
+    Benchmark("permuted_mnist", PERMUTED_MNIST_TASKS, "lenet_300_100", f"{MNIST}:load_permuted", 0, False),
+    Benchmark("rotated_mnist", ROTATED_MNIST_TASKS, "fc_1024_1024", f"{MNIST}:load_rotated", 0, False),
+    Benchmark("split_mnist", SPLIT_MNIST_TASKS, "lenet_300_100", f"{MNIST}:load_split", 0, False),
+    Benchmark("gaussian_teacher", ("gaussian",), None, "utils.methods.extract.teachers:no_images", 0, False),
+)}
 
 
 def get_benchmark(name: str) -> Benchmark:

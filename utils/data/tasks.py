@@ -96,3 +96,25 @@ class DeviceTaskData:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-self.train_labels.numel() // batch_size)
+
+
+class TensorBatches:
+    """Inputs and targets already on the device, served like `DeviceTaskData.train_batches`: shuffled
+    batches of equal size (a last partial batch is dropped), or the whole set in order when one batch
+    holds it (probe sets for Expand-and-Cluster)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        self.inputs, self.targets, self.device = inputs, targets, inputs.device
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self.inputs)
+        if batch_size >= count:
+            yield self.inputs, self.targets
+            return
+        order = torch.randperm(count, generator=generator, device=self.device)
+        for start in range(0, count - batch_size + 1, batch_size):
+            index = order[start:start + batch_size]
+            yield self.inputs[index], self.targets[index]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from models.layers import SharedLinear, SupSupWeights
+from models.layers.base import SharedLinear
+from models.layers.supsup import SupSupWeights, set_alphas, supsup_layers
 from models.network import TaskNetwork
-from models.supsup_parts import set_alphas, supsup_layers
 
 IMAGES_PER_PASS = 256
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.layers import SharedLinear
+from models.layers.base import SharedLinear
 from models.students import StudentsMLP
 
 TEST_SHARE = 4  # Gaussian test inputs: a quarter as many as training inputs

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from models.students import StudentsMLP
-from utils.extraction.clustering import cluster_neurons
-from utils.extraction.symmetry import SYMMETRIES, Canonical, canonicalise
-from utils.extraction.training import TrainSettings, train_students
+from utils.methods.extract.clustering import cluster_neurons
+from utils.methods.extract.symmetry import SYMMETRIES, Canonical, canonicalise
+from utils.methods.extract.training import TrainSettings, train_students
 
 TOP_STUDENTS = 5  # clusters take their neuron from the best of the five lowest-loss students
 

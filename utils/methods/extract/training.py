@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from utils.data.tasks import TensorBatches
+from utils.engine import EpochResult, TrainLoop, run_epochs
+
 DECAY = 1 / math.sqrt(10)
 
 
@@ -28,6 +31,8 @@ class TrainSettings:
     cooldown: int = 100
     min_lr: float = 1e-7
     log_every: int = 1000
+    seed: int = 1
+    """seeds the order of the probe batches"""
 
 
 def student_losses(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,33 +53,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
                    report: Callable[..., None] | None = None) -> torch.Tensor:
-    """Train every parameter of `model` (output [N, B, out]) on (x, y); returns the final per-student losses."""
+    """Train every parameter of `model` (output [N, B, out]) on (x, y) through the engine's epoch
+    driver, the loss summed over students; returns the final per-student losses."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=DECAY, patience=settings.patience,
                                                          cooldown=settings.cooldown, threshold=0.0,
                                                          min_lr=settings.min_lr / 2)
-    generator = torch.Generator(device=x.device).manual_seed(0)
-    batch = min(settings.batch_size, len(x))
+    data = TensorBatches(x, y)
+    loop = TrainLoop(model, [optimizer], x.device, loss=lambda output, target: student_losses(output, target).sum(),
+                     count_correct=False)
+    with torch.no_grad():
+        students = model(x[:1]).shape[0]  # the loss is summed over them; the log shows one student's
     started = time.monotonic()
-    for epoch in range(1, settings.epochs + 1):
-        order = torch.randperm(len(x), generator=generator, device=x.device) if batch < len(x) else None
-        epoch_loss = torch.zeros((), device=x.device)
-        for start in range(0, len(x) - batch + 1, batch):
-            index = order[start:start + batch] if order is not None else slice(None)
-            losses = student_losses(model(x[index]), y[index])
-            loss = losses.sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            epoch_loss += loss.detach()
-        mean_loss = float(epoch_loss) / (len(x) // batch)  # summed over students, as trained
-        plateau.step(mean_loss)
+
+    def decay_or_stop(epoch: int, result: EpochResult) -> bool:
+        plateau.step(result.loss)
         lr = optimizer.param_groups[0]["lr"]
         stop = lr < settings.min_lr
         if report and (epoch % settings.log_every == 0 or stop or epoch == settings.epochs):
-            report(epoch=epoch, loss=f"{mean_loss / losses.numel():.3e}", lr=f"{lr:.1e}",
+            report(epoch=epoch, loss=f"{result.loss / students:.3e}", lr=f"{lr:.1e}",
                    seconds=round(time.monotonic() - started, 1))
-        if stop:
-            break
-    return evaluate(model, x, y)
+        return stop
 
+    run_epochs(loop, data, min(settings.batch_size, len(x)), data.generator(settings.seed), settings.epochs,
+               stop=decay_or_stop, description="students")
+    return evaluate(model, x, y)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from models.layers import CPGWeights
+from models.layers.cpg import CPGWeights
 
 
 def cubic_sparsity(step: int, begin: int, end: int, initial: float, target: float) -> float:

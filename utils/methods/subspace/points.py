@@ -1,7 +1,7 @@
 """Points of a subspace of networks: mixing coefficients, sampling, the vertex regulariser, BN recalibration.
 
 A point is a coefficient vector over the S stacked vertices of every subspace
-layer (`models.layers.SubspaceWeights`, `SubspaceBatchNorm2d`). Lines and curves
+layer (`models.layers.subspace`). Lines and curves
 are indexed by alpha in [0, 1]; a simplex by barycentric coordinates, and its
 alpha sweep runs along the edge from vertex 0 to vertex 1.
 """
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import SUBSPACE_MODES, SubspaceBatchNorm2d, SubspaceWeights
+from models.layers.subspace import SUBSPACE_MODES, SubspaceBatchNorm2d, SubspaceWeights
 from models.network import TaskNetwork
 
 BN_MOMENTUM = 0.1

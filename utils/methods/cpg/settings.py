@@ -1,0 +1,73 @@
+"""Settings of the CPG family (torch-free). PackNet and the baselines are CPG's stages with
+fewer parts: the class attributes say which."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from utils.cli import UsageError
+from utils.settings import StageSettings, flag
+from utils.speed import SpeedFlags
+
+
+@dataclass(frozen=True)
+class CPGSettings(SpeedFlags, StageSettings):
+    """cpg family (cpg, packnet, baseline)"""
+
+    LAYER_MODE: ClassVar[str] = "cpg"
+    USES_GOALS: ClassVar[bool] = True
+    """whether finetune and pruning compare against an accuracy goal (PackNet always keeps its model)"""
+    STAGES: ClassVar[tuple[str, ...]] = ("finetune", "prune", "retrain", "inference")
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
+        "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
+
+    lr_mask: float = flag(5e-4, "Adam learning rate of the piggymask (0 freezes it)", at_least=0.0)
+    weight_decay: float = flag(4e-5, "decay on the weights the task owns", at_least=0.0)
+    initial_sparsity: float = flag(0.0, at_least=0.0, below=1.0)
+    target_sparsity: float = flag(0.1, at_least=0.0, below=1.0)
+    pruning_frequency: int = flag(10, "steps between mask updates", at_least=1)
+    pruning_interval: int = flag(4, "epochs over which the sparsity ramps up", at_least=0)
+    network_width_multiplier: float = flag(1.0, "parameter multiplier of the network", at_least=1.0)
+    max_allowed_network_width_multiplier: float | None = flag(
+        None, "width cap (default: the network width, i.e. no growth)", at_least=1.0)
+    baseline_acc_file: str | None = flag(None, "JSON task -> accuracy goal (default: the benchmark's goals)")
+    jsonfile: str | None = flag(None, "record.txt: sparsity -> accuracy", aliases=("--record_file",))
+    total_num_tasks: int | None = flag(None, "tasks the capacity must last for (default: all)", at_least=1)
+
+    def resolved(self) -> CPGSettings:
+        from utils.data.registry import get_benchmark
+
+        settings = super().resolved()
+        return settings.replace(
+            max_allowed_network_width_multiplier=(self.max_allowed_network_width_multiplier
+                                                  or self.network_width_multiplier),
+            total_num_tasks=self.total_num_tasks or len(get_benchmark(self.benchmark).task_names))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.network_width_multiplier > self.max_allowed_network_width_multiplier:
+            raise UsageError(f"--network_width_multiplier {self.network_width_multiplier} exceeds the cap "
+                             f"{self.max_allowed_network_width_multiplier}")
+        if self.initial_sparsity > self.target_sparsity:
+            raise UsageError("sparsities must satisfy 0 <= initial <= target < 1")
+
+
+@dataclass(frozen=True)
+class PackNetSettings(CPGSettings):
+    LAYER_MODE: ClassVar[str] = "packnet"
+    USES_GOALS: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class BaselineSettings(CPGSettings):
+    """One plain network per task: trained from scratch, or from an earlier task's model (the
+    finetune baseline); its accuracy can be added to an accuracy-goal file."""
+
+    LAYER_MODE: ClassVar[str] = "plain"
+    USES_GOALS: ClassVar[bool] = False
+    STAGES: ClassVar[tuple[str, ...]] = ("finetune", "inference")
+    NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {"finetune": ("save_folder",), "inference": ("load_folder",)}
+
+    logfile: str | None = flag(None, "accuracy-goal JSON to add this task's accuracy to")

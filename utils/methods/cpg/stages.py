@@ -1,0 +1,314 @@
+"""The CPG stages: finetune (pick and train), prune (compact), retrain, inference; PackNet and the
+baselines run the same stages with the parts their settings class leaves out.
+
+Each stage is one call of `main_normal.py` for one task; it loads the previous
+stage's checkpoint, trains, writes its own checkpoint and record entry, and
+returns the state code the driver branches on (design section 2).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models import build_network
+from models.layers.cpg import cpg_layers
+from models.network import TaskNetwork
+from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from utils.cli import UsageError
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
+from utils.engine import EpochResult, Epochs, TrainLoop, evaluate, run_epochs
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsity
+from utils.methods.cpg.settings import BaselineSettings, CPGSettings
+from utils.optim import SGD, Adam, Optimizer
+from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
+
+TRAIN_ACCURACY_GATE = 0.95
+MOMENTUM = 0.9
+RETRAIN_PATIENCE = 5
+KEEP_AT_LEAST = 0.05
+"""The smallest share of its pool a task keeps when it gives way to later tasks: the 0.95 step."""
+
+
+@dataclass
+class Stage:
+    """Everything one stage needs: settings, log, device, the task's data and its network."""
+
+    settings: CPGSettings
+    log: RunLog
+    device: torch.device
+    network: TaskNetwork
+    task: int
+    data: DeviceTaskData
+    process_start: float
+
+    def epoch_line(self, epoch: int, result: EpochResult, fields: dict) -> None:
+        """One log line per epoch, with its duration (and, for the first, the set-up time before it)."""
+        settings = self.settings
+        if epoch == 1:
+            fields = {"seconds": fields.pop("seconds"), "setup_seconds": fields.pop("setup_seconds"),
+                      "paths": settings.speed.describe(), **fields}
+        self.log.line(stage=settings.mode, task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
+                      loss=result.loss, train_acc=result.accuracy, width=self.network.width, **fields)
+
+    def decide(self, code: ExitCode, reason: str, **extra) -> ExitCode:
+        self.log.decision(stage=self.settings.mode, task=self.settings.dataset, exit=int(code), state=code.name,
+                          width=self.network.width, reason=reason, **extra)
+        return code
+
+    def save(self, accuracy: float, train_accuracy: float, **extra) -> None:
+        settings, layers = self.settings, cpg_layers(self.network)
+        save_checkpoint(Path(settings.save_folder), self.network, settings.arch, settings, {
+            "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
+            "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
+            "sparsity": round(task_sparsity(layers, self.task), 4),
+            "owned_fraction": round(owned_fraction(layers, self.task), 6), **extra})
+
+    def owns_weights(self) -> bool:
+        layers = cpg_layers(self.network)
+        return not layers or owned_fraction(layers, self.task) > 0
+
+    def epochs(self, loop: TrainLoop, **hooks) -> Epochs:
+        settings = self.settings
+        return run_epochs(loop, self.data, settings.batch_size, self.data.generator(settings.seed), settings.epochs,
+                          description=f"{settings.mode} {settings.dataset}", process_start=self.process_start,
+                          **{"log": self.epoch_line, **hooks})
+
+
+def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetwork, int]:
+    """The loaded network (grown to this stage's width) with a new task, or a fresh network."""
+    if settings.load_folder:
+        payload = load_checkpoint(Path(settings.load_folder))
+        if payload["arch"] != settings.arch:
+            raise UsageError(f"--arch {settings.arch} but {settings.load_folder} holds a {payload['arch']}")
+        if settings.network_width_multiplier < payload["width"]:
+            raise UsageError(f"--network_width_multiplier {settings.network_width_multiplier} is narrower than "
+                             f"the loaded network ({payload['width']}); width never shrinks")
+        network = network_from_checkpoint(payload, settings.network_width_multiplier)
+    else:
+        network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE)
+    if network.mode != settings.LAYER_MODE:
+        raise UsageError(f"--method {settings.method} cannot continue a {network.mode} checkpoint")
+    if settings.dataset in [spec.name for spec in network.tasks]:
+        raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
+    if isinstance(settings, BaselineSettings) and network.tasks:
+        return network, network.take_over(settings.dataset, num_classes)
+    return network, network.add_task(settings.dataset, num_classes)
+
+
+def _stored_task_network(settings: CPGSettings) -> tuple[TaskNetwork, int]:
+    """The loaded checkpoint with its own task `--dataset` active (prune, retrain, inference)."""
+    network = network_from_checkpoint(load_checkpoint(Path(settings.load_folder)))
+    names = [spec.name for spec in network.tasks]
+    if settings.dataset not in names:
+        raise UsageError(f"task {settings.dataset} is not in {settings.load_folder} (it holds {', '.join(names)})")
+    task = network.task_id(settings.dataset)
+    if settings.mode in ("prune", "retrain") and task != len(names):
+        raise UsageError(f"{settings.mode} works on the latest task ({names[-1]}), not {settings.dataset}")
+    return network, task
+
+
+def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stage:
+    """Build the network for this stage: a new task on top of the loaded one (finetune) or the
+    loaded checkpoint's own task (the other modes)."""
+    torch.manual_seed(settings.seed)
+    device = resolve_device(settings.device)
+    speed = settings.speed
+    if speed.cuda_graph and device.type != "cuda":
+        raise UsageError(f"--cuda_graph needs a CUDA device, not {device}")
+    benchmark = get_benchmark(settings.benchmark)
+    task_data = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    if settings.mode == "finetune":
+        network, task = _new_task_network(settings, task_data.num_classes)
+    else:
+        network, task = _stored_task_network(settings)
+    network.to(device)
+    if speed.channels_last:
+        network.to(memory_format=torch.channels_last)
+    for layer in cpg_layers(network):
+        layer.cache_multipliers = speed.cached_masks
+    network.set_task(task)
+    data = DeviceTaskData(task_data, device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
+                          channels_last=speed.channels_last)
+    return Stage(settings, log, device, network, task, data, process_start)
+
+
+def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
+    """SGD (Nesterov, no built-in decay) over the task's trainables; Adam over fresh piggymasks."""
+    network, task = stage.network, stage.task
+    masks = []
+    for layer in cpg_layers(network):
+        mask = layer.start_picking() if lr_mask > 0 and task == layer.num_tasks else None
+        if mask is not None:
+            masks.append(mask)
+    sgd = SGD(network.task_parameters(task), lr=lr, momentum=MOMENTUM, nesterov=True)
+    adam = Adam(masks, lr=lr_mask) if masks else None
+    return sgd, adam
+
+
+def _weight_decay(stage: Stage):
+    """grad += wd * w on the body's weights the task owns (all of them in a plain network); old
+    tasks' weights, batch-norm, biases and heads are not decayed, as in the reference."""
+    decay, weights = stage.settings.weight_decay, stage.network.body_weights()
+
+    def apply() -> None:
+        for weight in weights:
+            weight.add_weight_decay(decay)
+    return apply if decay > 0 else None
+
+
+def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
+    if optimizer is not None:
+        optimizer.lr = lr
+
+
+def _train_loop(stage: Stage, optimizers: list[Optimizer | None], after_step=None) -> TrainLoop:
+    return TrainLoop(stage.network, [o for o in optimizers if o], stage.device, stage.settings.speed,
+                     before_step=_weight_decay(stage), after_step=after_step)
+
+
+def _evaluate(stage: Stage) -> float:
+    return evaluate(stage.network, stage.data, stage.settings.val_batch_size, stage.settings.speed)
+
+
+def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
+    """Train a new task's weights (and picks); SGD x0.1 at 50% and 80% of the epochs, the mask
+    learning rate x0.2 at 50% and 0 from 70% unless the task owns no weights. Returns the last
+    epoch's training result and the validation accuracy."""
+    settings = stage.settings
+    sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
+    owns_weights = stage.owns_weights()
+
+    def schedule(epoch: int) -> dict:
+        progress = (epoch - 1) / settings.epochs
+        _set_lr(sgd, settings.lr * (0.1 if progress >= 0.5 else 1.0) * (0.1 if progress >= 0.8 else 1.0))
+        mask_scale = 1.0 if progress < 0.5 else (0.2 if progress < 0.7 or not owns_weights else 0.0)
+        _set_lr(adam, settings.lr_mask * mask_scale)
+        return {}
+
+    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule)
+    return done.last, _evaluate(stage)
+
+
+def finetune(stage: Stage, goal: float) -> ExitCode:
+    """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
+    settings = stage.settings
+    result, accuracy = train_new_task(stage)
+    write_record_entry(Path(settings.jsonfile), 0.0, accuracy)
+    at_cap = stage.network.width >= settings.max_allowed_network_width_multiplier
+    met = result.accuracy > TRAIN_ACCURACY_GATE and accuracy >= goal
+    facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
+    if not met and not at_cap:
+        return stage.decide(ExitCode.EXPAND, "goal not met below the width cap", **facts)
+    stage.save(accuracy, result.accuracy)
+    reason = "goal met" if met else "goal not met at the width cap"
+    if not stage.owns_weights():
+        return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
+    return stage.decide(ExitCode.OK, reason, **facts)
+
+
+def baseline(stage: Stage) -> ExitCode:
+    """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
+    result, accuracy = train_new_task(stage)
+    if stage.settings.logfile:
+        write_goal_entry(Path(stage.settings.logfile), stage.settings.dataset, accuracy)
+    stage.save(accuracy, result.accuracy)
+    return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
+
+
+def required_sparsity(total_tasks: int, task: int) -> float:
+    """At the cap with the goal missed, free enough of the pool for the tasks still to come: keep
+    1/(remaining+1) of it, rounded to a sparsity step, but never less than `KEEP_AT_LEAST` (the
+    reference's rounding kept nothing once 20 or more tasks remained, so it never gave way)."""
+    remaining = max(total_tasks - task, 0)
+    return round(1.0 - max(round(1.0 / (remaining + 1), 1), KEEP_AT_LEAST), 4)
+
+
+def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
+    """Compact the task's weights from the initial to the target sparsity; exit 6 ends pruning."""
+    settings = stage.settings
+    give_way = (stage.network.width >= settings.max_allowed_network_width_multiplier and record["0.0"] < goal)
+    must_free = required_sparsity(settings.total_num_tasks, stage.task)
+    if give_way and settings.initial_sparsity >= must_free:
+        return stage.decide(ExitCode.STOP, f"at the width cap below the goal; {must_free} already freed for "
+                                           "later tasks", sparsity=settings.initial_sparsity)
+    sgd, _ = _optimizers(stage, settings.lr, 0.0)
+    steps = stage.data.steps_per_epoch(settings.batch_size)
+    layers = cpg_layers(stage.network)
+    pruner = GradualPruner(layers, stage.task, settings.initial_sparsity, settings.target_sparsity,
+                           settings.pruning_frequency, 0, settings.pruning_interval * steps,
+                           sgd.momentum_buffers.get, on_device=settings.speed.device_pruning)
+    if settings.pruning_interval == 0:
+        pruner.finish()  # one shot (PackNet), then train the kept weights
+
+    def sparsity(epoch: int, result: EpochResult, fields: dict) -> None:
+        stage.epoch_line(epoch, result, {**fields, "sparsity": task_sparsity(layers, stage.task)})
+
+    result = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), log=sparsity).last
+    pruner.finish()
+    accuracy = _evaluate(stage)
+    facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=settings.target_sparsity)
+    if result.accuracy <= TRAIN_ACCURACY_GATE:
+        return stage.decide(ExitCode.STOP, f"train accuracy {result.accuracy:.4f} fell to the gate "
+                                           f"{TRAIN_ACCURACY_GATE}; nothing recorded", **facts)
+    write_record_entry(Path(settings.jsonfile), settings.target_sparsity, accuracy)
+    stage.save(accuracy, result.accuracy)
+    if give_way and settings.target_sparsity >= must_free:
+        return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
+                            **facts)
+    return stage.decide(ExitCode.OK, "pruned", **facts)
+
+
+def retrain(stage: Stage) -> ExitCode:
+    """Learn the piggymask again with the kept weights; keep the best epoch by validation accuracy."""
+    settings = stage.settings
+    before = _evaluate(stage)
+    sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
+    done = stage.epochs(_train_loop(stage, [sgd, adam]), evaluate=lambda: _evaluate(stage),
+                        keep_best=lambda epoch, result, accuracy: stage.save(accuracy, result.accuracy, epoch=epoch),
+                        patience=RETRAIN_PATIENCE)
+    if settings.jsonfile:
+        write_record_entry(Path(settings.jsonfile), task_sparsity(cpg_layers(stage.network), stage.task),
+                           done.best_accuracy)
+    return stage.decide(ExitCode.OK, f"best retrain epoch kept (before retrain {before:.4f})",
+                        val_acc=done.best_accuracy)
+
+
+def inference(stage: Stage) -> ExitCode:
+    """Evaluate one task at its own width with its own batch-norm, head and picks."""
+    accuracy = _evaluate(stage)
+    width = stage.network.tasks[stage.task - 1].width
+    print(json.dumps({"task": stage.settings.dataset, "accuracy": round(accuracy, 4), "width": width}))
+    stage.log.line(stage="inference", task=stage.settings.dataset, val_acc=accuracy, width=width)
+    return ExitCode.OK
+
+
+def accuracy_goal(settings: CPGSettings) -> float:
+    """The task's goal from --baseline_acc_file, else from the benchmark's built-in goals (methods
+    without goals always keep their model)."""
+    if not settings.USES_GOALS:
+        return 0.0
+    if settings.baseline_acc_file:
+        return goal_for(read_goals(Path(settings.baseline_acc_file)), settings.dataset, settings.baseline_acc_file)
+    return goal_for(get_benchmark(settings.benchmark).default_goals, settings.dataset,
+                    f"the {settings.benchmark} defaults")
+
+
+def run(settings: CPGSettings, process_start: float) -> ExitCode:
+    goal = accuracy_goal(settings) if settings.mode in ("finetune", "prune") else None
+    record = read_record(Path(settings.jsonfile)) if settings.mode == "prune" else {}
+    if settings.mode == "prune" and "0.0" not in record:
+        raise UsageError(f"record file {settings.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
+    stage = load_stage(settings, RunLog(settings.log_path), process_start)
+    if isinstance(settings, BaselineSettings) and settings.mode == "finetune":
+        return baseline(stage)
+    stages = {"finetune": lambda: finetune(stage, goal), "prune": lambda: prune(stage, goal, record),
+              "retrain": lambda: retrain(stage), "inference": lambda: inference(stage)}
+    return stages[settings.mode]()

@@ -1,0 +1,151 @@
+"""The Expand-and-Cluster stages: recover a teacher's weights from its outputs.
+
+finetune trains N overparameterised students (the students layer mode) to imitate the
+teacher: a synthetic one (benchmark gaussian_teacher) or a fully connected network trained by
+`main_normal.py` (`--load_folder`). retrain clusters their hidden neurons, rebuilds the teacher
+layer by layer, fine-tunes it and writes the recovery report. Students live under
+`<save_folder>/ec_<hash>/`, each clustering under `clustering_<hash>/` inside it, so clustering
+again with other gamma and beta reuses the students.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.students import StudentsMLP
+from utils.atomic import atomic_json_dump, atomic_torch_save
+from utils.device import resolve_device
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.extract.folders import settings_hash
+from utils.methods.extract.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune
+from utils.methods.extract.recovery import layer_recovery
+from utils.methods.extract.report import copy_report, write_report
+from utils.methods.extract.settings import SYNTHETIC, ExtractSettings
+from utils.methods.extract.teachers import Probes, Teacher, checkpoint_teacher, gaussian_probes, synthetic_teacher
+from utils.methods.extract.training import TrainSettings, evaluate, train_students
+
+STUDENTS_FILE = "students.pth"
+
+
+def load_teacher(settings: ExtractSettings, sizes: list[int]) -> tuple[Teacher, Probes]:
+    if settings.benchmark == SYNTHETIC:
+        teacher = synthetic_teacher(sizes, settings.ec_activation, settings.seed)
+        return teacher, gaussian_probes(teacher, settings.ec_samples, settings.seed)
+    return checkpoint_teacher(Path(settings.load_folder), settings.benchmark, settings.dataset,
+                              Path(settings.data_root))
+
+
+def student_settings(settings: ExtractSettings) -> dict:
+    """What the trained students depend on (the name of their folder)."""
+    teacher = ({"sizes": settings.ec_sizes, "activation": settings.ec_activation, "samples": settings.ec_samples}
+               if settings.benchmark == SYNTHETIC else
+               {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset})
+    return {"benchmark": settings.benchmark, "teacher": teacher, "students": settings.ec_students,
+            "expansion": settings.ec_expansion, "lr": settings.lr, "epochs": settings.epochs,
+            "batch_size": settings.batch_size, "patience": settings.ec_patience, "min_lr": settings.ec_min_lr,
+            "seed": settings.seed}
+
+
+def clustering_settings(settings: ExtractSettings) -> dict:
+    return {"gamma": settings.ec_gamma, "beta": settings.ec_beta, "finetune_lr": settings.ec_finetune_lr,
+            "finetune_epochs": settings.ec_finetune_epochs}
+
+
+def train_settings(settings: ExtractSettings) -> TrainSettings:
+    return TrainSettings(settings.lr, settings.epochs, settings.batch_size, patience=settings.ec_patience,
+                         min_lr=settings.ec_min_lr, seed=settings.seed)
+
+
+def student_widths(teacher: Teacher, expansion: float) -> list[int]:
+    return [math.ceil(size * expansion) for size in teacher.sizes[1:-1]]
+
+
+def train_or_load(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
+                  log: RunLog, stage: str) -> tuple[nn.Module, torch.Tensor, float]:
+    """Students saved at `path`, else trained and saved there; also the seconds their training took
+    (kept in a JSON file beside them, so the report counts them when they are reused)."""
+    meta = path.with_suffix(".json")
+    if path.is_file():
+        model.load_state_dict(torch.load(path, map_location=x.device, weights_only=True))
+        log.decision(stage=stage, reused=str(path))
+        seconds = json.loads(meta.read_text())["seconds"] if meta.is_file() else 0.0
+        return model, evaluate(model, x, y), seconds
+    started = time.monotonic()
+    losses = train_students(model, x, y, settings, lambda **fields: log.line(stage=stage, **fields))
+    seconds = round(time.monotonic() - started, 1)
+    atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    atomic_json_dump({"seconds": seconds, "losses": losses.tolist()}, meta)
+    log.decision(stage=stage, saved=str(path), best_loss=f"{float(losses.min()):.3e}",
+                 worst_loss=f"{float(losses.max()):.3e}")
+    return model, losses, seconds
+
+
+def weights_of(network: StudentsMLP) -> list[tuple]:
+    return [tuple(t[0].detach().cpu().double().numpy() for t in network.weights(i)) for i in range(len(network.layers))]
+
+
+def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes) -> dict:
+    teacher_weights = [(w.double().numpy(), b.double().numpy()) for w, b in teacher.layers]
+    return {"layers": layer_recovery(teacher_weights, weights_of(network)),
+            "train_loss": float(evaluate(network, probes.x_train, probes.y_train)[0]),
+            "test_loss": float(evaluate(network, probes.x_test, probes.y_test)[0])}
+
+
+def run(settings: ExtractSettings, process_start: float) -> ExitCode:
+    started = time.monotonic()
+    device = resolve_device(settings.device)
+    teacher, probes = load_teacher(settings, settings.sizes)
+    probes = probes.to(device)
+    folder = Path(settings.save_folder) / settings_hash("ec", student_settings(settings))
+    log = RunLog(Path(settings.log_path) if settings.log_path else folder / "train.log")
+    widths = student_widths(teacher, settings.ec_expansion)
+    torch.manual_seed(settings.seed)
+    sizes = [teacher.sizes[0], *widths, teacher.sizes[-1]]
+    first = StudentsMLP(sizes, settings.ec_students, teacher.activation).to(device)
+    training = train_settings(settings)
+    first, losses, seconds = train_or_load(folder / STUDENTS_FILE, first, probes.x_train, probes.y_train, training,
+                                           log, "students_L1")
+    student_seconds = [seconds]
+    rebuild_started = time.monotonic()
+    if settings.mode == "finetune":
+        seconds = round(time.monotonic() - started)
+        log.decision(stage="finetune", exit=0, state="OK", folder=str(folder), seconds=seconds)
+        return ExitCode.OK
+    clustering = folder / settings_hash("clustering", clustering_settings(settings))
+
+    def later(index: int, model: OnRebuilt) -> tuple[OnRebuilt, torch.Tensor]:
+        model, layer_losses, layer_seconds = train_or_load(clustering / f"students_L{index + 1}.pth", model,
+                                                           probes.x_train, probes.y_train, training, log,
+                                                           f"students_L{index + 1}")
+        student_seconds.append(layer_seconds)
+        return model, layer_losses
+
+    try:
+        layers, network = extract(first, losses, widths, probes.x_train, probes.y_train, teacher.activation,
+                                  settings.ec_gamma, settings.ec_beta, later)
+    except ExtractionFailed as error:
+        log.decision(stage="retrain", exit=1, state="FAILED", reason=str(error))
+        return ExitCode.FAILED
+    report = {"settings": {**student_settings(settings), **clustering_settings(settings)},
+              "teacher_sizes": teacher.sizes, "student_widths": widths, "rebuilt_sizes": network.sizes,
+              "after_reconstruction": stage_summary(teacher, network, probes)}
+    tune = TrainSettings(settings.ec_finetune_lr, settings.ec_finetune_epochs, settings.batch_size,
+                         patience=settings.ec_patience, min_lr=settings.ec_min_lr, seed=settings.seed)
+    fine_tune(network, probes.x_train, probes.y_train, tune, lambda **fields: log.line(stage="fine_tune", **fields))
+    report["after_tuning"] = stage_summary(teacher, network, probes)
+    report["student_seconds"] = student_seconds
+    report["seconds"] = round(student_seconds[0] + time.monotonic() - rebuild_started, 1)  # students + rebuild
+    atomic_torch_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, clustering / "rebuilt.pth")
+    text = write_report(report, clustering)
+    if settings.ec_report:
+        copy_report(report, text, Path(settings.ec_report))
+    print(text, end="")
+    log.decision(stage="retrain", exit=0, state="OK", folder=str(clustering), seconds=report["seconds"])
+    return ExitCode.OK

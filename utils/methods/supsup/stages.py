@@ -1,0 +1,196 @@
+"""SupSup's stages.
+
+finetune: learn one task's supermask over the fixed signed-constant weights (a new network, or a
+task added to --load_folder), freeze it into the 1-bit mask stack and save the checkpoint.
+inference: evaluate tasks with their own masks (GG) or with the task inferred by superposing the
+masks (GNu: correct only when both the task and the class are right), append CSV rows and write
+the run summary. In GG, independent single-task runs are merged here (--supsup_task_folders):
+they share the seed, hence the weights, which the merge checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from models import build_network
+from models.layers.per_task import PerTask
+from models.layers.supsup import set_density, store_masks, supsup_layers
+from models.network import TaskNetwork
+from utils.atomic import atomic_json_dump
+from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.cli import UsageError
+from utils.data.registry import Benchmark, get_benchmark
+from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
+from utils.engine import TrainLoop, evaluate, predict, run_epochs
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.supsup.infer import infer_tasks
+from utils.methods.supsup.settings import SupSupSettings
+from utils.optim import Adam, RMSprop
+
+
+def load(folder: Path) -> tuple[TaskNetwork, dict]:
+    """A SupSup checkpoint as a network with every task's mask stored, and its meta."""
+    payload, meta = load_checkpoint(folder), read_meta(folder)
+    if payload["mode"] != "supsup":
+        raise UsageError(f"{folder} holds a {payload['mode']} checkpoint, not a supsup one")
+    network = network_from_checkpoint(payload, input_shape=tuple(meta["input_shape"]), outputs=meta["outputs"])
+    return network, meta
+
+
+def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
+    """One network holding the tasks of several checkpoints, each with its masks and batch-norm: the
+    first checkpoint's network, with the others' tasks restored into it."""
+    parts = [load(folder) for folder in folders]
+    network, meta = parts[0]
+    for folder, (part, part_meta) in zip(folders[1:], parts[1:], strict=True):
+        offset = len(network.tasks)
+        for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
+            if not torch.equal(ours.weight, theirs.weight):
+                raise UsageError(f"{folder} was trained on other fixed weights (another --seed or arch)")
+        for spec in part.tasks:
+            network.restore_task(spec)
+        for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
+            ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
+        for ours, theirs in zip(_task_norms(network), _task_norms(part), strict=True):
+            for index, norm in enumerate(theirs.per_task):
+                ours.per_task[offset + index].load_state_dict(norm.state_dict())
+        meta["accuracy_after_learning"].update(part_meta["accuracy_after_learning"])
+    return network, meta
+
+
+def _task_norms(network: TaskNetwork) -> list[PerTask]:
+    return [m for m in network.modules() if isinstance(m, PerTask) and m is not network.heads]
+
+
+def _device_data(benchmark: Benchmark, settings: SupSupSettings, name: str, device: torch.device) -> DeviceTaskData:
+    task = benchmark.load_task(Path(settings.data_root), name)
+    return DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip)
+
+
+def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Adam | RMSprop:
+    return Adam(params, lr=settings.lr) if settings.supsup_optimizer == "adam" else RMSprop(params, lr=settings.lr)
+
+
+def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> ExitCode:
+    """Learn task --dataset's mask and save the network with it to --save_folder."""
+    torch.manual_seed(settings.seed)
+    device = resolve_device(settings.device)
+    benchmark = get_benchmark(settings.benchmark)
+    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    if settings.load_folder:
+        network, meta = load(Path(settings.load_folder))
+        if settings.dataset in [spec.name for spec in network.tasks]:
+            raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
+    else:
+        outputs = settings.supsup_output_size or task.num_classes
+        network = build_network(settings.arch, 1.0, mode="supsup", input_shape=tuple(task.train_images.shape[1:]),
+                                outputs=outputs)
+        meta = {"input_shape": list(task.train_images.shape[1:]), "outputs": outputs, "accuracy_after_learning": {}}
+    torch.manual_seed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
+    task_id = network.add_task(settings.dataset, task.num_classes)
+    set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
+    network.to(device)
+    data = DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip)
+    scores = network.task_parameters(task_id)
+    optimizer = _optimizer(settings, scores)
+    decay = settings.supsup_weight_decay
+
+    @torch.no_grad()
+    def weight_decay() -> None:
+        torch._foreach_add_([s.grad for s in scores], scores, alpha=decay)
+
+    def schedule(epoch: int) -> dict:
+        if settings.supsup_schedule == "cosine":
+            optimizer.lr = 0.5 * settings.lr * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))
+        return {}
+
+    def log_epoch(epoch: int, result, fields: dict) -> None:
+        log.line(stage="supsup_finetune", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
+                 train_acc=result.accuracy, **fields)
+
+    loop = TrainLoop(network, [optimizer], device, before_step=weight_decay if decay > 0 else None)
+    run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, schedule=schedule,
+               log=log_epoch, description=f"supsup {settings.dataset}", process_start=process_start)
+    store_masks(network)
+    accuracy = evaluate(network, data, settings.val_batch_size)
+    meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
+    densities = [round(layer.mask(layer.num_tasks).mean().item(), 4) for layer in supsup_layers(network)]
+    save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
+        **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,
+        "accuracy": round(accuracy, 4), "densities": densities})
+    log.decision(stage="supsup_finetune", task=settings.dataset, exit=0, state="OK", val_acc=accuracy,
+                 tasks=len(network.tasks), reason="mask stored")
+    return ExitCode.OK
+
+
+def _evaluate_task(network: TaskNetwork, data: DeviceTaskData, task: int, settings: SupSupSettings) -> dict:
+    """The task's accuracy with its own mask and, unless GG, task-inference and inferred accuracy."""
+    network.set_task(task)
+    logits = predict(network, data, settings.val_batch_size)
+    right_class = logits.argmax(1) == data.test_labels
+    row = {"accuracy_final": round(right_class.float().mean().item(), 4)}
+    if settings.supsup_adaptor != "gt":
+        images = torch.cat([images for images, _ in data.test_batches(settings.val_batch_size)])
+        inferred = infer_tasks(network, images, settings.supsup_adaptor, settings.supsup_objective,
+                               settings.supsup_real_neurons, settings.supsup_infer_batch)
+        right_task = inferred == task - 1
+        row["task_inference_accuracy"] = round(right_task.float().mean().item(), 4)
+        row["accuracy_inferred_task"] = round((right_task & right_class).float().mean().item(), 4)
+    return row
+
+
+def _append_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
+    if settings.supsup_task_folders:
+        network, meta = merge([Path(folder) for folder in settings.supsup_task_folders.split(",") if folder])
+    else:
+        network, meta = load(Path(settings.load_folder))
+    device = resolve_device(settings.device)
+    network.to(device)
+    benchmark = get_benchmark(settings.benchmark)
+    tasks = network.tasks if settings.supsup_eval == "all" else network.tasks[-1:]
+    rows = []
+    for spec in tasks:
+        task = network.task_id(spec.name)
+        row = {"num_tasks_learned": len(network.tasks), "task": spec.name,
+               "accuracy_after_learning": meta["accuracy_after_learning"].get(spec.name)}
+        row.update(_evaluate_task(network, _device_data(benchmark, settings, spec.name, device), task, settings))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        log.line(stage="supsup_inference", adaptor=settings.supsup_adaptor, objective=settings.supsup_objective,
+                 **{k: v for k, v in row.items() if v is not None})
+    averages = {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]
+                if key not in ("num_tasks_learned", "task") and all(r[key] is not None for r in rows)}
+    if settings.supsup_results:
+        _append_csv(Path(settings.supsup_results), [*rows, {"num_tasks_learned": len(network.tasks), "task": "average",
+                                                        "accuracy_after_learning": None, **averages}])
+    if settings.supsup_summary:
+        atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "adaptor": settings.supsup_adaptor,
+                          "objective": settings.supsup_objective, "infer_batch": settings.supsup_infer_batch,
+                          "num_tasks_learned": len(network.tasks), "tasks": rows,
+                          **{f"average_{key}": value for key, value in averages.items()}},
+                         Path(settings.supsup_summary))
+    return ExitCode.OK
+
+
+def run(settings: SupSupSettings, process_start: float) -> ExitCode:
+    log = RunLog(settings.log_path)
+    if settings.mode == "finetune":
+        return finetune(settings, log, process_start)
+    return inference(settings, log)
