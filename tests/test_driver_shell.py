@@ -2,13 +2,47 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.conftest import REPO, environment
+from tests.conftest import REPO, environment, run_driver
 
 LIB = REPO / "scripts" / "lib.sh"
+
+# A stand-in for PYTHON: `-m tools.list_tasks` runs for real (the drivers need the task names); any other
+# call appends its arguments to STUB_LOG as a JSON line and exits with STUB_CODES[its --dataset] (default 0).
+STUB = f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+if args[:2] == ["-m", "tools.list_tasks"]:
+    os.execv(sys.executable, [sys.executable, *args])
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+dataset = args[args.index("--dataset") + 1] if "--dataset" in args else ""
+sys.exit(json.loads(os.environ.get("STUB_CODES", "{{}}")).get(dataset, 0))
+"""
+
+
+def stub_python(folder: Path, **codes: int) -> dict[str, str]:
+    """The environment that makes a driver call the stand-in, with these exit codes per dataset."""
+    stub = folder / "python_stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    return {"PYTHON": str(stub), "STUB_LOG": str(folder / "stub.jsonl"), "STUB_CODES": json.dumps(codes),
+            "FAST_START": "0"}
+
+
+def stub_calls(env: dict[str, str]) -> list[list[str]]:
+    path = Path(env["STUB_LOG"])
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
 
 
 def run_bash(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -47,3 +81,15 @@ def test_on_exit_cleanups_and_the_stage_server_cleanup_all_run(tmp_path):
     while _running(pid) and time.time() < deadline:
         time.sleep(0.02)
     assert not _running(pid)
+
+
+def test_cpg_data_root_argument_beats_the_environment(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    env = stub_python(tmp_path, digits_01=1)  # the first stage fails: its arguments are all this needs
+    done = run_driver("cpg.sh", "split_digits", str(data), "s", "1.5", DATA_ROOT=str(tmp_path / "nonexistent"),
+                      CKPT_ROOT=str(tmp_path / "ck"), **env)
+    calls = stub_calls(env)
+    assert calls, done.stderr
+    assert flag(calls[0], "--dataset") == "digits_01"
+    assert flag(calls[0], "--data_root") == os.path.realpath(data)
