@@ -53,7 +53,12 @@ done
 ((failed != 64)) || exit 64
 ((failed == 0)) || die "a training worker failed (exit $failed); see $ROOT/*/train.log"
 
-folders=$(printf '%s,' "${TASKS[@]:0:NUM_TASKS}" | sed "s|\([^,]*\),|$ROOT/\1,|g")
+# joined in bash, not sed: a path may hold characters that are sed syntax (& | \)
+task_folders=()
+for task in "${TASKS[@]:0:NUM_TASKS}"; do
+  task_folders+=("$ROOT/$task")
+done
+folders=$(IFS=,; printf '%s' "${task_folders[*]}")
 select_gpu "${GPUS[0]}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"

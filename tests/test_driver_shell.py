@@ -93,3 +93,16 @@ def test_cpg_data_root_argument_beats_the_environment(tmp_path):
     assert calls, done.stderr
     assert flag(calls[0], "--dataset") == "digits_01"
     assert flag(calls[0], "--data_root") == os.path.realpath(data)
+
+
+def test_supsup_gg_takes_any_characters_in_the_checkpoint_root(tmp_path):
+    data, ckpt = tmp_path / "data", tmp_path / r"ck a&b|c\1"
+    data.mkdir()
+    done = run_driver("supsup_gg.sh", "0", BENCHMARK="permuted_digits", NUM_TASKS="2", EPOCHS="1",
+                      BATCH_SIZE="32", DATA_ROOT=str(data), CKPT_ROOT=str(ckpt), OMP_NUM_THREADS="1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    root = ckpt / "SupSup/permuted_digits/gg_er32_seed0/lenet_300_100"
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["num_tasks_learned"] == 2
+    rows = [line.split(",")[1] for line in (root / "results.csv").read_text().splitlines()[1:]]
+    assert rows == ["pdigits_00", "pdigits_01", "average"]
