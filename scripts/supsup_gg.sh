@@ -46,12 +46,23 @@ for worker in "${!GPUS[@]}"; do
   train_share "$worker" "${GPUS[worker]}" &
   pids+=("$!")
 done
-failed=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || failed=$?
+# every worker's code counts: one that rejected its input (64) must not hide behind another's crash
+failures=()
+codes=()
+for worker in "${!pids[@]}"; do
+  code=0
+  wait "${pids[worker]}" || code=$?
+  if ((code != 0)); then
+    failures+=("worker $worker (GPU ${GPUS[worker]}) exit $code")
+    codes+=("$code")
+  fi
 done
-((failed != 64)) || exit 64
-((failed == 0)) || die "a training worker failed (exit $failed); see $ROOT/*/train.log"
+if ((${#failures[@]})); then
+  printf -v failed '%s, ' "${failures[@]}"
+  failed="${failed%, }; see $ROOT/*/train.log"
+  [[ " ${codes[*]} " != *" 64 "* ]] || usage_error "training stopped on bad input: $failed"
+  die "training failed: $failed"
+fi
 
 # joined in bash, not sed: a path may hold characters that are sed syntax (& | \)
 task_folders=()

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, environment, run_driver
 
 LIB = REPO / "scripts" / "lib.sh"
@@ -106,3 +108,18 @@ def test_supsup_gg_takes_any_characters_in_the_checkpoint_root(tmp_path):
     assert summary["num_tasks_learned"] == 2
     rows = [line.split(",")[1] for line in (root / "results.csv").read_text().splitlines()[1:]]
     assert rows == ["pdigits_00", "pdigits_01", "average"]
+
+
+@pytest.mark.parametrize("gpus, codes, expected, failed", [
+    ("0 1", {"pdigits_00": 64, "pdigits_01": 1}, 64, ["worker 0 (GPU 0) exit 64", "worker 1 (GPU 1) exit 1"]),
+    ("0,1,2", {"pdigits_00": 1, "pdigits_02": 1}, 1, ["worker 0 (GPU 0) exit 1", "worker 2 (GPU 2) exit 1"]),
+])
+def test_supsup_gg_reports_every_failed_worker(tmp_path, gpus, codes, expected, failed):
+    env = stub_python(tmp_path, **codes)
+    done = run_driver("supsup_gg.sh", gpus, BENCHMARK="permuted_digits", NUM_TASKS=str(len(gpus) // 2 + 1),
+                      DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"), **env)
+    assert done.returncode == expected, done.stderr
+    summary = done.stderr.strip().splitlines()[-1]
+    assert [worker for worker in failed if worker in summary] == failed
+    assert summary.count(" exit ") == len(failed)
+    assert all(flag(call, "--mode") == "finetune" for call in stub_calls(env))  # no evaluation after a failure
