@@ -123,3 +123,55 @@ def test_supsup_gg_reports_every_failed_worker(tmp_path, gpus, codes, expected, 
     assert [worker for worker in failed if worker in summary] == failed
     assert summary.count(" exit ") == len(failed)
     assert all(flag(call, "--mode") == "finetune" for call in stub_calls(env))  # no evaluation after a failure
+
+
+TINY_SYNTHETIC = {"SEEDS": "1", "SIZES": "6,3,2", "EPOCHS": "300", "SAMPLES": "300", "OMP_NUM_THREADS": "1"}
+STRAY = "2026-01-01T00:00:00 stage=retrain exit=0 state=OK folder=/nowhere/clustering_x seconds=1\n"
+
+
+def _table(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("|")]
+
+
+def test_extract_synthetic_reads_the_report_it_asked_for(tmp_path):
+    out = tmp_path / "out"
+    first = run_driver("extract_synthetic.sh", str(out), **TINY_SYNTHETIC)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = out / "seed_1.report.json"
+    assert json.loads(report.read_text())["settings"]["seed"] == 1
+    assert "after_tuning" in (out / "seed_1.report.txt").read_text()
+    table = _table(first.stdout)
+    assert table[0].startswith("| seed |") and table[2].startswith("| 1 |")
+    assert (out / "seeds.md").read_text().splitlines() == table
+
+    with (out / "seed_1.log").open("a") as log:
+        log.write(STRAY)  # a log line naming another folder must not matter
+    again = run_driver("extract_synthetic.sh", str(out), **TINY_SYNTHETIC)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("done before") == 2 and _table(again.stdout) == table
+
+    report.unlink()  # a folder from before the report was written there: the rebuild is redone
+    rebuilt = run_driver("extract_synthetic.sh", str(out), **TINY_SYNTHETIC)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert "rebuild_seed1_gamma0.5_beta6: running" in rebuilt.stdout and report.is_file()
+
+    for beta, expected in (("7", 7.0), ("6", 6.0)):  # back to beta 6: its report was replaced, so rebuild
+        switched = run_driver("extract_synthetic.sh", str(out), **TINY_SYNTHETIC, BETA=beta)
+        assert switched.returncode == 0, switched.stderr[-2000:]
+        assert f"rebuild_seed1_gamma0.5_beta{beta}: running" in switched.stdout
+        assert json.loads(report.read_text())["settings"]["beta"] == expected
+
+
+def test_extract_digits_writes_and_prints_its_report(tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    data.mkdir()
+    env = {"TEACHER_EPOCHS": "10", "EPOCHS": "1500", "STUDENTS": "4", "DATA_ROOT": str(data), "OMP_NUM_THREADS": "1"}
+    first = run_driver("extract_digits.sh", str(out), **env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    text = (out / "report.txt").read_text()
+    assert json.loads((out / "report.json").read_text())["after_tuning"] and "after_tuning" in text
+    assert first.stdout.endswith(text) and f"report: {out}/report.txt" in first.stdout
+    with (out / "train.log").open("a") as log:
+        log.write(STRAY)
+    again = run_driver("extract_digits.sh", str(out), **env)
+    assert again.returncode == 0 and again.stdout.count("done before") == 3 and again.stdout.endswith(text)
