@@ -10,15 +10,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
 out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/digits}")
-data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
-[[ -d $data_root ]] || usage_error "data root $data_root does not exist"
+resolve_roots
 seed=${SEED:-1}
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
 mkdir -p "$out"
-cd "$REPO_ROOT" || exit 1
 
-data=(--benchmark digits10 --dataset digits10 --data_root "$data_root" --seed "$seed" --device "${DEVICE:-auto}")
+data=(--benchmark digits10 --dataset digits10 --data_root "$DATA_ROOT" --seed "$seed" --device "${DEVICE:-auto}")
 log="$out/train.log"
 run_stage teacher "$out/.stages" "$log" "0" \
   "$PYTHON" main_normal.py --method baseline --mode finetune --arch digits_mlp_16 "${data[@]}" \

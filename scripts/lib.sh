@@ -23,11 +23,16 @@ float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
 
-# resolve_roots: DATA_ROOT (default data/, must exist) and CKPT_ROOT (default checkpoints/) as absolute
-# paths, then work from the repository root.
+# resolve_roots: DATA_ROOT (default data/) and CKPT_ROOT (default checkpoints/) as absolute paths, then
+# work from the repository root. A DATA_ROOT the user gave must exist (a typo must not train elsewhere);
+# the default is created, as a fresh clone has none and the embedded benchmarks need no files in it.
 resolve_roots() {
-  DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
-  [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+  if [[ -n ${DATA_ROOT:-} ]]; then
+    [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+  else
+    DATA_ROOT=$REPO_ROOT/data
+    mkdir -p "$DATA_ROOT"
+  fi
   DATA_ROOT=$(realpath "$DATA_ROOT")
   CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
   cd "$REPO_ROOT" || exit 1

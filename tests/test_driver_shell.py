@@ -175,3 +175,29 @@ def test_extract_digits_writes_and_prints_its_report(tmp_path):
         log.write(STRAY)
     again = run_driver("extract_digits.sh", str(out), **env)
     assert again.returncode == 0 and again.stdout.count("done before") == 3 and again.stdout.endswith(text)
+
+
+def test_resolve_roots_creates_only_the_default_data_root(tmp_path):
+    repo = tmp_path / "fresh_clone"
+    repo.mkdir()
+    report = 'resolve_roots; printf "%s\\n" "$DATA_ROOT" "$CKPT_ROOT" "$PWD"'
+    done = run_bash(f'REPO_ROOT="{repo}"; {report}', tmp_path, DATA_ROOT="", CKPT_ROOT="")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(repo / "data"), str(repo / "checkpoints"), str(repo)]
+    assert (repo / "data").is_dir()
+
+    missing = tmp_path / "missing"
+    done = run_bash(f'REPO_ROOT="{repo}"; {report}', tmp_path, DATA_ROOT=str(missing))
+    assert done.returncode == 64 and len(done.stderr.splitlines()) == 1 and str(missing) in done.stderr
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("script", ["subspace_lines.sh", "extract_digits.sh"])
+def test_a_missing_data_root_given_by_the_user_stops_the_driver(tmp_path, script):
+    missing = tmp_path / "missing"
+    args = [str(tmp_path / "out")] if script.startswith("extract") else []
+    done = run_driver(script, *args, DATA_ROOT=str(missing), CKPT_ROOT=str(tmp_path / "ck"), EPOCHS="1",
+                      TEACHER_EPOCHS="1")
+    assert done.returncode == 64, done.stderr[-2000:]
+    assert done.stderr.splitlines() == [f"{script}: error: data root {missing} does not exist"]
+    assert not missing.exists()
