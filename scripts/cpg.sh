@@ -6,8 +6,8 @@
 # sparsest recorded model is kept (set SPARSITY_STEPS="0.6" PRUNING_INTERVAL=0 for one-shot pruning).
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
-# environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, DATA_ROOT,
-#   GOALS, EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
+# environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
+#   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
 #   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help)
 # shellcheck source=scripts/lib.sh
@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -eq 4 ]] || usage_error "usage: $0 <benchmark> <data_root> <setting> <max_width_multiplier>"
 BENCHMARK=$1
-DATA_ROOT=${DATA_ROOT:-$2}
+DATA_ROOT=$2  # the argument, not the environment: DATA_ROOT only picks the data of drivers without one
 SETTING=$3
 MAX_WIDTH=$4
 require_commands jq awk "$PYTHON"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Expand-and-Cluster on synthetic teachers: for each seed a random teacher (SIZES, ACTIVATION) probed
 # with Gaussian inputs, N students EXPANSION times wider (finetune), then clustering, layer-by-layer
-# reconstruction and fine-tuning (retrain); ends with a table of the seeds' recovery reports.
+# reconstruction and fine-tuning (retrain); ends with a table of the seeds' recovery reports
+# (OUT_DIR/seed_<seed>.report.json, each with its .txt table beside it; the table in OUT_DIR/seeds.md).
 # Usage: scripts/extract_synthetic.sh [OUT_DIR]   (environment: SEEDS SIZES ACTIVATION STUDENTS EXPANSION
 #        GAMMA BETA EPOCHS LR SAMPLES DEVICE)
 # shellcheck source=scripts/lib.sh
@@ -26,9 +27,13 @@ for seed in $seeds; do
   log="$out/seed_$seed.log"
   run_stage "students_seed$seed" "$out/.stages" "$log" "0" \
     "$PYTHON" main_normal.py --mode finetune "${common[@]}" --seed "$seed" --log_path "$log"
-  run_stage "rebuild_seed${seed}_gamma${gamma}_beta${beta}" "$out/.stages" "$log" "0" \
-    "$PYTHON" main_normal.py --mode retrain "${common[@]}" --seed "$seed" --log_path "$log"
-  reports+=("$(grep -o 'folder=[^ ]*clustering_[^ ]*' "$log" | tail -1 | cut -d= -f2)/report.json")
+  report="$out/seed_$seed.report.json"
+  rebuild="rebuild_seed${seed}_gamma${gamma}_beta${beta}"
+  # as in extract_digits.sh: the seed's report is its latest rebuild's, so rebuild unless these settings made it
+  [[ -f $report && -f $out/.stages/$rebuild ]] || rm -f "$out/.stages/rebuild_seed${seed}_"*
+  run_stage "$rebuild" "$out/.stages" "$log" "0" \
+    "$PYTHON" main_normal.py --mode retrain "${common[@]}" --seed "$seed" --log_path "$log" --ec_report "$report"
+  reports+=("$report")
 done
 say "recovery per seed (reports: ${reports[*]})"
 "$PYTHON" -m tools.extract "${reports[@]}" | tee "$out/seeds.md"

@@ -23,11 +23,16 @@ float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
 
-# resolve_roots: DATA_ROOT (default data/, must exist) and CKPT_ROOT (default checkpoints/) as absolute
-# paths, then work from the repository root.
+# resolve_roots: DATA_ROOT (default data/) and CKPT_ROOT (default checkpoints/) as absolute paths, then
+# work from the repository root. A DATA_ROOT the user gave must exist (a typo must not train elsewhere);
+# the default is created, as a fresh clone has none and the embedded benchmarks need no files in it.
 resolve_roots() {
-  DATA_ROOT=${DATA_ROOT:-$REPO_ROOT/data}
-  [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+  if [[ -n ${DATA_ROOT:-} ]]; then
+    [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
+  else
+    DATA_ROOT=$REPO_ROOT/data
+    mkdir -p "$DATA_ROOT"
+  fi
   DATA_ROOT=$(realpath "$DATA_ROOT")
   CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
   cd "$REPO_ROOT" || exit 1
@@ -55,6 +60,20 @@ select_gpu() {
   fi
 }
 
+# on_exit COMMAND: evaluate COMMAND when the driver exits. One EXIT trap runs every registered command,
+# newest first, so the helpers' and the driver's own cleanups add up instead of replacing each other.
+EXIT_ACTIONS=()
+on_exit() {
+  EXIT_ACTIONS+=("$1")
+  trap run_exit_actions EXIT
+}
+run_exit_actions() {
+  local i
+  for ((i = ${#EXIT_ACTIONS[@]} - 1; i >= 0; i--)); do
+    eval "${EXIT_ACTIONS[i]}" || true  # a failed cleanup must not skip the others
+  done
+}
+
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
 # torch once (utils/warm_start.py), saving about 1.5 s a stage; FAST_START=0 turns it off. The server
 # goes when the driver exits; without it main_normal.py simply runs in its own process.
@@ -64,7 +83,9 @@ start_stage_server() {
   export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
   "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" &
   STAGE_SERVER_PID=$!
-  trap 'kill "$STAGE_SERVER_PID" 2>/dev/null; rm -rf "$STAGE_SERVER_DIR"' EXIT
+  local cleanup
+  printf -v cleanup 'kill %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_DIR"
+  on_exit "$cleanup"
   local tries
   for ((tries = 0; tries < 600; tries++)); do
     [[ -S $CPG_STAGE_SERVER ]] && return 0

@@ -10,11 +10,11 @@
 run_subspace() {
   local kind=$1; shift
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
-  local benchmark=${1:-digits10} task=${2:-} tasks data_root root label=$kind
+  local benchmark=${1:-digits10} task=${2:-} tasks root label=$kind
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
   # the nets are tiny: on a shared CPU, more than one thread per process only adds contention
   [[ ${DEVICE:-auto} != cpu ]] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-  cd "$REPO_ROOT" || exit 1
+  resolve_roots
   tasks=$("$PYTHON" -m tools.list_tasks "$benchmark") || usage_error "unknown benchmark '$benchmark'"
   task=${task:-${tasks%%$'\n'*}}
   grep -qxF -- "$task" <<<"$tasks" || usage_error "benchmark $benchmark has no task '$task'"
@@ -24,11 +24,9 @@ run_subspace() {
     extra=(--subspace_vertices "${VERTICES:-3}")
   fi
   if [[ ${LAYERWISE:-0} == 1 ]]; then extra+=(--subspace_layerwise); fi
-  data_root=$(realpath -m "${DATA_ROOT:-$REPO_ROOT/data}")
-  mkdir -p "$data_root"
-  root="$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")/subspace/$label/$benchmark/$task"
+  root="$CKPT_ROOT/subspace/$label/$benchmark/$task"
   local common=(main_normal.py --method subspace --benchmark "$benchmark" --dataset "$task"
-    --data_root "$data_root" --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
+    --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
     --log_path "$root/train.log")
   run_stage train "$root/.stages" "$root/train.log" "0" "$PYTHON" "${common[@]}" --mode finetune \
     --subspace "$kind" "${extra[@]}" --epochs "${EPOCHS:-15}" --lr "${LR:-0.05}" \

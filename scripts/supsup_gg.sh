@@ -46,14 +46,30 @@ for worker in "${!GPUS[@]}"; do
   train_share "$worker" "${GPUS[worker]}" &
   pids+=("$!")
 done
-failed=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || failed=$?
+# every worker's code counts: one that rejected its input (64) must not hide behind another's crash
+failures=()
+codes=()
+for worker in "${!pids[@]}"; do
+  code=0
+  wait "${pids[worker]}" || code=$?
+  if ((code != 0)); then
+    failures+=("worker $worker (GPU ${GPUS[worker]}) exit $code")
+    codes+=("$code")
+  fi
 done
-((failed != 64)) || exit 64
-((failed == 0)) || die "a training worker failed (exit $failed); see $ROOT/*/train.log"
+if ((${#failures[@]})); then
+  printf -v failed '%s, ' "${failures[@]}"
+  failed="${failed%, }; see $ROOT/*/train.log"
+  [[ " ${codes[*]} " != *" 64 "* ]] || usage_error "training stopped on bad input: $failed"
+  die "training failed: $failed"
+fi
 
-folders=$(printf '%s,' "${TASKS[@]:0:NUM_TASKS}" | sed "s|\([^,]*\),|$ROOT/\1,|g")
+# joined in bash, not sed: a path may hold characters that are sed syntax (& | \)
+task_folders=()
+for task in "${TASKS[@]:0:NUM_TASKS}"; do
+  task_folders+=("$ROOT/$task")
+done
+folders=$(IFS=,; printf '%s' "${task_folders[*]}")
 select_gpu "${GPUS[0]}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"
