@@ -35,6 +35,7 @@ METHODS: dict[str, Method] = {
     "cpg": Method("cpg", "CPGSettings", ("cpg",), "pick old weights, compact by pruning, grow when needed"),
     "packnet": Method("cpg", "PackNetSettings", ("packnet",), "ownership without picking or growth"),
     "baseline": Method("cpg", "BaselineSettings", ("plain",), "one plain model per task (goals, finetune)"),
+    "piggyback": Method("piggyback", "PiggybackSettings", ("cpg",), "one learned binary mask per task over a backbone"),
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Piggyback on any benchmark: the first task trains the backbone, every later task learns a binary mask
+# over the frozen backbone (plus its own batch-norm and head). Ends with every task evaluated on the last
+# checkpoint (summary.json: accuracy right after learning and at the end, mask bits per backbone weight).
+# Rerunning after an interruption skips the tasks that finished.
+#
+# usage: scripts/piggyback.sh <benchmark> [setting]
+# environment: NUM_TASKS, BACKBONE_EPOCHS (first task, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
+#   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, SPEED_FLAGS
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ $# -ge 1 && $# -le 2 ]] || usage_error "usage: $0 <benchmark> [setting]"
+BENCHMARK=$1
+require_commands jq "$PYTHON"
+resolve_roots
+load_benchmark "$BENCHMARK"
+ROOT="$CKPT_ROOT/Piggyback/$BENCHMARK/${2:-default}/$ARCH"
+COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
+        --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
+read -r -a speed_flags <<< "${SPEED_FLAGS:-}"
+COMMON+=("${speed_flags[@]}")
+
+start_stage_server
+previous=""
+for ((k = 1; k <= NUM_TASKS; k++)); do
+  task=${TASKS[k - 1]}
+  dir="$ROOT/$task"
+  load=()
+  epochs=${BACKBONE_EPOCHS:-100}
+  if [[ -n $previous ]]; then
+    load=(--load_folder "$previous")
+    epochs=${EPOCHS:-30}
+  fi
+  say "task $k/$NUM_TASKS: $task"
+  run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
+    "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" --epochs "$epochs" \
+    --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" --weight_decay "${WEIGHT_DECAY:-4e-5}" \
+    --save_folder "$dir/model" --log_path "$dir/train.log"
+  previous="$dir/model"
+done
+
+"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" --load_folder "$previous" \
+  --piggyback_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" >/dev/null
+jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accuracy_final)"),
+  "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \
+  "$ROOT/summary.json"
+say "summary: $ROOT/summary.json"

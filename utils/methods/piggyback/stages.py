@@ -1,0 +1,66 @@
+"""Piggyback's stages on CPG's machinery: finetune trains the backbone (first task) or learns a new
+task's mask, batch-norm and head over the frozen backbone; inference evaluates one task, or every
+task with the summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.layers.base import packed_size
+from models.layers.cpg import cpg_layers
+from utils.atomic import atomic_json_dump
+from utils.checkpoint import read_meta
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
+from utils.engine import evaluate
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.cpg.stages import Stage, inference, load_stage, train_new_task
+from utils.methods.piggyback.settings import PiggybackSettings
+
+
+def finetune(stage: Stage) -> ExitCode:
+    settings = stage.settings
+    result, accuracy = train_new_task(stage)
+    learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {}) if settings.load_folder else {}
+    stage.save(accuracy, result.accuracy, accuracy_after_learning={**learned, settings.dataset: round(accuracy, 4)})
+    role = "backbone trained" if stage.task == 1 else "mask learned over the frozen backbone"
+    return stage.decide(ExitCode.OK, role, val_acc=accuracy, train_acc=result.accuracy)
+
+
+def mask_cost(stage: Stage) -> dict:
+    """What each task after the first stores: its pick bits over the backbone's weights."""
+    layers = cpg_layers(stage.network)
+    weights = sum(layer.weight.numel() for layer in layers)
+    mask_bytes = sum(packed_size(tuple(layer.weight.shape)) for layer in layers)
+    return {"backbone_weights": weights, "mask_bytes_per_task": mask_bytes,
+            "mask_bits_per_backbone_weight": round(8 * mask_bytes / weights, 4)}
+
+
+def summarise(stage: Stage) -> ExitCode:
+    """Every task's accuracy now and right after it was learned (its own checkpoint's meta), and the cost."""
+    settings, benchmark = stage.settings, get_benchmark(stage.settings.benchmark)
+    learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {})
+    rows = []
+    for task, spec in enumerate(stage.network.tasks, start=1):
+        stage.network.set_task(task)
+        data = DeviceTaskData(benchmark.load_task(Path(settings.data_root), spec.name), stage.device,
+                              benchmark.crop_padding, benchmark.flip)
+        final = round(evaluate(stage.network, data, settings.val_batch_size, settings.speed), 4)
+        rows.append({"task": spec.name, "accuracy_after_learning": learned.get(spec.name), "accuracy_final": final})
+        print(json.dumps(rows[-1]), flush=True)
+    summary = {"benchmark": settings.benchmark, "method": "piggyback", "tasks": rows,
+               "average_accuracy_final": round(sum(row["accuracy_final"] for row in rows) / len(rows), 4),
+               **mask_cost(stage)}
+    atomic_json_dump(summary, Path(settings.piggyback_summary))
+    stage.log.line(stage="inference", method="piggyback", tasks=len(rows),
+                   average_accuracy_final=summary["average_accuracy_final"])
+    return ExitCode.OK
+
+
+def run(settings: PiggybackSettings, process_start: float) -> ExitCode:
+    stage = load_stage(settings, RunLog(settings.log_path), process_start)
+    if settings.mode == "finetune":
+        return finetune(stage)
+    return summarise(stage) if settings.piggyback_summary else inference(stage)
