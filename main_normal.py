@@ -11,6 +11,7 @@ import time
 
 PROCESS_START = time.time()  # before the other imports: the benchmark's "start to first step" counts from here
 START_ENV = "CPG_PROCESS_START"
+INTERRUPTED = 130  # the shell's code for a Ctrl-C
 
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -71,19 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     settings = parse_settings(argv)
     process_start = float(os.environ.get(START_ENV, PROCESS_START))
+    from models import UnknownArchitecture
+    from utils.atomic import WriteError
     from utils.checkpoint import CheckpointError
 
     try:
         return int(METHODS[settings.method].runner()(settings, process_start))
+    except KeyboardInterrupt:
+        print("main_normal.py: interrupted; rerun the same command (or its driver) to redo this stage",
+              file=sys.stderr)
+        return INTERRUPTED
     except MissingGoal as error:
         print(f"main_normal.py: {error}. Add the task's accuracy goal to a JSON file "
-              f"(task name -> accuracy, e.g. from scripts/baseline_*.sh) and pass it as --baseline_acc_file.",
+              f"(task name -> accuracy, e.g. from scripts/baseline.sh <benchmark>) and pass it as --baseline_acc_file.",
               file=sys.stderr)
         return ExitCode.NO_GOAL
-    except (UsageError, RecordError, DataError) as error:
+    except (UsageError, RecordError, DataError, UnknownArchitecture) as error:
         print(f"main_normal.py: error: {error}", file=sys.stderr)
         return ExitCode.USAGE
-    except CheckpointError as error:
+    except (CheckpointError, WriteError) as error:
         print(f"main_normal.py: error: {error}", file=sys.stderr)
         return ExitCode.BAD_CHECKPOINT
 

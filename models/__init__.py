@@ -24,6 +24,10 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
 }
 
 
+class UnknownArchitecture(ValueError):
+    """An architecture name no entry of ARCHITECTURES has."""
+
+
 def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str = "cpg", **options) -> TaskNetwork:
     """A network of `arch` at `width` in layer `mode` (architecture `options` such as SupSup's input
     shape and outputs) with room for the stored `tasks`, each at its own width, for a checkpoint to fill.
@@ -31,7 +35,7 @@ def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str
     `custom_vgg_cifar100` and `vgg16_bn_cifar100` are the same topology; the reference used the
     first for CPG and the second for plain baselines and PackNet, and both names are kept."""
     if arch not in ARCHITECTURES:
-        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        raise UnknownArchitecture(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     network = ARCHITECTURES[arch](width=width, mode=mode, **options)
     for spec in tasks:
         network.restore_task(spec)

@@ -38,7 +38,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   if [[ " ${EVAL_AT[*]} " == *" $k "* && $k -lt $NUM_TASKS ]]; then
     run_stage "eval_$k" "$ROOT/.stages" "$ROOT/train.log" "0" \
       "$PYTHON" main_normal.py --mode inference --dataset "$task" "${COMMON[@]}" "${INFER[@]}" --load_folder "$MODEL" \
-      --supsup_eval last --supsup_results "$ROOT/adapt_results.csv" --log_path "$ROOT/train.log"
+      --supsup_eval last --supsup_tasks "$k" --supsup_results "$ROOT/adapt_results.csv" --log_path "$ROOT/train.log"
   fi
 done
 

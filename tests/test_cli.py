@@ -146,3 +146,24 @@ def test_meta_json_holds_the_settings_that_reproduce_the_stage(data_root, tmp_pa
     assert meta["settings"]["seed"] == 7 and meta["settings"]["arch"] == "digits_convnet"
     printed = report.format_settings(meta).split()
     assert main_normal.parse_settings(printed) == settings
+
+
+def test_a_save_on_a_full_disk_keeps_the_previous_checkpoint(data_root, tmp_path):
+    """A file-size limit (ulimit -f) stands in for a full disk: one line saying so, exit 65, the earlier
+    checkpoint and its meta.json intact, no temporary file left."""
+    import subprocess
+    import sys
+
+    from tests.conftest import environment
+
+    folder = tmp_path / "s"
+    flags = ["--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root), "--device", "cpu",
+             "--epochs", "1", "--save_folder", str(folder), "--jsonfile", str(tmp_path / "r.txt"),
+             "--max_allowed_network_width_multiplier", "1.0"]
+    assert run_main(*flags).returncode in (0, 5)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    command = " ".join(["ulimit -f 64; exec", sys.executable, str(REPO / "main_normal.py"), *flags, "--seed", "2"])
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=environment(), cwd=REPO,
+                            timeout=300)
+    _one_line_error(result, 65, "the disk is full")
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before

@@ -27,7 +27,7 @@ def _decisions(log: Path, stage: str) -> list[dict[str, str]]:
 
 def test_unreachable_goals_grow_to_the_cap_and_reach_every_state(data_root, tmp_path):
     goals = tmp_path / "goals.json"
-    goals.write_text(json.dumps({"digits_01": 0.5, "digits_23": 1.5, "digits_45": 1.5}))
+    goals.write_text(json.dumps({"digits_01": 0.5, "digits_23": "force_growth", "digits_45": "force_growth"}))
     result = run_driver("cpg.sh", "split_digits", str(data_root), "unreachable", "1.5", **QUICK,
                         NUM_TASKS="3", TOTAL_TASKS="2", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,6 +1,7 @@
 """record.txt and accuracy-goal files: canonical keys, rounding, validation."""
 
 import json
+import os
 
 import pytest
 
@@ -36,5 +37,32 @@ def test_goals_accept_numeric_strings_and_report_missing_tasks(tmp_path):
     assert goals == {"fish": 0.756, "people": 0.488}
     with pytest.raises(MissingGoal):
         goal_for(goals, "trees", str(path))
-    with pytest.raises(MissingGoal):
+    with pytest.raises(RecordError, match="does not exist"):
         read_goals(tmp_path / "absent.json")
+
+
+@pytest.mark.parametrize("goal", [97.5, "97.5", 2])
+def test_a_goal_in_percent_is_refused_naming_fraction_and_percent(tmp_path, goal):
+    path = tmp_path / "goals.json"
+    path.write_text(json.dumps({"fish": goal}))
+    with pytest.raises(RecordError, match="fractions .* not percentages"):
+        read_goals(path)
+
+
+def test_force_growth_is_a_goal_never_met(tmp_path):
+    path = tmp_path / "goals.json"
+    path.write_text('{"fish": "force_growth", "trees": 1.0}')
+    goals = read_goals(path)
+    assert goals["fish"] > 1.0 and goals["trees"] == 1.0
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    from utils.atomic import atomic_json_dump
+
+    previous = os.umask(umask)
+    try:
+        atomic_json_dump({"a": 1}, tmp_path / "out.json")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == mode

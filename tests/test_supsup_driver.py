@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from tests.cifar_fixtures import write_cifar100_pickle
 from tests.conftest import run_driver
 from utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS
@@ -29,3 +31,31 @@ def test_gg_driver_trains_three_tasks_and_writes_results(tmp_path):
 def test_gg_driver_rejects_a_bad_gpu_list(tmp_path):
     result = run_driver("supsup_gg.sh", "zero", DATA_ROOT=str(tmp_path))
     assert result.returncode == 64 and "gpu" in result.stderr
+
+
+GNU = {"BENCHMARK": "permuted_digits", "NUM_TASKS": "3", "EPOCHS": "1", "EVAL_AT": "2", "OUTPUT_SIZE": "20"}
+
+
+def _gnu(tmp_path, data_root):
+    result = run_driver("supsup_gnu_permuted_mnist.sh", "0", DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path),
+                        **GNU)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return {path.name: path.read_bytes() for path in tmp_path.rglob("*") if path.suffix in (".csv", ".json")
+            and path.parent.name != "model" and path.name != "meta.json"}
+
+
+@pytest.mark.parametrize("meta_written", [True, False])
+def test_gnu_killed_after_a_save_or_an_evaluation_resumes_to_the_same_results(tmp_path, data_root, meta_written):
+    """The states a kill leaves after a task's checkpoint (and its meta.json, or not yet) or an evaluation's
+    rows were written and before the stage's marker: the rerun redoes nothing twice, ends with the same files."""
+    uninterrupted = _gnu(tmp_path / "a", data_root)
+    assert {"summary.json", "results.csv", "adapt_results.csv"} <= set(uninterrupted)
+    for marker in ("task_3", "eval_2"):
+        for path in (tmp_path / "a").rglob(f".stages/{marker}"):
+            path.unlink()
+    if not meta_written:
+        meta_path = next((tmp_path / "a").rglob("model/meta.json"))
+        meta = json.loads(meta_path.read_text())
+        del meta["accuracy_after_learning"]["pdigits_02"]
+        meta_path.write_text(json.dumps(meta))
+    assert _gnu(tmp_path / "a", data_root) == uninterrupted

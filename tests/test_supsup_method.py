@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,6 +114,25 @@ def test_missing_mnist_exits_64_naming_the_folder(tmp_path, capsys):
     assert code == 64
     err = capsys.readouterr().err
     assert "MNIST/raw" in err and len(err.strip().splitlines()) == 1
+    assert not (root / "MNIST").exists()  # no empty folder left behind to look like data
+
+
+def _idx(path: Path, array: np.ndarray) -> None:
+    """An MNIST-style IDX file: magic (0, 0, uint8 type 8, number of dimensions), the sizes, the bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_files_of_another_image_size_exit_64_naming_the_size(tmp_path, capsys):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, count in (("train", 6), ("t10k", 4)):
+        _idx(raw / f"{split}-images-idx3-ubyte", np.zeros((count, 20, 20)))
+        _idx(raw / f"{split}-labels-idx1-ubyte", np.arange(count) % 10)
+    code = _main("--method", "supsup", "--mode", "finetune", "--benchmark", "permuted_mnist",
+                 "--dataset", "pmnist_0000", "--data_root", str(tmp_path), "--save_folder", str(tmp_path / "m"))
+    err = capsys.readouterr().err
+    assert code == 64 and "(20, 20)" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_prune_is_not_a_supsup_stage(tmp_path, data_root, capsys):

@@ -45,13 +45,37 @@ def test_choose_pruning_ratio_copies_the_choice_and_is_idempotent(tmp_path):
 @pytest.mark.parametrize("retrained, kept", [(0.95, "retrain"), (0.90, "prune"), (0.91, "prune")])
 def test_choose_retrain_keeps_the_more_accurate_model(tmp_path, retrained, kept):
     _checkpoint(tmp_path / "gradual_prune", 0.91, "prune")
-    (tmp_path / "gradual_prune/chosen.json").write_text('{"sparsity": "0.5", "retrained": false}')
+    (tmp_path / "gradual_prune/chosen.json").write_text('{"sparsity": "0.5", "accuracy": 0.91, "retrained": false}')
     _checkpoint(tmp_path / "retrain", retrained, "retrain")
     args = ["--save_folder", str(tmp_path / "gradual_prune"), "--load_folder", str(tmp_path / "retrain"),
             "--dataset", "t"]
     for _ in range(2):
         assert choose_retrain.main(args) == 0
         assert (tmp_path / "gradual_prune/checkpoint.pth").read_text() == kept
+
+
+def test_choose_retrain_killed_between_its_copy_and_its_record_chooses_the_same_on_rerun(tmp_path):
+    """The state a kill leaves after the retrained checkpoint was copied and before chosen.json says so."""
+    _checkpoint(tmp_path / "retrain", 0.95, "retrain")
+    _checkpoint(tmp_path / "gradual_prune", 0.95, "retrain")
+    chosen = tmp_path / "gradual_prune/chosen.json"
+    chosen.write_text('{"sparsity": "0.5", "accuracy": 0.91, "retrained": false}')
+    assert choose_retrain.main(["--save_folder", str(tmp_path / "gradual_prune"), "--load_folder",
+                                str(tmp_path / "retrain"), "--dataset", "t"]) == 0
+    assert json.loads(chosen.read_text()) == {"sparsity": "0.5", "accuracy": 0.95, "retrained": True}
+    assert (tmp_path / "gradual_prune/checkpoint.pth").read_text() == "retrain"
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"sparsity": "0.5", "accuracy": "high"}'])
+def test_choose_retrain_on_a_corrupt_chosen_file_is_a_bad_checkpoint(tmp_path, capsys, content):
+    _checkpoint(tmp_path / "gradual_prune", 0.91, "prune")
+    (tmp_path / "gradual_prune/chosen.json").write_text(content)
+    _checkpoint(tmp_path / "retrain", 0.95, "retrain")
+    with pytest.raises(SystemExit) as stop:
+        choose_retrain.main(["--save_folder", str(tmp_path / "gradual_prune"), "--load_folder",
+                             str(tmp_path / "retrain"), "--dataset", "t"])
+    assert stop.value.code == 65 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert (tmp_path / "gradual_prune/checkpoint.pth").read_text() == "prune"
 
 
 def test_random_task_id_is_an_earlier_task_and_seeded(capsys):

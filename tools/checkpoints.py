@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,27 @@ from utils.atomic import atomic_write
 FILES = ("checkpoint.pth", "meta.json")
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+class CheckpointFileError(Exception):
+    """A checkpoint folder's JSON file that is missing, unreadable or not what the tools expect (exit 65)."""
+
+
+def read_json(path: Path, *keys: str) -> dict:
+    """A JSON object from a checkpoint folder that holds `keys`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointFileError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from error
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise CheckpointFileError(f"{path} is not what this toolkit wrote (expected the keys {', '.join(keys)})")
+    return data
+
+
+def number(data: dict, key: str, path: Path) -> float:
+    """data[key] as a finite number, else the file is not what the toolkit wrote."""
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CheckpointFileError(f"{path}: {key} is {value!r}, not a number")
+    return float(value)
 
 
 def has_checkpoint(folder: Path) -> bool:

@@ -8,16 +8,17 @@ per-sparsity folders are removed. Running it again gives the same result.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 from pathlib import Path
 
-from tools.checkpoints import copy_checkpoint, has_checkpoint, read_json
+from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.data.registry import get_benchmark
 from utils.logs import RunLog
-from utils.records import MissingGoal, RecordError, goal_for, read_goals, read_record
+from utils.records import FORCE_GROWTH, MissingGoal, RecordError, goal_for, read_goals, read_record
 
 
 def choose(record: dict[str, float], goal: float, allow_loss: float, at_cap: bool) -> tuple[str, str]:
@@ -56,17 +57,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if "0.0" not in record:
         parser.error(f"{prune_folder / 'record.txt'} has no unpruned accuracy; run finetune first")
-    width = read_json(args.task_folder / "scratch" / "meta.json")["width"]
-    at_cap = width >= args.max_allowed_network_width_multiplier
-    key, reason = choose(record, goal, args.allow_acc_loss, at_cap)
-    source = args.task_folder / "scratch" if key == "0.0" else prune_folder / key
     chosen_file = prune_folder / "chosen.json"
-    already = chosen_file.is_file() and read_json(chosen_file).get("sparsity") == key and has_checkpoint(prune_folder)
+    try:
+        scratch_meta = args.task_folder / "scratch" / "meta.json"
+        width = number(read_json(scratch_meta, "width"), "width", scratch_meta)
+        at_cap = width >= args.max_allowed_network_width_multiplier
+        key, reason = choose(record, goal, args.allow_acc_loss, at_cap)
+        already = (chosen_file.is_file() and read_json(chosen_file, "sparsity")["sparsity"] == key
+                   and has_checkpoint(prune_folder))
+    except CheckpointFileError as error:
+        parser.bad_checkpoint(str(error))
+    source = args.task_folder / "scratch" if key == "0.0" else prune_folder / key
     if not already:
         if not has_checkpoint(source):
             parser.error(f"the chosen sparsity {key} has no checkpoint in {source}")
         copy_checkpoint(source, prune_folder)
-        atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": goal, "retrained": False}, chosen_file)
+        shown_goal = goal if math.isfinite(goal) else FORCE_GROWTH  # JSON has no infinity
+        atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": shown_goal, "retrained": False},
+                         chosen_file)
     for folder in prune_folder.iterdir():
         if folder.is_dir():
             shutil.rmtree(folder)

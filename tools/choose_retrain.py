@@ -1,12 +1,13 @@
 """Keep the retrained model only if its accuracy beats the pruned one (the reference looked at
-directory order only). Running it again gives the same result."""
+directory order only). Running it again, also after a kill between its two writes, gives the same
+result: it compares with the pruned accuracy recorded in chosen.json, which the copy does not touch."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from tools.checkpoints import copy_checkpoint, has_checkpoint, read_json
+from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.logs import RunLog
@@ -22,16 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     chosen_file = args.save_folder / "chosen.json"
     if not has_checkpoint(args.save_folder) or not chosen_file.is_file():
         parser.error(f"{args.save_folder} holds no chosen checkpoint; run choose_pruning_ratio first")
-    chosen = read_json(chosen_file)
     log = RunLog(args.log_path)
-    if chosen.get("retrained"):
-        log.decision(stage="choose_retrain", task=args.dataset, kept="retrain", reason="already chosen")
-        return 0
-    pruned = read_json(args.save_folder / "meta.json")["accuracy"]
-    if not has_checkpoint(args.load_folder):
-        log.decision(stage="choose_retrain", task=args.dataset, kept="gradual_prune", reason="no retrained model")
-        return 0
-    retrained = read_json(args.load_folder / "meta.json")["accuracy"]
+    try:
+        chosen = read_json(chosen_file, "sparsity", "accuracy")
+        if chosen.get("retrained"):
+            log.decision(stage="choose_retrain", task=args.dataset, kept="retrain", reason="already chosen")
+            return 0
+        pruned = number(chosen, "accuracy", chosen_file)
+        if not has_checkpoint(args.load_folder):
+            log.decision(stage="choose_retrain", task=args.dataset, kept="gradual_prune", reason="no retrained model")
+            return 0
+        retrained_meta = args.load_folder / "meta.json"
+        retrained = number(read_json(retrained_meta, "accuracy"), "accuracy", retrained_meta)
+    except CheckpointFileError as error:
+        parser.bad_checkpoint(str(error))
     if retrained > pruned:
         copy_checkpoint(args.load_folder, args.save_folder)
         atomic_json_dump({**chosen, "accuracy": retrained, "retrained": True}, chosen_file)

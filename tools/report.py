@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tools.checkpoints import CheckpointFileError, number, read_json
 from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
-from utils.data.registry import get_benchmark
+from utils.cli import UsageError, UsageParser
+from utils.data.registry import DataError, get_benchmark
 
 SUMMARY = "summary.json"
 
@@ -47,7 +48,6 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
 
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
-    from tools.checkpoints import read_json
     from utils.checkpoint import load_checkpoint, network_from_checkpoint
     from utils.data.tasks import DeviceTaskData
 
@@ -62,7 +62,7 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
     rows = []
     for index, name in enumerate(names, start=1):
         folder = root / name / "gradual_prune"
-        meta, chosen = read_json(folder / "meta.json"), read_json(folder / "chosen.json")
+        meta, chosen = read_json(folder / "meta.json", "tasks"), read_json(folder / "chosen.json", "sparsity")
         after = task_accuracies(network_from_checkpoint(load_checkpoint(folder)), {name: data[name]}, device)[name]
         rows.append({"task": name, "accuracy_after_learning": after, "accuracy_final": final[name],
                      "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
@@ -73,7 +73,8 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
 
     return {"benchmark": benchmark, "tasks": rows, "average_accuracy_after_learning": mean("accuracy_after_learning"),
             "average_accuracy_final": mean("accuracy_final"),
-            "final_width": read_json(last / "meta.json")["width"], "shared_weights": shared_weights,
+            "final_width": number(read_json(last / "meta.json", "width"), "width", last / "meta.json"),
+            "shared_weights": shared_weights,
             "size_vs_unexpanded": round(relative_size, 4),
             "free_fraction": round(1.0 - sum(owned.values()), 6)}
 
@@ -102,15 +103,38 @@ def format_settings(meta: dict) -> str:
 
 
 def print_settings(parser: UsageParser, folder: Path) -> int:
-    from tools.checkpoints import read_json
+    meta = read_json(folder / "meta.json")
+    if not isinstance(meta.get("settings"), dict):
+        parser.error(f"{folder / 'meta.json'} holds no settings: it predates settings in meta.json")
+    print(format_settings(meta))
+    return 0
+
+
+def summary_of(parser: UsageParser, args) -> dict:
+    if args.root is None:
+        parser.error("--root is needed (or --settings FOLDER)")
+    if args.num_tasks is not None and args.num_tasks < 1:
+        parser.error(f"--num_tasks must be at least 1, got {args.num_tasks}")
+    if not args.data_root.is_dir():
+        parser.error(f"data root {args.data_root} does not exist: pass --data_root, the folder the run used")
+    try:
+        names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
+    except DataError as error:
+        parser.error(str(error))
+    missing = [name for name in names if not (args.root / name / "gradual_prune" / "chosen.json").is_file()]
+    if missing:
+        parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
+    from utils.checkpoint import CheckpointError
+    from utils.device import resolve_device
 
     try:
-        meta = read_json(folder / "meta.json")
-        print(format_settings(meta))
-    except (OSError, ValueError, KeyError, AttributeError) as error:
-        parser.error(f"{folder / 'meta.json'} holds no settings ({error}); it predates settings in meta.json "
-                     "or is not a checkpoint folder")
-    return 0
+        return summarise(args.root, names, args.benchmark, args.data_root, resolve_device(args.device))
+    except (UsageError, DataError) as error:
+        parser.error(str(error))
+    except CheckpointError as error:
+        parser.bad_checkpoint(str(error))
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        parser.bad_checkpoint(f"a meta.json or chosen.json under {args.root} is malformed ({error!r})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,17 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_tasks", type=int, default=None, help="first N tasks of the benchmark (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    if args.settings:
-        return print_settings(parser, args.settings)
-    if args.root is None:
-        parser.error("--root is needed (or --settings FOLDER)")
-    names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
-    missing = [name for name in names if not (args.root / name / "gradual_prune" / "chosen.json").is_file()]
-    if missing:
-        parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
-    import torch
-
-    summary = summarise(args.root, names, args.benchmark, args.data_root, torch.device(args.device))
+    try:
+        if args.settings:
+            return print_settings(parser, args.settings)
+        summary = summary_of(parser, args)
+    except CheckpointFileError as error:
+        parser.bad_checkpoint(str(error))
     atomic_json_dump(summary, args.root / SUMMARY)
     print(format_table(summary))
     print(f"summary written to {args.root / SUMMARY}")

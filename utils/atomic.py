@@ -1,7 +1,9 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one. New files get the
+permissions the umask allows, as `open` would give them."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,21 +11,50 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class WriteError(OSError):
+    """An output that could not be written; the file it was to replace is intact."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind `error`, if any (torch.save reports a failed write as a RuntimeError after it)."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
 
 def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
     """Write through `write(file)` into a temporary file beside `path`, fsync, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {error.strerror}") from error
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb" if binary else "w") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
-        raise
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        reason = "the disk is full (or a file-size limit was reached)" if cause.errno in NO_SPACE else cause.strerror
+        raise WriteError(f"cannot write {path}: {reason}; the previous file is intact") from error
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -26,9 +26,10 @@ class CheckpointError(Exception):
 
 
 def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, settings: Settings, meta: dict) -> None:
-    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint, with
-    the settings that made it). Tensors are stored in the standard layout, whatever memory format the
-    run trained in; each layer mode decides what of it the state dict carries."""
+    """Write the network and its task list, then meta.json (the tools' view of the same checkpoint, with the
+    settings that made it): a failed write leaves the previous checkpoint whole. Tensors are stored in the
+    standard layout, whatever memory format the run trained in; each layer mode decides what of it the
+    state dict carries."""
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
@@ -87,7 +88,7 @@ def network_from_checkpoint(payload: dict, width: float | None = None, **arch_op
     width = max(payload["width"], width or 0.0)
     try:
         network = build_network(payload["arch"], width, payload["tasks"], payload["mode"], **arch_options)
-    except (KeyError, ValueError) as error:
+    except ValueError as error:  # an unknown architecture or layer mode, a width that does not fit it
         raise CheckpointError(f"checkpoint names a network this toolkit cannot build ({error})") from error
     target = network.state_dict()
     stored = payload["model"]

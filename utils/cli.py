@@ -14,3 +14,7 @@ class UsageParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+    def bad_checkpoint(self, message: str):
+        """One line and exit 65: a checkpoint folder's file that cannot be trusted."""
+        self.exit(ExitCode.BAD_CHECKPOINT, f"{self.prog}: error: {message}\n")

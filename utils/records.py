@@ -30,9 +30,17 @@ def sparsity_key(sparsity: float | str) -> str:
     return repr(round(value, 4))
 
 
+FORCE_GROWTH = "force_growth"
+"""A goal no accuracy meets: the task grows to the width cap (what a goal above 1 used to mean)."""
+
+
 def _read_json_object(path: Path, what: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
+    except IsADirectoryError as error:
+        raise RecordError(f"{what} {path} is a folder, not a file") from error
+    except OSError as error:
+        raise RecordError(f"cannot read {what} {path}: {error.strerror or error}") from error
     except json.JSONDecodeError as error:
         raise RecordError(f"{what} {path} is not valid JSON ({error.msg} at line {error.lineno})") from error
     except UnicodeDecodeError as error:
@@ -79,14 +87,28 @@ def write_record_entry(path: Path, sparsity: float, accuracy: float) -> dict[str
     return ordered
 
 
+def _goal(value, where: str) -> float:
+    if value == FORCE_GROWTH:
+        return math.inf
+    if not isinstance(value, bool) and isinstance(value, (int, float, str)):
+        try:
+            if 1.0 < float(value) <= 100.0:
+                raise RecordError(f"{where}: {value!r} is above 1: goals are fractions (0.975 for 97.5%), not "
+                                  f"percentages; write \"{FORCE_GROWTH}\" for a goal never met")
+        except ValueError:
+            pass
+    return _number(value, where, 1.0)
+
+
 def read_goals(path: Path) -> dict[str, float]:
-    """The accuracy-goal file: task name -> goal (number or numeric string; above 1 it is never met)."""
+    """The accuracy-goal file: task name -> goal, a fraction in [0, 1] (number or numeric string), or
+    "force_growth" for a goal no accuracy meets."""
     path = Path(path)
     if not path.exists():
-        raise MissingGoal(f"accuracy-goal file {path} does not exist")
+        raise RecordError(f"accuracy-goal file {path} does not exist (make one with scripts/baseline.sh, or fix "
+                          "the path)")
     data = _read_json_object(path, "accuracy-goal file")
-    return {str(name): _number(goal, f"accuracy-goal file {path}, task {name!r}", math.inf)
-            for name, goal in data.items()}
+    return {str(name): _goal(goal, f"accuracy-goal file {path}, task {name!r}") for name, goal in data.items()}
 
 
 def goal_for(goals: dict[str, float], task: str, source: str) -> float:

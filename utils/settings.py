@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -147,6 +148,8 @@ class StageSettings(Settings):
             raise UsageError(f"benchmark {self.benchmark} has no default architecture; name one with --arch")
         if self.dataset not in benchmark.task_names:
             raise UsageError(f"--dataset {self.dataset!r} is not a task of {self.benchmark}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if not Path(self.data_root).is_dir():
             raise UsageError(f"data root {self.data_root} does not exist "
                              "(create it, or point --data_root at your data)")

@@ -134,7 +134,7 @@ def register(mode: LayerMode) -> LayerMode:
 
 def layer_mode(name: str) -> LayerMode:
     if name not in LAYER_MODES:
-        raise KeyError(f"unknown layer mode {name!r}; known: {', '.join(sorted(LAYER_MODES))}")
+        raise ValueError(f"unknown layer mode {name!r}; known: {', '.join(sorted(LAYER_MODES))}")
     return LAYER_MODES[name]
 
 

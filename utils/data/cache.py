@@ -35,5 +35,5 @@ def cached_task(path: Path, decode: Callable[[], TaskData]) -> TaskData:
         atomic_torch_save({"name": task.name, "classes": list(task.classes), "mean": list(task.mean),
                            "std": list(task.std), **{f: getattr(task, f) for f in FIELDS}}, path)
     except OSError as error:
-        raise DataError(f"cannot write the data cache {path}: {error.strerror}") from error
+        raise DataError(f"data cache: {error}") from error
     return task

@@ -36,6 +36,7 @@ PERMUTATION_SEED = 1
 CACHE_VERSION = 1
 DOWNLOAD_TIMEOUT_S = 10.0
 DIGITS = tuple(str(d) for d in range(10))
+IMAGE_SIZE = (28, 28)
 
 
 def _raw_folder(root: Path) -> Path:
@@ -58,6 +59,9 @@ def _download(root: Path) -> None:
 
             torchvision.datasets.MNIST(str(root), train=True, download=True)
     except Exception as error:  # network, checksum or archive: the same advice for the user
+        for folder in (_raw_folder(root), _raw_folder(root).parent):  # leave no empty folder behind to mislead
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise DataError(f"MNIST not found: put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                         f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte in {_raw_folder(root)}/ "
                         f"(download failed: {' '.join(str(error).split())[:200]})") from error
@@ -73,6 +77,10 @@ def _decode_mnist(root: Path) -> TaskData:
     except Exception as error:  # torchvision says "Dataset not found" or fails on a truncated file
         raise DataError(f"cannot read MNIST in {_raw_folder(root)}/ ({' '.join(str(error).split())}); put "
                         f"torchvision's MNIST/raw files there") from error
+    for split in (train, test):
+        if tuple(split.data.shape[1:]) != IMAGE_SIZE:
+            raise DataError(f"MNIST in {_raw_folder(root)}/ holds images of {tuple(split.data.shape[1:])} pixels, "
+                            f"not {IMAGE_SIZE}: put torchvision's MNIST/raw files there")
     train_images, test_images = train.data.unsqueeze(1), test.data.unsqueeze(1)
     mean, std = channel_stats(train_images)
     return TaskData("mnist", DIGITS, train_images, train.targets, test_images, test.targets, mean, std)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+
+from utils.data.registry import DataError
 
 
 @dataclass
@@ -24,6 +26,24 @@ class TaskData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+VALIDATION_SEED = 0
+"""Which training images are held out does not depend on --seed: every stage of a task sees the same."""
+
+
+def hold_out(task: TaskData, fraction: float) -> TaskData:
+    """The task with a seeded `fraction` of its training images as its evaluation split (validation), so
+    stages choose on them and never look at the test images."""
+    total = task.train_labels.numel()
+    count = round(fraction * total)
+    if not 0 < count < total:
+        raise DataError(f"a validation fraction of {fraction} holds out {count} of the {total} training images "
+                        f"of {task.name}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    held, kept = order[:count].sort().values, order[count:].sort().values
+    return replace(task, train_images=task.train_images[kept], train_labels=task.train_labels[kept],
+                   test_images=task.train_images[held], test_labels=task.train_labels[held])
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

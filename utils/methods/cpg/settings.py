@@ -35,15 +35,18 @@ class CPGSettings(SpeedFlags, StageSettings):
     baseline_acc_file: str | None = flag(None, "JSON task -> accuracy goal (default: the benchmark's goals)")
     jsonfile: str | None = flag(None, "record.txt: sparsity -> accuracy", aliases=("--record_file",))
     total_num_tasks: int | None = flag(None, "tasks the capacity must last for (default: all)", at_least=1)
+    val_fraction: float = flag(0.0, "share of the training images held out to make every choice on (epochs kept, "
+                               "pruning ratio, goals); 0 chooses on the test images, as the reference",
+                               at_least=0.0, below=1.0)
 
     def resolved(self) -> CPGSettings:
         from utils.data.registry import get_benchmark
 
         settings = super().resolved()
+        cap, total = self.max_allowed_network_width_multiplier, self.total_num_tasks
         return settings.replace(
-            max_allowed_network_width_multiplier=(self.max_allowed_network_width_multiplier
-                                                  or self.network_width_multiplier),
-            total_num_tasks=self.total_num_tasks or len(get_benchmark(self.benchmark).task_names))
+            max_allowed_network_width_multiplier=self.network_width_multiplier if cap is None else cap,
+            total_num_tasks=len(get_benchmark(self.benchmark).task_names) if total is None else total)
 
     def validate(self) -> None:
         super().validate()

@@ -20,7 +20,7 @@ from models.network import TaskNetwork
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData
+from utils.data.tasks import DeviceTaskData, TaskData, hold_out
 from utils.device import resolve_device
 from utils.engine import EpochResult, Epochs, TrainLoop, evaluate, run_epochs
 from utils.exit_codes import ExitCode
@@ -47,6 +47,9 @@ class Stage:
     network: TaskNetwork
     task: int
     data: DeviceTaskData
+    """training images, and the images choices are made on: the held-out validation share, or the test
+    images (the reference's choice) when --val_fraction is 0"""
+    test_data: DeviceTaskData
     process_start: float
 
     def epoch_line(self, epoch: int, result: EpochResult, fields: dict) -> None:
@@ -65,6 +68,9 @@ class Stage:
 
     def save(self, accuracy: float, train_accuracy: float, **extra) -> None:
         settings, layers = self.settings, cpg_layers(self.network)
+        if self.test_data is not self.data:
+            extra["test_accuracy"] = round(evaluate(self.network, self.test_data, settings.val_batch_size,
+                                                    settings.speed), 4)
         save_checkpoint(Path(settings.save_folder), self.network, settings.arch, settings, {
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
@@ -105,7 +111,10 @@ def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetw
 
 def _stored_task_network(settings: CPGSettings) -> tuple[TaskNetwork, int]:
     """The loaded checkpoint with its own task `--dataset` active (prune, retrain, inference)."""
-    network = network_from_checkpoint(load_checkpoint(Path(settings.load_folder)))
+    payload = load_checkpoint(Path(settings.load_folder))
+    if settings.mode in ("prune", "retrain") and payload["arch"] != settings.arch:
+        raise UsageError(f"--arch {settings.arch} but {settings.load_folder} holds a {payload['arch']}")
+    network = network_from_checkpoint(payload)
     names = [spec.name for spec in network.tasks]
     if settings.dataset not in names:
         raise UsageError(f"task {settings.dataset} is not in {settings.load_folder} (it holds {', '.join(names)})")
@@ -135,9 +144,13 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
     for layer in cpg_layers(network):
         layer.cache_multipliers = speed.cached_masks
     network.set_task(task)
-    data = DeviceTaskData(task_data, device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
-                          channels_last=speed.channels_last)
-    return Stage(settings, log, device, network, task, data, process_start)
+    def on_device(task: TaskData) -> DeviceTaskData:
+        return DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
+                              channels_last=speed.channels_last)
+
+    test_data = on_device(task_data)
+    data = on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
+    return Stage(settings, log, device, network, task, data, test_data, process_start)
 
 
 def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
@@ -201,13 +214,13 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
     """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
     settings = stage.settings
     result, accuracy = train_new_task(stage)
-    write_record_entry(Path(settings.jsonfile), 0.0, accuracy)
     at_cap = stage.network.width >= settings.max_allowed_network_width_multiplier
     met = result.accuracy > TRAIN_ACCURACY_GATE and accuracy >= goal
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
     if not met and not at_cap:
         return stage.decide(ExitCode.EXPAND, "goal not met below the width cap", **facts)
     stage.save(accuracy, result.accuracy)
+    write_record_entry(Path(settings.jsonfile), 0.0, accuracy)  # after the checkpoint it stands for
     reason = "goal met" if met else "goal not met at the width cap"
     if not stage.owns_weights():
         return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
@@ -258,8 +271,8 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     if result.accuracy <= TRAIN_ACCURACY_GATE:
         return stage.decide(ExitCode.STOP, f"train accuracy {result.accuracy:.4f} fell to the gate "
                                            f"{TRAIN_ACCURACY_GATE}; nothing recorded", **facts)
-    write_record_entry(Path(settings.jsonfile), settings.target_sparsity, accuracy)
     stage.save(accuracy, result.accuracy)
+    write_record_entry(Path(settings.jsonfile), settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
                             **facts)

@@ -22,6 +22,8 @@ class PiggybackSettings(SpeedFlags, StageSettings):
     lr_mask: float = flag(5e-4, "Adam learning rate of each task's real-valued mask", at_least=0.0)
     weight_decay: float = flag(4e-5, "decay on the backbone's weights while the first task trains them",
                                at_least=0.0)
+    val_fraction: float = flag(0.0, "share of the training images held out to measure accuracy on; 0 measures on "
+                               "the test images", at_least=0.0, below=1.0)
     piggyback_summary: str | None = flag(None, "inference: evaluate every task of the checkpoint and write this "
                                          "summary JSON")
 

@@ -36,9 +36,12 @@ class SupSupSettings(StageSettings):
                                  "(output entropy)", choices=("g", "h"))
     supsup_infer_batch: int = flag(1, "test images per task inference (1: each image alone)", at_least=1)
     supsup_eval: str = flag("all", "inference evaluates every task or the newest", choices=("all", "last"))
+    supsup_tasks: int | None = flag(None, "inference: the network as it was after its first K tasks (masks and "
+                                    "batch-norm of later tasks left out), so an evaluation of task K is the same "
+                                    "whenever it runs", at_least=1)
     supsup_task_folders: str | None = flag(
         None, "comma-separated single-task checkpoint folders (GG) merged into one network for inference")
-    supsup_results: str | None = flag(None, "CSV the inference rows are appended to")
+    supsup_results: str | None = flag(None, "CSV the inference rows are added to (a rerun replaces its own rows)")
     supsup_summary: str | None = flag(None, "run summary JSON the inference writes")
 
     def validate(self) -> None:

@@ -11,6 +11,7 @@ they share the seed, hence the weights, which the merge checks.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from models import build_network
 from models.layers.per_task import PerTask
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump
+from utils.atomic import atomic_json_dump, atomic_write
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import Benchmark, get_benchmark
@@ -65,6 +66,21 @@ def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
     return network, meta
 
 
+def first_tasks(network: TaskNetwork, count: int) -> TaskNetwork:
+    """The network as it was when it had learned its first `count` tasks: a task's mask and batch-norm never
+    change once learned, so dropping the later ones restores that state exactly."""
+    if count > len(network.tasks):
+        raise UsageError(f"--supsup_tasks {count}: the checkpoint holds only {len(network.tasks)} tasks")
+    for layer in supsup_layers(network):
+        layer.stack = layer.stack[:count].clone()
+    for norm in _task_norms(network):
+        del norm.per_task[count:]
+    network.tasks = network.tasks[:count]
+    if count:
+        network.set_task(count)
+    return network
+
+
 def _task_norms(network: TaskNetwork) -> list[PerTask]:
     return [m for m in network.modules() if isinstance(m, PerTask) and m is not network.heads]
 
@@ -86,7 +102,14 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
     task = benchmark.load_task(Path(settings.data_root), settings.dataset)
     if settings.load_folder:
         network, meta = load(Path(settings.load_folder))
-        if settings.dataset in [spec.name for spec in network.tasks]:
+        names = [spec.name for spec in network.tasks]
+        if names[-1] == settings.dataset and _same_folder(settings.load_folder, settings.save_folder):
+            if settings.dataset in meta["accuracy_after_learning"]:
+                log.decision(stage="supsup_finetune", task=settings.dataset, exit=0, state="OK", tasks=len(names),
+                             reason="already learned and saved here (a rerun after an interruption)")
+                return ExitCode.OK
+            network, names = first_tasks(network, len(names) - 1), names[:-1]  # killed before its meta: relearn
+        if settings.dataset in names:
             raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
     else:
         outputs = settings.supsup_output_size or task.num_classes
@@ -146,14 +169,24 @@ def _evaluate_task(network: TaskNetwork, data: DeviceTaskData, task: int, settin
     return row
 
 
-def _append_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
-    with path.open("a", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+def _same_folder(first: str, second: str | None) -> bool:
+    return second is not None and Path(first).resolve() == Path(second).resolve()
+
+
+def _add_csv_rows(path: Path, rows: list[dict]) -> None:
+    """Add rows to the CSV, replacing earlier rows of the same (tasks learned, task), written atomically:
+    a rerun of an interrupted evaluation neither duplicates rows nor loses the header."""
+    earlier = []
+    if path.is_file():
+        with path.open(newline="") as file:
+            earlier = list(csv.DictReader(file))
+    keys = {(str(row["num_tasks_learned"]), row["task"]) for row in rows}
+    kept = [row for row in earlier if (row.get("num_tasks_learned"), row.get("task")) not in keys]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows([*kept, *rows])
+    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
 
 
 def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
@@ -161,6 +194,8 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
         network, meta = merge([Path(folder) for folder in settings.supsup_task_folders.split(",") if folder])
     else:
         network, meta = load(Path(settings.load_folder))
+    if settings.supsup_tasks:
+        network = first_tasks(network, settings.supsup_tasks)
     device = resolve_device(settings.device)
     network.to(device)
     benchmark = get_benchmark(settings.benchmark)
@@ -178,8 +213,9 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
     averages = {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]
                 if key not in ("num_tasks_learned", "task") and all(r[key] is not None for r in rows)}
     if settings.supsup_results:
-        _append_csv(Path(settings.supsup_results), [*rows, {"num_tasks_learned": len(network.tasks), "task": "average",
-                                                        "accuracy_after_learning": None, **averages}])
+        average = {"num_tasks_learned": len(network.tasks), "task": "average", "accuracy_after_learning": None,
+                   **averages}
+        _add_csv_rows(Path(settings.supsup_results), [*rows, average])
     if settings.supsup_summary:
         atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "adaptor": settings.supsup_adaptor,
                           "objective": settings.supsup_objective, "infer_batch": settings.supsup_infer_batch,
