@@ -83,3 +83,33 @@ def test_a_truncated_cache_is_rebuilt(tmp_path):
                     torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), (0.5,), (0.25,))
     assert cache.cached_task(path, lambda: task).name == "t"
     assert cache.cached_task(path, lambda: pytest.fail("decoded twice")).classes == ("a", "b")
+
+
+def test_hold_out_moves_a_fixed_share_of_training_images_to_validation(data_root):
+    from utils.data.tasks import hold_out
+
+    task = get_benchmark("split_digits").load_task(data_root, "digits_01")
+    first, again = hold_out(task, 0.2), hold_out(task, 0.2)
+    total = task.train_labels.numel()
+    assert first.test_labels.numel() == round(0.2 * total) and first.train_labels.numel() == total - round(0.2 * total)
+    assert torch.equal(first.test_images, again.test_images)  # every stage of a task holds out the same images
+    train = {bytes(image.flatten().tolist()) for image in task.train_images}
+    held = {bytes(image.flatten().tolist()) for image in first.test_images}
+    kept = {bytes(image.flatten().tolist()) for image in first.train_images}
+    assert held <= train and not held & kept
+
+
+def test_choices_use_validation_and_test_accuracy_is_reported_apart(data_root, tmp_path):
+    import json
+
+    import main_normal
+
+    flags = ["--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root), "--device", "cpu",
+             "--epochs", "2", "--lr", "0.05", "--max_allowed_network_width_multiplier", "1.0"]
+    for name, extra in (("val", ["--val_fraction", "0.3"]), ("test", [])):
+        assert main_normal.main([*flags, *extra, "--save_folder", str(tmp_path / name),
+                                 "--jsonfile", str(tmp_path / f"{name}.txt")]) in (0, 5)
+    meta, record = (json.loads((tmp_path / "val/meta.json").read_text()),
+                    json.loads((tmp_path / "val.txt").read_text()))
+    assert record["0.0"] == meta["accuracy"] and "test_accuracy" in meta
+    assert "test_accuracy" not in json.loads((tmp_path / "test/meta.json").read_text())
