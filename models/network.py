@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from models.layers.base import LayerMode, TaskState, WeightMode, layer_mode
+from models.layers.base import LayerMode, SharedConv2d, SharedLinear, TaskState, WeightMode, layer_mode
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ class TaskNetwork(nn.Module):
     def body_weights(self) -> list[WeightMode]:
         """The weight modes of the shared body (not the heads)."""
         return [m for m in (*self.features.modules(), *self.classifier.modules()) if isinstance(m, WeightMode)]
+
+    def shared_weight_count(self, width: float) -> int:
+        """Weights of the shared body's conv and linear layers at `width` (from their geometry: nothing is built)."""
+        return sum(math.prod(module.geometry.shape(width))
+                   for module in (*self.features.modules(), *self.classifier.modules())
+                   if isinstance(module, (SharedConv2d, SharedLinear)))
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
         """What training task `task` may change, as each per-task module and weight mode declares

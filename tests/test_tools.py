@@ -87,3 +87,16 @@ def test_random_task_id_is_an_earlier_task_and_seeded(capsys):
     with pytest.raises(SystemExit) as error:
         random_task_id.main(["--curr_task_id", "1"])
     assert error.value.code == 64
+
+
+@pytest.mark.parametrize("arch", ["lenet_300_100", "digits_convnet"])
+def test_capacity_is_the_real_ratio_of_shared_weights(capsys, arch):
+    from models import build_network
+    from models.layers.cpg import cpg_layers
+    from tools import capacity
+
+    assert capacity.main(["--arch", arch, "--width", "1.5"]) == 0
+    ratio = float(capsys.readouterr().out)
+    weights = [sum(layer.weight.numel() for layer in cpg_layers(build_network(arch, width))) for width in (1.0, 1.5)]
+    assert ratio == pytest.approx(weights[1] / weights[0], abs=1e-4)
+    assert ratio < 1.3 if arch == "lenet_300_100" else ratio > 1.45  # LeNet's 784 inputs do not scale
