@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from models.layers.base import LayerMode, SharedConv2d, SharedLinear, TaskState, WeightMode, layer_mode
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What a checkpoint must remember to rebuild a task: its name, classes and width."""
-
-    name: str
-    num_classes: int
-    width: float
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "num_classes": self.num_classes, "width": self.width}
-
-    @classmethod
-    def from_json(cls, data: dict) -> TaskSpec:
-        return cls(str(data["name"]), int(data["num_classes"]), float(data["width"]))
+from models.layers.base import LayerMode, SharedConv2d, SharedLinear, TaskSpec, TaskState, WeightMode, layer_mode
 
 
 def _task_parameters(module: nn.Module, task: int) -> list[nn.Parameter]:
@@ -58,10 +41,10 @@ class TaskNetwork(nn.Module):
         width = self.width if width is None else width
         if width > self.width:
             raise ValueError(f"task {name!r} has width {width}, wider than the network ({self.width})")
-        self.tasks.append(TaskSpec(name, num_classes, width))
-        for module in [m for m in self.modules() if isinstance(m, TaskState) and m is not self.heads]:
-            (module.restore_task if restoring else module.add_task)(width)
-        (self.heads.restore_task if restoring else self.heads.add_task)(width, num_classes)
+        spec = TaskSpec(name, num_classes, width)
+        self.tasks.append(spec)
+        for module in [m for m in self.modules() if isinstance(m, TaskState)]:  # body first, heads last
+            (module.restore_task if restoring else module.add_task)(spec)
         self.set_task(len(self.tasks))
         return len(self.tasks)
 

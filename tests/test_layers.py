@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from models import build_network
-from models.layers.base import Geometry, SharedConv2d, copy_into_corner, pack_bits, unpack_bits
+from models.layers.base import Geometry, SharedConv2d, TaskSpec, copy_into_corner, pack_bits, unpack_bits
 from models.layers.cpg import Binarizer, CPGWeights
 from utils.checkpoint import network_from_checkpoint
+
+TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 
 
 def test_binarizer_thresholds_and_passes_gradient_straight_through():
@@ -20,10 +22,10 @@ def test_binarizer_thresholds_and_passes_gradient_straight_through():
 def _layer_with_two_tasks() -> CPGWeights:
     layer = CPGWeights(Geometry(3, 4), 1.0, bias=True)
     torch.nn.init.normal_(layer.weight)
-    layer.add_task(1.0)
+    layer.add_task(TASK)
     with torch.no_grad():
         layer.owner[:2] = 0  # task 1 pruned its first two rows
-    layer.add_task(1.0)
+    layer.add_task(TASK)
     layer.start_picking()
     return layer
 
@@ -54,7 +56,7 @@ def test_learned_picks_are_stored_as_bits_and_give_the_same_weight():
     with torch.no_grad():
         layer.piggymask[3] = 0.0
     before, _ = layer()
-    layer.add_task(1.0)
+    layer.add_task(TASK)
     assert layer.pick_2.dtype == torch.uint8 and layer.pick_2.numel() == (4 * 3 + 7) // 8
     layer.set_task(2)
     after, _ = layer()
@@ -103,7 +105,7 @@ def test_ownership_holds_more_than_255_tasks():
     torch.nn.init.normal_(layer.weight)
     tasks = 300
     for task in range(1, tasks + 1):
-        layer.add_task(1.0)
+        layer.add_task(TASK)
         with torch.no_grad():  # every task keeps one weight and frees the rest for the next
             mine = layer.owner.flatten() == task
             mine[task - 1] = False

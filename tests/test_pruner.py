@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from models.layers.base import Geometry
+from models.layers.base import Geometry, TaskSpec
 from models.layers.cpg import CPGWeights
 from utils.methods.cpg.pruner import GradualPruner, cubic_sparsity, task_sparsity
+
+TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 
 
 def test_cubic_schedule_endpoints_and_midpoint():
@@ -18,10 +20,10 @@ def _two_task_layer() -> CPGWeights:
     torch.manual_seed(0)
     layer = CPGWeights(Geometry(50, 40), 1.0, bias=False)
     torch.nn.init.normal_(layer.weight)
-    layer.add_task(1.0)
+    layer.add_task(TASK)
     with torch.no_grad():
         layer.owner[10:] = 0  # task 1 keeps rows 0-9 ...
-    layer.add_task(1.0)  # ... and task 2 takes the rest
+    layer.add_task(TASK)  # ... and task 2 takes the rest
     return layer
 
 

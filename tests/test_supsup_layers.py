@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.layers.base import Geometry
+from models.layers.base import Geometry, TaskSpec
 from models.layers.per_task import TaskNonAffineBatchNorm2d
 from models.layers.supsup import SupSupMask, SupSupWeights, set_alphas, store_masks, supsup_layers
 from models.lenet import LeNet300100
+
+TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 
 
 def _layer(tasks: int, density: float | None = 0.3, shape=(6, 5, 3, 3)) -> SupSupWeights:
@@ -16,7 +18,7 @@ def _layer(tasks: int, density: float | None = 0.3, shape=(6, 5, 3, 3)) -> SupSu
     layer = SupSupWeights(Geometry(shape[1], shape[0], tuple(shape[2:])), 1.0, bias=False)
     layer.density = density
     for _ in range(tasks):
-        layer.add_task()
+        layer.add_task(TASK)
         layer.store_masks()
     return layer
 
@@ -33,7 +35,7 @@ def test_topk_mask_keeps_exactly_the_density(density):
 @pytest.mark.parametrize("density", [0.3, None])
 def test_straight_through_gradient_reaches_the_scores(density):
     layer = _layer(0, density)
-    layer.add_task()
+    layer.add_task(TASK)
     scores = layer.scores["1"]
     upstream = torch.randn_like(layer.weight)
     (layer()[0] * upstream).sum().backward()
@@ -47,7 +49,7 @@ def test_straight_through_gradient_reaches_the_scores(density):
 
 def test_stack_is_one_bit_per_weight_and_matches_the_masks():
     layer = _layer(0)
-    layer.add_task()
+    layer.add_task(TASK)
     mask = layer.mask(1).detach().clone()
     layer.store_masks()
     assert layer.stack.dtype == torch.uint8 and layer.stack.shape == (1, -(-layer.weight.numel() // 8))
@@ -76,16 +78,16 @@ def test_weights_are_signed_constants_and_new_tasks_get_fresh_scores():
     layer = _layer(2, shape=(8, 4, 3, 3))
     assert torch.allclose(layer.weight.abs(), torch.full_like(layer.weight, (2 / 36) ** 0.5))
     assert not layer.weight.requires_grad and "weight" in dict(layer.named_buffers())
-    layer.add_task()
+    layer.add_task(TASK)
     assert list(layer.scores) == ["3"] and layer.num_tasks == 3
 
 
 def test_per_task_batch_norm_keeps_each_tasks_statistics():
     norm = TaskNonAffineBatchNorm2d(3)
-    norm.add_task()
+    norm.add_task(TASK)
     norm(torch.randn(16, 3, 4, 4) + 5.0)
     first = norm.per_task[0].running_mean.clone()
-    norm.add_task()
+    norm.add_task(TASK)
     norm(torch.randn(16, 3, 4, 4) - 5.0)
     norm.set_task(1)
     assert torch.equal(norm.per_task[0].running_mean, first)

@@ -64,13 +64,14 @@ def test_gnu_oneshot_g_infers_the_task_from_single_images(tmp_path, data_root, p
     for objective in ("g", "h"):
         summary = _infer("permuted_digits", data_root, permuted_model, tmp_path / f"{objective}.json",
                          "--supsup_adaptor", "oneshot", "--supsup_objective", objective,
-                         "--supsup_results", str(tmp_path / "results.csv"))
+                         "--supsup_results", str(tmp_path / f"{objective}.csv"))
         results[objective] = summary["average_task_inference_accuracy"]
     print(f"one-shot single-image task inference on 5 permuted-digit tasks: G {results['g']}, H {results['h']}")
     assert results["g"] >= 0.95
     assert summary["num_tasks_learned"] == 5
-    rows = (tmp_path / "results.csv").read_text().splitlines()
-    assert rows[0].startswith("num_tasks_learned,task") and len(rows) == 1 + 2 * 6
+    for objective in ("g", "h"):
+        rows = (tmp_path / f"{objective}.csv").read_text().splitlines()
+        assert rows[0].startswith("num_tasks_learned,task") and len(rows) == 1 + 6
 
 
 def test_per_image_gradients_equal_one_image_at_a_time_and_binary_search_agrees(data_root, permuted_model):

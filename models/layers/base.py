@@ -78,16 +78,32 @@ def unpack_bits(packed: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return bits.flatten()[: math.prod(shape)].view(shape).bool()
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a checkpoint must remember to rebuild a task: its name, classes and width."""
+
+    name: str
+    num_classes: int
+    width: float
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes, "width": self.width}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TaskSpec:
+        return cls(str(data["name"]), int(data["num_classes"]), float(data["width"]))
+
+
 class TaskState(nn.Module):
     """A module holding per-task state: the network tells it when a task is added, restored from a
     checkpoint or made active, and asks it which parameters training a task may change."""
 
-    def add_task(self, width: float) -> None:
-        """Open a new task, learned at `width`."""
+    def add_task(self, task: TaskSpec) -> None:
+        """Open a new task to learn."""
 
-    def restore_task(self, width: float) -> None:
+    def restore_task(self, task: TaskSpec) -> None:
         """Make room for a stored task whose values a checkpoint is about to fill in."""
-        self.add_task(width)
+        self.add_task(task)
 
     def set_task(self, task: int) -> None:
         """Compute as 1-based task `task` from now on."""

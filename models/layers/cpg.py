@@ -8,6 +8,7 @@ from torch import nn
 from models.layers.base import (
     Geometry,
     LayerMode,
+    TaskSpec,
     WeightMode,
     pack_bits,
     packed_size,
@@ -70,10 +71,10 @@ class CPGWeights(WeightMode):
     def num_tasks(self) -> int:
         return len(self.task_shapes)
 
-    def _open_task(self, width: float) -> tuple[int, tuple[int, ...]]:
-        shape = self.geometry.shape(width)
+    def _open_task(self, spec: TaskSpec) -> tuple[int, tuple[int, ...]]:
+        shape = self.geometry.shape(spec.width)
         if any(n > m for n, m in zip(shape, self.weight.shape, strict=True)):
-            raise ValueError(f"task width {width} is wider than the layer {tuple(self.weight.shape)}")
+            raise ValueError(f"task width {spec.width} is wider than the layer {tuple(self.weight.shape)}")
         if self.piggymask is not None:  # the latest task's picks are final now
             getattr(self, f"pick_{self.num_tasks}").copy_(self._learned_picks())
             self.piggymask = None
@@ -82,9 +83,9 @@ class CPGWeights(WeightMode):
             self.owner = self.owner.to(torch.int16)
         return self.num_tasks, shape
 
-    def add_task(self, width: float) -> None:
-        """Open a new task at `width`: free weights become its own and every old weight is picked."""
-        task, shape = self._open_task(width)
+    def add_task(self, spec: TaskSpec) -> None:
+        """Open a new task at its width: free weights become its own and every old weight is picked."""
+        task, shape = self._open_task(spec)
         with torch.no_grad():
             corner = slice_to(self.owner, shape)
             corner.masked_fill_(corner == 0, task)
@@ -99,9 +100,9 @@ class CPGWeights(WeightMode):
             self.biases.append(nn.Parameter(new_bias))
         self.set_task(task)
 
-    def restore_task(self, width: float) -> None:
+    def restore_task(self, spec: TaskSpec) -> None:
         """Room for a stored task (its ownership, picks and bias come from the checkpoint)."""
-        task, shape = self._open_task(width)
+        task, shape = self._open_task(spec)
         if task > 1 and self.learn_picks:
             self.register_buffer(f"pick_{task}", torch.zeros(packed_size(shape), dtype=torch.uint8,
                                                              device=self.weight.device))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import SharedLinear, TaskState, copy_into_corner, scaled
+from models.layers.base import SharedLinear, TaskSpec, TaskState, copy_into_corner, scaled
 
 
 class PerTask(TaskState):
@@ -43,8 +43,8 @@ class TaskBatchNorm2d(PerTask):
         super().__init__()
         self.channels, self.scale = channels, scale
 
-    def add_task(self, width: float) -> None:
-        size = scaled(self.channels, width) if self.scale else self.channels
+    def add_task(self, spec: TaskSpec) -> None:
+        size = scaled(self.channels, spec.width) if self.scale else self.channels
         device = self.per_task[-1].weight.device if len(self.per_task) else None
         norm = nn.BatchNorm2d(size, device=device)
         if len(self.per_task):
@@ -66,7 +66,7 @@ class TaskNonAffineBatchNorm2d(PerTask):
         super().__init__()
         self.channels = channels
 
-    def add_task(self, width: float = 1.0) -> None:
+    def add_task(self, spec: TaskSpec) -> None:
         device = self.per_task[-1].running_mean.device if len(self.per_task) else None
         self.append_task(nn.BatchNorm2d(self.channels, affine=False, device=device))
 
@@ -78,16 +78,13 @@ class TaskHeads(PerTask):
         super().__init__()
         self.in_features, self.scale_in = in_features, scale_in
 
-    def add_task(self, width: float, num_classes: int) -> None:
-        head = SharedLinear(self.in_features, num_classes, width=width, mode="plain", scale_in=self.scale_in,
-                            scale_out=False)
+    def add_task(self, spec: TaskSpec) -> None:
+        head = SharedLinear(self.in_features, spec.num_classes, width=spec.width, mode="plain",
+                            scale_in=self.scale_in, scale_out=False)
         nn.init.normal_(head.weights.weight, 0.0, 0.01)
         if len(self.per_task):
             head.to(self.per_task[-1].weights.weight.device)
         self.append_task(head)
-
-    def restore_task(self, width: float, num_classes: int) -> None:
-        self.add_task(width, num_classes)
 
 
 def affine_norm(channels: int, width: float) -> TaskBatchNorm2d:

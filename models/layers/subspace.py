@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, SharedLinear, WeightMode, register, scaled
+from models.layers.base import Geometry, LayerMode, SharedLinear, TaskSpec, TaskState, WeightMode, register, scaled
 
 SUBSPACE_MODES: dict[str, int] = {"line": 2, "curve": 3, **{f"simplex{n}": n for n in range(2, 10)}}
 """Subspace weight modes and their vertex counts; a curve's index 2 is the control point."""
@@ -75,7 +75,7 @@ class SubspaceBatchNorm2d(nn.Module):
                             self.coeffs @ self.bias, self.training, self.momentum, self.eps)
 
 
-class SubspaceHead(nn.Module):
+class SubspaceHead(TaskState):
     """The classifier of a single-task subspace network, itself a subspace layer (created with the task)."""
 
     def __init__(self, in_features: int, mode: str):
@@ -83,14 +83,11 @@ class SubspaceHead(nn.Module):
         self.in_features, self.mode = in_features, mode
         self.layer: SharedLinear | None = None
 
-    def add_task(self, width: float, num_classes: int) -> None:
+    def add_task(self, spec: TaskSpec) -> None:
         if self.layer is not None:
             raise ValueError("a subspace network holds exactly one task")
-        self.layer = SharedLinear(self.in_features, num_classes, width=width, bias=False, mode=self.mode,
+        self.layer = SharedLinear(self.in_features, spec.num_classes, width=spec.width, bias=False, mode=self.mode,
                                   scale_out=False)
-
-    def restore_task(self, width: float, num_classes: int) -> None:
-        self.add_task(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)

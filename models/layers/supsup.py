@@ -12,6 +12,8 @@ from models.layers.base import (
     Geometry,
     LayerMode,
     SharedLinear,
+    TaskSpec,
+    TaskState,
     WeightMode,
     pack_bits,
     packed_size,
@@ -102,14 +104,14 @@ class SupSupWeights(WeightMode):
     def _grow_stack(self) -> None:
         self.stack = torch.cat([self.stack, self.stack.new_zeros(1, self.stack.shape[1])])
 
-    def add_task(self, width: float = 1.0) -> None:
+    def add_task(self, spec: TaskSpec) -> None:
         bound = 1.0 / math.sqrt(math.prod(self.weight.shape[1:]))
         scores = torch.empty_like(self.weight).uniform_(-bound, bound)
         self.scores[str(self.num_tasks + 1)] = nn.Parameter(scores)
         self._grow_stack()
         self.set_task(self.num_tasks)
 
-    def restore_task(self, width: float = 1.0) -> None:
+    def restore_task(self, spec: TaskSpec) -> None:
         """A stored task: one more stack row for the checkpoint's mask bits, no scores."""
         self._grow_stack()
         self.set_task(self.num_tasks)
@@ -162,7 +164,7 @@ class SupSupWeights(WeightMode):
         return self.weight * self._mask, None
 
 
-class MaskedHead(nn.Module):
+class MaskedHead(TaskState):
     """The last layer of a SupSup network: one masked layer over `outputs` units for every task (the
     first ones are the task's classes, the rest superfluous neurons used by task inference)."""
 
@@ -171,13 +173,13 @@ class MaskedHead(nn.Module):
         self.outputs = outputs
         self.layer = SharedLinear(in_features, outputs, bias=False, mode="supsup", scale_in=False, scale_out=False)
 
-    def add_task(self, width: float, num_classes: int) -> None:
-        if num_classes > self.outputs:
-            raise ValueError(f"a task with {num_classes} classes needs at least {num_classes} outputs, "
+    def add_task(self, spec: TaskSpec) -> None:
+        if spec.num_classes > self.outputs:
+            raise ValueError(f"a task with {spec.num_classes} classes needs at least {spec.num_classes} outputs, "
                              f"the network has {self.outputs}")
 
-    def restore_task(self, width: float, num_classes: int) -> None:
-        self.add_task(width, num_classes)
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        return self.layer.weights.task_parameters(task)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
