@@ -37,11 +37,14 @@ class Geometry:
     kernel: tuple[int, ...] = ()
     scale_in: bool = True
     scale_out: bool = True
+    positions: int = 1
+    """inputs per input channel: a linear layer reading a flattened C x H x W map (channel-major) has
+    H*W, so its inputs grow by whole channels and a narrower layer's weights stay its top-left corner"""
 
     def shape(self, width: float) -> tuple[int, ...]:
         out = scaled(self.out_features, width) if self.scale_out else self.out_features
         inp = scaled(self.in_features, width) if self.scale_in else self.in_features
-        return (out, inp, *self.kernel)
+        return (out, inp * self.positions, *self.kernel)
 
 
 def slice_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -174,9 +177,9 @@ class SharedLinear(nn.Module):
     """A fully connected layer whose weight comes from the chosen weight mode."""
 
     def __init__(self, in_features: int, out_features: int, *, width: float = 1.0, bias: bool = True,
-                 mode: str = "cpg", scale_in: bool = True, scale_out: bool = True):
+                 mode: str = "cpg", scale_in: bool = True, scale_out: bool = True, positions: int = 1):
         super().__init__()
-        self.geometry = Geometry(in_features, out_features, (), scale_in, scale_out)
+        self.geometry = Geometry(in_features, out_features, (), scale_in, scale_out, positions)
         self.weights = layer_mode(mode).weights(self.geometry, width, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
