@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.digits import DigitsConvNet, DigitsConvNetRGB
+from models.imagenet import VGG16BN, ResNet18, ResNet34, ResNet50
 from models.lenet import FC10241024, LeNet300100
 from models.network import TaskNetwork, TaskSpec
 from models.resnet import GEMResNet18
@@ -21,6 +22,10 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "subspace_convnet": DigitsConvNet,
     "subspace_convnet_rgb": DigitsConvNetRGB,
     "digits_mlp_16": DigitsTeacherMLP,
+    "resnet18": ResNet18,
+    "resnet34": ResNet34,
+    "resnet50": ResNet50,
+    "vgg16_bn": VGG16BN,
 }
 
 

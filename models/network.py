@@ -30,6 +30,8 @@ class TaskNetwork(nn.Module):
     features: nn.Module
     classifier: nn.Module
     heads: nn.Module
+    torchvision_arch: str | None = None
+    """the torchvision model whose ImageNet state dict fits this network (`models/pretrained.py`)"""
 
     def __init__(self, width: float, mode: str):
         super().__init__()
