@@ -12,7 +12,20 @@ from utils.speed import SpeedFlags
 
 
 @dataclass(frozen=True)
-class CPGSettings(SpeedFlags, StageSettings):
+class PretrainedFlag(StageSettings):
+    """pretrained backbone (CPG family, Piggyback)"""
+
+    pretrained: str | None = flag(None, "torchvision ImageNet state dict (e.g. resnet50-0676ba61.pth) that becomes "
+                                  "task 1 'imagenet' of a fresh network; later tasks learn on top of it")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pretrained is not None and (self.mode != "finetune" or self.load_folder is not None):
+            raise UsageError("--pretrained starts a fresh network: give it to --mode finetune without --load_folder")
+
+
+@dataclass(frozen=True)
+class CPGSettings(PretrainedFlag, SpeedFlags, StageSettings):
     """cpg family (cpg, packnet, baseline)"""
 
     LAYER_MODE: ClassVar[str] = "cpg"

@@ -17,6 +17,7 @@ import torch
 from models import build_network
 from models.layers.cpg import cpg_layers
 from models.network import TaskNetwork
+from models.pretrained import PretrainedError, add_pretrained_task
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
@@ -88,6 +89,18 @@ class Stage:
                           **{"log": self.epoch_line, **hooks})
 
 
+def _fresh_network(settings: CPGSettings) -> TaskNetwork:
+    """A new network; with --pretrained its task 1 is "imagenet" holding torchvision's weights (in CPG modes
+    owning every weight at width 1.0, so the first real task picks from it and owns only the wider rest)."""
+    network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE)
+    if settings.pretrained is not None:
+        try:
+            add_pretrained_task(network, settings.pretrained)
+        except PretrainedError as error:
+            raise UsageError(f"--pretrained: {error}") from error
+    return network
+
+
 def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetwork, int]:
     """The loaded network (grown to this stage's width) with a new task, or a fresh network."""
     if settings.load_folder:
@@ -99,12 +112,12 @@ def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetw
                              f"the loaded network ({payload['width']}); width never shrinks")
         network = network_from_checkpoint(payload, settings.network_width_multiplier)
     else:
-        network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE)
+        network = _fresh_network(settings)
     if network.mode != settings.LAYER_MODE:
         raise UsageError(f"--method {settings.method} cannot continue a {network.mode} checkpoint")
     if settings.dataset in [spec.name for spec in network.tasks]:
         raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
-    if isinstance(settings, BaselineSettings) and network.tasks:
+    if isinstance(settings, BaselineSettings) and settings.load_folder:
         return network, network.take_over(settings.dataset, num_classes)
     return network, network.add_task(settings.dataset, num_classes)
 

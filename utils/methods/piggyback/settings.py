@@ -5,17 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from utils.methods.cpg.settings import PretrainedFlag
 from utils.settings import StageSettings, flag
 from utils.speed import SpeedFlags
 
 
 @dataclass(frozen=True)
-class PiggybackSettings(SpeedFlags, StageSettings):
+class PiggybackSettings(PretrainedFlag, SpeedFlags, StageSettings):
     """piggyback"""
 
     LAYER_MODE: ClassVar[str] = "cpg"
-    """CPG's ownership layers: the first task owns every weight (the backbone), later tasks own none and
-    only pick, so their weights stay frozen and each task costs its pick bits."""
+    """CPG's ownership layers: the first task owns every weight (the backbone: trained on the first task,
+    or the ImageNet task of --pretrained), later tasks own none and only pick, so their weights stay
+    frozen and each task costs its pick bits."""
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "inference")
     NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {"finetune": ("save_folder",), "inference": ("load_folder",)}
 

@@ -1,6 +1,6 @@
 """Piggyback's stages on CPG's machinery: finetune trains the backbone (first task) or learns a new
-task's mask, batch-norm and head over the frozen backbone; inference evaluates one task, or every
-task with the summary."""
+task's mask, batch-norm and head over the frozen backbone (the trained one, or with --pretrained the
+ImageNet task's); inference evaluates one task, or every task with the summary."""
 
 from __future__ import annotations
 
@@ -39,11 +39,14 @@ def mask_cost(stage: Stage) -> dict:
 
 
 def summarise(stage: Stage) -> ExitCode:
-    """Every task's accuracy now and right after it was learned (its own checkpoint's meta), and the cost."""
+    """Every task's accuracy now and right after it was learned (its own checkpoint's meta), and the cost;
+    a --pretrained backbone's ImageNet task has no data here and is left out."""
     settings, benchmark = stage.settings, get_benchmark(stage.settings.benchmark)
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {})
     rows = []
     for task, spec in enumerate(stage.network.tasks, start=1):
+        if spec.name not in benchmark.task_names:
+            continue
         stage.network.set_task(task)
         data = DeviceTaskData(benchmark.load_task(Path(settings.data_root), spec.name), stage.device,
                               benchmark.crop_padding, benchmark.flip)
