@@ -39,10 +39,11 @@ resolve_roots() {
 }
 
 # load_benchmark BENCHMARK: TASKS (names in learning order), ARCH (unless set) and NUM_TASKS (unless
-# set; checked against the number of tasks) for the drivers.
+# set; checked against the number of tasks) for the drivers. BENCHMARK is a built-in name or a spec
+# file; a bad one stops the driver with list_tasks' one-line message and its exit code (64).
 load_benchmark() {
   local names
-  names=$("$PYTHON" -m tools.list_tasks "$1") || usage_error "unknown benchmark $1"
+  names=$("$PYTHON" -m tools.list_tasks "$1") || exit
   mapfile -t TASKS <<< "$names"
   ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$1" --arch)}
   NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}

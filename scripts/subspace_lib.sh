@@ -15,7 +15,7 @@ run_subspace() {
   # the nets are tiny: on a shared CPU, more than one thread per process only adds contention
   [[ ${DEVICE:-auto} != cpu ]] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   resolve_roots
-  tasks=$("$PYTHON" -m tools.list_tasks "$benchmark") || usage_error "unknown benchmark '$benchmark'"
+  tasks=$("$PYTHON" -m tools.list_tasks "$benchmark") || exit  # its one line says why
   task=${task:-${tasks%%$'\n'*}}
   grep -qxF -- "$task" <<<"$tasks" || usage_error "benchmark $benchmark has no task '$task'"
   local extra=()

@@ -16,7 +16,7 @@ from pathlib import Path
 from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
-from utils.data.registry import get_benchmark
+from utils.data.registry import DataError, get_benchmark
 from utils.logs import RunLog
 from utils.records import FORCE_GROWTH, MissingGoal, RecordError, goal_for, read_goals, read_record
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.benchmark).default_goals
             goal = goal_for(goals, args.dataset, args.baseline_acc_file or "the benchmark defaults")
         record = read_record(prune_folder / "record.txt")
-    except (RecordError, MissingGoal) as error:
+    except (RecordError, MissingGoal, DataError) as error:
         parser.error(str(error))
     if "0.0" not in record:
         parser.error(f"{prune_folder / 'record.txt'} has no unpruned accuracy; run finetune first")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import sys
 
 from utils.cli import UsageParser
-from utils.data.registry import BENCHMARKS
+from utils.data.registry import BENCHMARKS, DataError, get_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    parser.add_argument("benchmark", help=f"a built-in benchmark ({', '.join(sorted(BENCHMARKS))}) or a benchmark "
+                                          "spec file (*.json; see the README's \"Bring your own data\")")
     parser.add_argument("--arch", action="store_true", help="print the default architecture instead")
     args = parser.parse_args(argv)
-    benchmark = BENCHMARKS[args.benchmark]
+    try:
+        benchmark = get_benchmark(args.benchmark)
+    except DataError as error:  # a driver passes this one line on and stops with exit 64
+        parser.error(str(error))
     print((benchmark.arch or "") if args.arch else "\n".join(benchmark.task_names))
     return 0
 

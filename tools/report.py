@@ -49,11 +49,9 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
     from utils.checkpoint import load_checkpoint, network_from_checkpoint
-    from utils.data.tasks import DeviceTaskData
 
     spec = get_benchmark(benchmark)
-    data = {name: DeviceTaskData(spec.load_task(data_root, name), device, spec.crop_padding, spec.flip)
-            for name in names}
+    data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
     last = root / names[-1] / "gradual_prune"
     last_payload = load_checkpoint(last)
     last_network = network_from_checkpoint(last_payload)

@@ -87,7 +87,9 @@ def write_record_entry(path: Path, sparsity: float, accuracy: float) -> dict[str
     return ordered
 
 
-def _goal(value, where: str) -> float:
+def goal_value(value, where: str) -> float:
+    """One accuracy goal (a fraction, or "force_growth" as infinity), wherever goals are written: goal
+    files and benchmark specs."""
     if value == FORCE_GROWTH:
         return math.inf
     if not isinstance(value, bool) and isinstance(value, (int, float, str)):
@@ -108,7 +110,7 @@ def read_goals(path: Path) -> dict[str, float]:
         raise RecordError(f"accuracy-goal file {path} does not exist (make one with scripts/baseline.sh, or fix "
                           "the path)")
     data = _read_json_object(path, "accuracy-goal file")
-    return {str(name): _goal(goal, f"accuracy-goal file {path}, task {name!r}") for name, goal in data.items()}
+    return {str(name): goal_value(goal, f"accuracy-goal file {path}, task {name!r}") for name, goal in data.items()}
 
 
 def goal_for(goals: dict[str, float], task: str, source: str) -> float:

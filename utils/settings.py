@@ -116,7 +116,7 @@ class StageSettings(Settings):
     mode: str = flag(help="stage to run", choices=("finetune", "prune", "retrain", "inference"))
     dataset: str = flag(help="task name within the benchmark")
     method: str = flag("cpg", "the method (see the README)")
-    benchmark: str = flag("split_digits", "task sequence")
+    benchmark: str = flag("split_digits", "task sequence: a built-in name or a benchmark spec file (*.json)")
     arch: str | None = flag(None, "architecture (default: the benchmark's)")
     data_root: str = flag("data", "folder holding (or caching) the benchmark's files")
     lr: float = flag(1e-2, "learning rate", at_least=0.0)

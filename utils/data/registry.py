@@ -1,4 +1,5 @@
-"""Benchmarks by name: their tasks, default architecture, augmentation and goals.
+"""Benchmarks by name (or by spec file, see `utils.data.spec`): their tasks, default architecture,
+augmentation and goals.
 
 This module imports no torch, so drivers can list tasks in milliseconds.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from utils.data.cifar100_names import TASK_NAMES as CIFAR100_TASKS
 from utils.data.cifar100_names import baseline_goals
@@ -17,6 +19,9 @@ from utils.data.supsup_names import (
     ROTATED_MNIST_TASKS,
     SPLIT_MNIST_TASKS,
 )
+
+if TYPE_CHECKING:
+    from utils.data.spec import Spec
 
 
 class DataError(Exception):
@@ -33,13 +38,16 @@ class Benchmark:
     crop_padding: int
     flip: bool
     default_goals: dict[str, float] = field(default_factory=dict)
+    spec: Spec | None = None
+    """a spec file's checked content, handed to its loader first (built-in benchmarks have none)"""
 
     def load_task(self, data_root, task_name: str):
         """Decode (or read from cache) one task's uint8 images; see `utils.data.TaskData`."""
         if task_name not in self.task_names:
             raise DataError(f"benchmark {self.name} has no task {task_name!r}; tasks: {', '.join(self.task_names)}")
         module_name, function_name = self.loader.split(":")
-        return getattr(importlib.import_module(module_name), function_name)(data_root, task_name)
+        loader = getattr(importlib.import_module(module_name), function_name)
+        return loader(data_root, task_name) if self.spec is None else loader(self.spec, data_root, task_name)
 
 
 DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
@@ -68,6 +76,12 @@ BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
 
 
 def get_benchmark(name: str) -> Benchmark:
-    if name not in BENCHMARKS:
-        raise DataError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
-    return BENCHMARKS[name]
+    """A built-in benchmark by name, or the one a spec file (`*.json`, see `utils.data.spec`) describes."""
+    if name in BENCHMARKS:
+        return BENCHMARKS[name]
+    from utils.data.spec import is_spec, read_spec
+
+    if is_spec(name):
+        return read_spec(name)
+    raise DataError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}, or a benchmark spec file "
+                    "(*.json, see the README)")

@@ -27,6 +27,21 @@ class TaskData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """[C, H, W] of the images a network sees (networks that size their inputs build from it)."""
+        return tuple(self.train_images.shape[1:])
+
+    def split_training(self, kept: torch.Tensor, held: torch.Tensor) -> TaskData:
+        """The task trained on training images `kept` and evaluated on training images `held` (see `hold_out`)."""
+        return replace(self, train_images=self.train_images[kept], train_labels=self.train_labels[kept],
+                       test_images=self.train_images[held], test_labels=self.train_labels[held])
+
+    def on_device(self, device: torch.device, crop_padding: int, flip: bool, resident: bool = True,
+                  channels_last: bool = False) -> DeviceTaskData:
+        """The task ready to serve batches on `device` (see `DeviceTaskData`; large image sets stream)."""
+        return DeviceTaskData(self, device, crop_padding, flip, resident, channels_last)
+
 
 VALIDATION_SEED = 0
 """Which training images are held out does not depend on --seed: every stage of a task sees the same."""
@@ -41,9 +56,7 @@ def hold_out(task: TaskData, fraction: float) -> TaskData:
         raise DataError(f"a validation fraction of {fraction} holds out {count} of the {total} training images "
                         f"of {task.name}")
     order = torch.randperm(total, generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    held, kept = order[:count].sort().values, order[count:].sort().values
-    return replace(task, train_images=task.train_images[kept], train_labels=task.train_labels[kept],
-                   test_images=task.train_images[held], test_labels=task.train_labels[held])
+    return task.split_training(order[count:].sort().values, order[:count].sort().values)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -158,7 +158,7 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
         layer.cache_multipliers = speed.cached_masks
     network.set_task(task)
     def on_device(task: TaskData) -> DeviceTaskData:
-        return DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
+        return task.on_device(device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
                               channels_last=speed.channels_last)
 
     test_data = on_device(task_data)

@@ -12,7 +12,6 @@ from models.layers.cpg import cpg_layers
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import read_meta
 from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData
 from utils.engine import evaluate
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
@@ -48,8 +47,8 @@ def summarise(stage: Stage) -> ExitCode:
         if spec.name not in benchmark.task_names:
             continue
         stage.network.set_task(task)
-        data = DeviceTaskData(benchmark.load_task(Path(settings.data_root), spec.name), stage.device,
-                              benchmark.crop_padding, benchmark.flip)
+        data = benchmark.load_task(Path(settings.data_root), spec.name).on_device(
+            stage.device, benchmark.crop_padding, benchmark.flip)
         final = round(evaluate(stage.network, data, settings.val_batch_size, settings.speed), 4)
         rows.append({"task": spec.name, "accuracy_after_learning": learned.get(spec.name), "accuracy_final": final})
         print(json.dumps(rows[-1]), flush=True)

@@ -84,7 +84,7 @@ def load_data(settings: SubspaceSettings, device: torch.device, label_noise: flo
     task = benchmark.load_task(Path(settings.data_root), settings.dataset)
     if label_noise > 0:
         task = with_label_noise(task, label_noise, settings.seed)
-    return DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip)
+    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
 
 
 def evaluate_at(network: TaskNetwork, subspace: Subspace, coeffs: torch.Tensor, data: DeviceTaskData,

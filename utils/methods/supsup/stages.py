@@ -87,7 +87,7 @@ def _task_norms(network: TaskNetwork) -> list[PerTask]:
 
 def _device_data(benchmark: Benchmark, settings: SupSupSettings, name: str, device: torch.device) -> DeviceTaskData:
     task = benchmark.load_task(Path(settings.data_root), name)
-    return DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip)
+    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
 
 
 def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Adam | RMSprop:
@@ -113,14 +113,14 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
             raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
     else:
         outputs = settings.supsup_output_size or task.num_classes
-        network = build_network(settings.arch, 1.0, mode="supsup", input_shape=tuple(task.train_images.shape[1:]),
+        network = build_network(settings.arch, 1.0, mode="supsup", input_shape=task.image_shape,
                                 outputs=outputs)
-        meta = {"input_shape": list(task.train_images.shape[1:]), "outputs": outputs, "accuracy_after_learning": {}}
+        meta = {"input_shape": list(task.image_shape), "outputs": outputs, "accuracy_after_learning": {}}
     torch.manual_seed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
     task_id = network.add_task(settings.dataset, task.num_classes)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
     network.to(device)
-    data = DeviceTaskData(task, device, benchmark.crop_padding, benchmark.flip)
+    data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
     scores = network.task_parameters(task_id)
     optimizer = _optimizer(settings, scores)
     decay = settings.supsup_weight_decay
