@@ -76,6 +76,7 @@ def _exact_case(name):
     return pytest.param(flag, "cpu", id=flag)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flag", "device"), [
     pytest.param("default", "cpu", id="default"),
     pytest.param("default", "cuda", id="default-cuda", marks=pytest.mark.gpu),
@@ -105,6 +106,7 @@ def _assert_same_decisions(run, reference):
     assert weights.keys() == reference_weights.keys()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--bf16", "--channels_last"])
 def test_arithmetic_paths_take_the_plain_paths_decisions(plain_run, data_root, tmp_path, flag):
     run = _run_sequence(data_root, tmp_path, "cpu", flag)
@@ -322,6 +324,7 @@ def test_cuda_graph_needs_a_gpu(data_root, tmp_path, capsys):
     assert "--cuda_graph needs a CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_cuda_graph_takes_the_eager_paths_decisions(data_root, tmp_path):
     eager = _run_sequence(data_root, tmp_path / "eager", "cuda")
