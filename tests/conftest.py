@@ -1,4 +1,9 @@
-"""Shared fixtures: the repository, its interpreter, a warm digits cache and process helpers."""
+"""Shared fixtures: the repository, its interpreter, a warm digits cache and process helpers.
+
+The session computes on TEST_THREADS threads (default 1), and so does every process it starts: torch's
+default of one thread per core oversubscribes a shared two-core machine. Tests marked `gpu` are skipped
+where CUDA is absent.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+THREADS = os.environ.get("TEST_THREADS", "1")
+torch.set_num_threads(int(THREADS))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +43,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def environment(**overrides: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": "cpu"}
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": "cpu", "OMP_NUM_THREADS": THREADS}
     env.update(overrides)
     return env
 

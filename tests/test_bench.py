@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from tools import bench
 
 
+@pytest.mark.slow
 def test_bench_reports_every_stage_of_every_variant_and_a_projection(tmp_path, data_root):
     out = tmp_path / "bench.json"
     assert bench.main(["--benchmark", "split_digits", "--epochs", "2", "--device", "cpu", "--work",

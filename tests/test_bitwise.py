@@ -1,5 +1,6 @@
 """Earlier tasks' logits stay bit-identical through every later stage, including growth (CPU)."""
 
+import pytest
 import torch
 
 import main_normal
@@ -7,6 +8,8 @@ from utils.checkpoint import load_checkpoint, network_from_checkpoint
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.engine import predict
+
+pytestmark = pytest.mark.slow
 
 
 def _logits(folder, task_name, data_root):

@@ -11,6 +11,8 @@ from tests.cifar_fixtures import write_cifar100_pickle, write_cifar100_png
 from tests.conftest import run_driver
 from utils.data.cifar100_names import TASK_NAMES
 
+pytestmark = pytest.mark.slow
+
 ONE_EPOCH = {"NUM_TASKS": "3", "FINETUNE_EPOCHS": "1", "PRUNE_EPOCHS": "1", "RETRAIN_EPOCHS": "1", "EPOCHS": "1"}
 
 

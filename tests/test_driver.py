@@ -10,7 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, environment, run_driver
+
+pytestmark = pytest.mark.slow
 
 QUICK = {"FINETUNE_EPOCHS": "6", "PRUNE_EPOCHS": "3", "RETRAIN_EPOCHS": "2", "BATCH_SIZE": "16",
          "PRUNING_INTERVAL": "1", "PRUNING_FREQUENCY": "3"}

@@ -118,6 +118,7 @@ def test_bad_extract_flags_exit_64_with_one_line(tmp_path, flags):
     assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
 
 
+@pytest.mark.slow
 def test_synthetic_driver_trains_clusters_and_reports(tmp_path):
     result = run_driver("extract_synthetic.sh", str(tmp_path / "out"), SEEDS="2", EPOCHS="2000", SAMPLES="1000")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -27,6 +27,7 @@ def runs(data_root, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(FOLDERS))
 def test_driver_writes_the_sweep_csv_plot_and_summary(script, runs):
     done, root, _ = runs(script)
@@ -43,6 +44,7 @@ def test_driver_writes_the_sweep_csv_plot_and_summary(script, runs):
     assert "stage=finetune" in (root / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_stages(runs, data_root):
     _, _, ckpt = runs("subspace_lines.sh")
     again = run_driver("subspace_lines.sh", DATA_ROOT=str(data_root), CKPT_ROOT=str(ckpt), **SHORT)

@@ -41,6 +41,7 @@ def _infer(benchmark: str, data_root: Path, folder: Path, summary: Path, *flags:
     return json.loads(summary.read_text())
 
 
+@pytest.mark.slow
 def test_gg_split_digits_old_tasks_keep_their_accuracy_exactly(tmp_path, data_root):
     names = get_benchmark("split_digits").task_names
     _learn("split_digits", names, data_root, tmp_path / "m", "--epochs", "1", "--lr", "1e-2", "--supsup_er", "8")
@@ -59,6 +60,7 @@ def permuted_model(tmp_path_factory, data_root) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_gnu_oneshot_g_infers_the_task_from_single_images(tmp_path, data_root, permuted_model):
     results = {}
     for objective in ("g", "h"):
@@ -74,6 +76,7 @@ def test_gnu_oneshot_g_infers_the_task_from_single_images(tmp_path, data_root, p
         assert rows[0].startswith("num_tasks_learned,task") and len(rows) == 1 + 6
 
 
+@pytest.mark.slow
 def test_per_image_gradients_equal_one_image_at_a_time_and_binary_search_agrees(data_root, permuted_model):
     from utils.methods.supsup.stages import load
 

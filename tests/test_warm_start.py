@@ -37,6 +37,7 @@ def test_the_server_returns_exit_codes_and_the_callers_streams(server, monkeypat
     assert "invalid choice" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_stage_gives_the_same_checkpoint_warm_and_cold(server, data_root, tmp_path):
     metas = []
     for name, extra in (("cold", {}), ("warm", {ENV_VAR: str(server)})):
