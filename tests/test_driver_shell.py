@@ -97,6 +97,7 @@ def test_cpg_data_root_argument_beats_the_environment(tmp_path):
     assert flag(calls[0], "--data_root") == os.path.realpath(data)
 
 
+@pytest.mark.slow
 def test_supsup_gg_takes_any_characters_in_the_checkpoint_root(tmp_path):
     data, ckpt = tmp_path / "data", tmp_path / r"ck a&b|c\1"
     data.mkdir()
@@ -133,6 +134,7 @@ def _table(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith("|")]
 
 
+@pytest.mark.slow
 def test_extract_synthetic_reads_the_report_it_asked_for(tmp_path):
     out = tmp_path / "out"
     first = run_driver("extract_synthetic.sh", str(out), **TINY_SYNTHETIC)
@@ -162,6 +164,7 @@ def test_extract_synthetic_reads_the_report_it_asked_for(tmp_path):
         assert json.loads(report.read_text())["settings"]["beta"] == expected
 
 
+@pytest.mark.slow
 def test_extract_digits_writes_and_prints_its_report(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     data.mkdir()

@@ -12,11 +12,11 @@ from models import build_network
 from models.layers.cpg import cpg_layers
 from utils import engine
 from utils.checkpoint import load_checkpoint
-from utils.cpg import TRAIN_ACCURACY_GATE
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.exit_codes import ExitCode
 from utils.methods.cpg.pruner import GradualPruner
+from utils.methods.cpg.stages import TRAIN_ACCURACY_GATE
 from utils.optim import SGD, Adam
 from utils.speed import EXACT_PATHS, Speed
 
@@ -150,7 +150,7 @@ def _picking_network():
     network = build_network("digits_convnet", 1.5, mode="cpg")
     network.add_task("a", 2, width=1.0)
     network.add_task("b", 2)
-    for layer in network.cpg_layers():
+    for layer in cpg_layers(network):
         layer.start_picking()
     return network
 
@@ -182,7 +182,7 @@ def test_a_bf16_step_stays_within_bf16_rounding_of_fp32(data_root):
     assert not torch.equal(logits, exact_logits)  # autocast did change the arithmetic
     assert _relative_error(logits, exact_logits) <= BF16_LOGITS
     assert gradients.keys() == exact_gradients.keys()
-    assert sum("piggymask" in name for name in gradients) == len(network.cpg_layers())
+    assert sum("piggymask" in name for name in gradients) == len(cpg_layers(network))
     for name, gradient in gradients.items():
         assert _relative_error(gradient, exact_gradients[name]) <= BF16_GRADIENTS, name
 
@@ -190,7 +190,7 @@ def test_a_bf16_step_stays_within_bf16_rounding_of_fp32(data_root):
 def test_a_channels_last_step_stays_within_fp32_reordering_of_the_standard_layout(data_root):
     exact_logits, _, _ = _one_step(data_root, Speed())
     logits, _, network = _one_step(data_root, Speed(channels_last=True))
-    weight = network.cpg_layers()[1].weight
+    weight = cpg_layers(network)[1].weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert _relative_error(logits, exact_logits) <= CHANNELS_LAST_LOGITS
 
@@ -306,7 +306,7 @@ def test_graph_step_protocol_emulated_on_the_cpu(data_root, monkeypatch):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--cuda_graph", "--plain"], "cannot be combined"),
-    (["--method", "supsup", "--bf16"], "apply to cpg, packnet and baseline"),
+    (["--method", "supsup", "--bf16"], "is a flag of --method cpg"),
 ])
 def test_bad_speed_combinations_are_usage_errors(data_root, tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -11,8 +11,9 @@ from tests.cifar_fixtures import write_cifar100_pickle
 from tests.conftest import run_driver
 from utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS
 
+pytestmark = pytest.mark.slow
 
-@pytest.mark.slow
+
 def test_gg_driver_trains_three_tasks_and_writes_results(tmp_path):
     write_cifar100_pickle(tmp_path / "data")
     env = {"NUM_TASKS": "3", "EPOCHS": "1", "BATCH_SIZE": "32", "DATA_ROOT": str(tmp_path / "data"),
