@@ -165,31 +165,43 @@ ensure_venv() {
 # run_plain_models NAME LOGFILE START: one plain VGG16 per CIFAR-100 task (the baselines), each task's
 # test accuracy added to LOGFILE. START is from_scratch, or from_random_earlier_task (the finetune
 # baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
+# With several GPUS, from-scratch tasks are independent and go one process per GPU; the finetune
+# baseline's tasks depend on earlier ones, so each runs under torchrun on all of them.
 run_plain_models() {
-  local name=$1 logfile=$2 start=$3
-  local root k task dir earlier lr
-  logfile=$(realpath -m "$logfile")
+  PLAIN_START=$3
+  PLAIN_LOGFILE=$(realpath -m "$2")
   resolve_roots
   load_benchmark cifar100
-  root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"
-  for ((k = 1; k <= NUM_TASKS; k++)); do
+  PLAIN_ROOT="$CKPT_ROOT/baselines/cifar100/$1/vgg16_bn_cifar100"
+  use_gpus
+  if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then
+    spread_over_gpus "$PLAIN_ROOT/*/train.log" plain_models_share "${STAGE_GPU_IDS[@]}"
+  else
+    plain_models_share 0 1
+  fi
+  say "accuracies written to $PLAIN_LOGFILE"
+}
+
+# plain_models_share WORKER WORKERS: run_plain_models' tasks WORKER+1, WORKER+1+WORKERS, ... one after another.
+plain_models_share() {
+  local k task dir earlier lr
+  for ((k = $1 + 1; k <= NUM_TASKS; k += $2)); do
     task=${TASKS[k - 1]}
-    dir="$root/$task"
+    dir="$PLAIN_ROOT/$task"
     local load=()
     lr=1e-2
-    if [[ $start == from_random_earlier_task ]] && ((k > 1)); then
+    if [[ $PLAIN_START == from_random_earlier_task ]] && ((k > 1)); then
       earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
-      load=(--load_folder "$root/${TASKS[earlier - 1]}")
+      load=(--load_folder "$PLAIN_ROOT/${TASKS[earlier - 1]}")
       lr=5e-3
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
-      "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
+      ranked_main --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
       --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
       --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
-      --logfile "$logfile" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
+      --logfile "$PLAIN_LOGFILE" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
   done
-  say "accuracies written to $logfile"
 }
 
 # --- Many GPUs (README: Many GPUs) ---------------------------------------------------------------------
