@@ -61,9 +61,10 @@ def data_parallel(network: nn.Module, trained: list[nn.Parameter]) -> nn.Module:
     DistributedDataParallel averages the gradients of the parameters that require them and expects
     every one of them in each step's graph. Other tasks' batch-norms, biases and heads never are, so
     only `trained` (what the optimizers step) keeps requiring gradients and find_unused_parameters
-    (a graph search every step) stays off. Buffers are not broadcast: rank 0 alone evaluates and
-    saves, so the other ranks' batch-norm statistics are never read, and ownership masks agree
-    through `agree`.
+    (a graph search every step) stays off. There is no gradient accumulation, so no `no_sync`.
+    Buffers (batch-norm statistics, ownership and pick masks) are broadcast from rank 0 before each
+    forward, DDP's default: the masks agree anyway (`agree`), training normalises with each rank's
+    batch statistics, and the running statistics evaluated and saved are rank 0's.
     """
     if world_size() == 1:
         return network
