@@ -2,7 +2,8 @@
 
 It exits with a state code the bash drivers branch on: 0 go on, 2 expand the
 width, 3 no accuracy goal, 5 no free weights, 6 stop pruning, 64 bad flags or
-inputs, 65 unreadable checkpoint, 1 anything else (see utils/exit_codes.py).
+inputs, 65 unreadable checkpoint, 1 anything else (see utils/exit_codes.py). Under torchrun the
+CPG family's training stages run data-parallel, one process per GPU (utils/distributed.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from utils.cli import UsageError, UsageParser  # noqa: E402
 from utils.data.registry import DataError  # noqa: E402
 from utils.exit_codes import ExitCode  # noqa: E402
 from utils.methods import METHODS  # noqa: E402
+from utils.ranks import report_state, world_size  # noqa: E402
 from utils.records import MissingGoal, RecordError  # noqa: E402
 from utils.settings import StageSettings  # noqa: E402
 
@@ -65,6 +67,8 @@ def parse_settings(argv: list[str]) -> StageSettings:
         settings.validate()
     except (UsageError, DataError) as error:
         parser.error(str(error))
+    if world_size() > 1 and not METHODS[method].data_parallel:
+        parser.error(f"--method {method} runs in one process; start it without torchrun")
     return settings
 
 
@@ -99,9 +103,9 @@ if __name__ == "__main__":
     from utils.warm_start import run_remote
 
     os.environ[START_ENV] = repr(PROCESS_START)  # a warm child measures from this process's start
-    code = run_remote(sys.argv[1:])
+    code = run_remote(sys.argv[1:]) if world_size() == 1 else None  # a torchrun rank is its own process
     if code is None:
-        code = main()
+        code = report_state(main)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # every file is written and synced; skip the interpreter's ~1 s teardown of torch

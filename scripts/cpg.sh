@@ -9,7 +9,8 @@
 # environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
-#   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help)
+#   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help),
+#   GPUS (e.g. 0,1,2,3: every stage under torchrun, one process per GPU; see scripts/lib.sh)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -58,7 +59,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
 
   while true; do
     run_stage "finetune_w$width" "$stages" "$log" "0 2 5" \
-      "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" \
+      ranked_main --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" \
       --network_width_multiplier "$width" --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" \
       --epochs "${FINETUNE_EPOCHS:-100}" --save_folder "$dir/scratch" --jsonfile "$record" --log_path "$log"
     state=$STAGE_RC
@@ -73,7 +74,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
     source_folder="$dir/scratch"
     for end in "${SPARSITY_STEPS[@]}"; do
       run_stage "prune_$end" "$stages" "$log" "0 6" \
-        "$PYTHON" main_normal.py --mode prune --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
+        ranked_main --mode prune --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
         --lr "${PRUNE_LR:-1e-3}" --lr_mask 0.0 --epochs "${PRUNE_EPOCHS:-20}" --initial_sparsity "$start" \
         --target_sparsity "$end" --pruning_frequency "${PRUNING_FREQUENCY:-10}" \
         --pruning_interval "${PRUNING_INTERVAL:-4}" --load_folder "$source_folder" \
@@ -93,7 +94,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
 
   if ((k > 1)) && [[ $state -ne 5 && $METHOD == cpg ]]; then
     run_stage retrain "$stages" "$log" "0" \
-      "$PYTHON" main_normal.py --mode retrain --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
+      ranked_main --mode retrain --dataset "$task" "${COMMON[@]}" --network_width_multiplier "$width" \
       --lr "${RETRAIN_LR:-1e-3}" --lr_mask "${RETRAIN_LR_MASK:-1e-4}" --epochs "${RETRAIN_EPOCHS:-30}" \
       --load_folder "$dir/gradual_prune" --save_folder "$dir/retrain" --jsonfile "$dir/retrain/record.txt" \
       --log_path "$log"

@@ -2,10 +2,10 @@
 # Finetune baseline: each CIFAR-100 task after the first starts from the model (head included) of a
 # random earlier task of this run (lr 5e-3; the first task from scratch at lr 1e-2); the accuracies go
 # to logs/finetune_cifar100_acc_<ITER_ID>.json. Run it with ITER_ID=1..5 for the reference's averages.
-# usage: scripts/finetune_cifar100.sh <gpu id>   (ITER_ID, DATA_ROOT, NUM_TASKS, EPOCHS, CKPT_ROOT)
+# usage: scripts/finetune_cifar100.sh <gpu id, or none with GPUS>   (ITER_ID, DATA_ROOT, NUM_TASKS, EPOCHS, CKPT_ROOT)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-select_gpu "${1:-}"
+[[ -n ${GPUS:-} ]] || select_gpu "${1:-}"  # GPUS=0,1,2,3: all of them (scripts/lib.sh)
 ITER_ID=${ITER_ID:-1}
 run_plain_models "finetune_$ITER_ID" "${LOGFILE:-$REPO_ROOT/logs/finetune_cifar100_acc_$ITER_ID.json}" \
   from_random_earlier_task

@@ -80,6 +80,7 @@ run_exit_actions() {
 # goes when the driver exits; without it main_normal.py simply runs in its own process.
 start_stage_server() {
   [[ ${FAST_START:-1} == 1 ]] || return 0
+  use_gpus; ((STAGE_RANKS == 1)) || return 0  # torchrun's ranks are processes of their own
   STAGE_SERVER_DIR=$(mktemp -d)
   export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
   "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" &
@@ -165,29 +166,120 @@ ensure_venv() {
 # run_plain_models NAME LOGFILE START: one plain VGG16 per CIFAR-100 task (the baselines), each task's
 # test accuracy added to LOGFILE. START is from_scratch, or from_random_earlier_task (the finetune
 # baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
+# With several GPUS, from-scratch tasks are independent and go one process per GPU; the finetune
+# baseline's tasks depend on earlier ones, so each runs under torchrun on all of them.
 run_plain_models() {
-  local name=$1 logfile=$2 start=$3
-  local root k task dir earlier lr
-  logfile=$(realpath -m "$logfile")
+  PLAIN_START=$3
+  PLAIN_LOGFILE=$(realpath -m "$2")
   resolve_roots
   load_benchmark cifar100
-  root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"
-  for ((k = 1; k <= NUM_TASKS; k++)); do
+  PLAIN_ROOT="$CKPT_ROOT/baselines/cifar100/$1/vgg16_bn_cifar100"
+  use_gpus
+  if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then
+    spread_over_gpus "$PLAIN_ROOT/*/train.log" plain_models_share "${STAGE_GPU_IDS[@]}"
+  else
+    plain_models_share 0 1
+  fi
+  say "accuracies written to $PLAIN_LOGFILE"
+}
+
+# plain_models_share WORKER WORKERS: run_plain_models' tasks WORKER+1, WORKER+1+WORKERS, ... one after another.
+plain_models_share() {
+  local k task dir earlier lr
+  for ((k = $1 + 1; k <= NUM_TASKS; k += $2)); do
     task=${TASKS[k - 1]}
-    dir="$root/$task"
+    dir="$PLAIN_ROOT/$task"
     local load=()
     lr=1e-2
-    if [[ $start == from_random_earlier_task ]] && ((k > 1)); then
+    if [[ $PLAIN_START == from_random_earlier_task ]] && ((k > 1)); then
       earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
-      load=(--load_folder "$root/${TASKS[earlier - 1]}")
+      load=(--load_folder "$PLAIN_ROOT/${TASKS[earlier - 1]}")
       lr=5e-3
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
-      "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
+      ranked_main --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
       --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
       --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
-      --logfile "$logfile" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
+      --logfile "$PLAIN_LOGFILE" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
   done
-  say "accuracies written to $logfile"
+}
+
+# --- Many GPUs (README: Many GPUs) ---------------------------------------------------------------------
+# GPUS, e.g. 0,1,2,3: the GPUs a driver may use (cpu:N for N processes on the CPU, to test without GPUs).
+# With more than one, each stage of the CPG family (ranked_main) runs under torchrun as one
+# DistributedDataParallel process per GPU, and independent runs (spread_over_gpus) go one process per GPU.
+
+# use_gpus: GPUS read into STAGE_RANKS (processes per stage), STAGE_DEVICES (their CUDA_VISIBLE_DEVICES;
+# empty for the CPU) and STAGE_GPU_IDS (one entry per process: a GPU id, or cpu).
+use_gpus() {
+  local count
+  STAGE_RANKS=1 STAGE_DEVICES=${GPUS:-} STAGE_GPU_IDS=()
+  [[ -n ${GPUS:-} ]] || return 0
+  if [[ $GPUS =~ ^cpu:([1-9][0-9]*)$ ]]; then
+    STAGE_RANKS=${BASH_REMATCH[1]} STAGE_DEVICES=""
+    for ((count = 0; count < STAGE_RANKS; count++)); do STAGE_GPU_IDS+=(cpu); done
+  elif [[ $GPUS =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+    IFS=, read -r -a STAGE_GPU_IDS <<< "$GPUS"
+    STAGE_RANKS=${#STAGE_GPU_IDS[@]}
+  else
+    usage_error "GPUS must be GPU ids such as 0,1,2,3, or cpu:N for N processes on the CPU; got '$GPUS'"
+  fi
+}
+
+# ranked_main ARGS...: `main_normal.py ARGS` in one process, or with several GPUS under torchrun, one rank
+# per GPU. torchrun reads any non-zero exit as a crashed rank, so rank 0 writes the stage's state code to
+# CPG_STATE_FILE, which becomes this function's status; torchrun's own failure (a crash on any rank, a
+# kill) is returned instead, never read as a state, so run_stage redoes the stage on the next run.
+ranked_main() {
+  use_gpus
+  if ((STAGE_RANKS == 1)); then
+    if [[ -n ${GPUS:-} ]]; then
+      CUDA_VISIBLE_DEVICES=$STAGE_DEVICES "$PYTHON" main_normal.py "$@"
+    else
+      "$PYTHON" main_normal.py "$@"
+    fi
+    return
+  fi
+  local state code=0
+  state=$(mktemp)
+  CUDA_VISIBLE_DEVICES=$STAGE_DEVICES CPG_STATE_FILE=$state "$PYTHON" -m torch.distributed.run --standalone \
+    --nproc_per_node "$STAGE_RANKS" main_normal.py "$@" || code=$?
+  if ((code == 0)); then
+    code=$(<"$state")
+    [[ $code =~ ^[0-9]+$ ]] || code=1
+  fi
+  rm -f "$state"
+  return "$code"
+}
+
+# spread_over_gpus LOGS WORKER GPU...: independent runs, one background process per GPU: `WORKER INDEX COUNT`
+# runs with that GPU alone (GPUS and CUDA_VISIBLE_DEVICES; a GPU named cpu means the CPU) and takes runs
+# INDEX, INDEX + COUNT, ... one after another. Waits for every worker, then names each failed one with its
+# GPU and code and stops the driver (exit 64 when any rejected its input); LOGS says where to look.
+spread_over_gpus() {
+  local logs=$1 worker_function=$2; shift 2
+  local gpus=("$@") pids=() failures=() codes=() worker code failed
+  for worker in "${!gpus[@]}"; do
+    if [[ ${gpus[worker]} == cpu ]]; then
+      CUDA_VISIBLE_DEVICES="" GPUS=cpu:1 "$worker_function" "$worker" "${#gpus[@]}" &
+    else
+      (select_gpu "${gpus[worker]}"; GPUS=${gpus[worker]} "$worker_function" "$worker" "${#gpus[@]}") &
+    fi
+    pids+=("$!")
+  done
+  # every worker's code counts: one that rejected its input (64) must not hide behind another's crash
+  for worker in "${!pids[@]}"; do
+    code=0
+    wait "${pids[worker]}" || code=$?
+    if ((code != 0)); then
+      failures+=("worker $worker (GPU ${gpus[worker]}) exit $code")
+      codes+=("$code")
+    fi
+  done
+  ((${#failures[@]} == 0)) && return 0
+  printf -v failed '%s, ' "${failures[@]}"
+  failed="${failed%, }; see $logs"
+  [[ " ${codes[*]} " != *" 64 "* ]] || usage_error "workers stopped on bad input: $failed"
+  die "workers failed: $failed"
 }

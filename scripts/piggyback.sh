@@ -6,7 +6,8 @@
 #
 # usage: scripts/piggyback.sh <benchmark> [setting]
 # environment: NUM_TASKS, BACKBONE_EPOCHS (first task, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
-#   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, SPEED_FLAGS
+#   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, SPEED_FLAGS, GPUS (e.g. 0,1,2,3:
+#   every task's training under torchrun, one process per GPU)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -34,7 +35,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   fi
   say "task $k/$NUM_TASKS: $task"
   run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
-    "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" --epochs "$epochs" \
+    ranked_main --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" --epochs "$epochs" \
     --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" --weight_decay "${WEIGHT_DECAY:-4e-5}" \
     --save_folder "$dir/model" --log_path "$dir/train.log"
   previous="$dir/model"

@@ -12,9 +12,9 @@
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-read -r -a GPUS <<< "${*//,/ }"
-((${#GPUS[@]})) || GPUS=(0)
-for gpu in "${GPUS[@]}"; do
+read -r -a gpu_ids <<< "${*//,/ }"
+((${#gpu_ids[@]})) || gpu_ids=(0)
+for gpu in "${gpu_ids[@]}"; do
   [[ $gpu =~ ^[0-9]+$ ]] || usage_error "usage: $0 [gpu ids, e.g. 0 1 2]; got '$gpu'"
 done
 require_commands "$PYTHON"
@@ -26,11 +26,10 @@ SEED=${SEED:-0}
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
 
-# train_share WORKER GPU: the tasks WORKER, WORKER + workers, ... one after another on GPU.
+# train_share WORKER WORKERS: the tasks WORKER, WORKER + WORKERS, ... one after another (on the worker's GPU).
 train_share() {
-  local worker=$1 k task dir
-  select_gpu "$2"
-  for ((k = worker; k < NUM_TASKS; k += ${#GPUS[@]})); do
+  local k task dir
+  for ((k = $1; k < NUM_TASKS; k += $2)); do
     task=${TASKS[k]}
     dir="$ROOT/$task"
     run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
@@ -40,29 +39,8 @@ train_share() {
   done
 }
 
-say "training $NUM_TASKS tasks on GPU(s) ${GPUS[*]}"
-pids=()
-for worker in "${!GPUS[@]}"; do
-  train_share "$worker" "${GPUS[worker]}" &
-  pids+=("$!")
-done
-# every worker's code counts: one that rejected its input (64) must not hide behind another's crash
-failures=()
-codes=()
-for worker in "${!pids[@]}"; do
-  code=0
-  wait "${pids[worker]}" || code=$?
-  if ((code != 0)); then
-    failures+=("worker $worker (GPU ${GPUS[worker]}) exit $code")
-    codes+=("$code")
-  fi
-done
-if ((${#failures[@]})); then
-  printf -v failed '%s, ' "${failures[@]}"
-  failed="${failed%, }; see $ROOT/*/train.log"
-  [[ " ${codes[*]} " != *" 64 "* ]] || usage_error "training stopped on bad input: $failed"
-  die "training failed: $failed"
-fi
+say "training $NUM_TASKS tasks on GPU(s) ${gpu_ids[*]}"
+spread_over_gpus "$ROOT/*/train.log" train_share "${gpu_ids[@]}"
 
 # joined in bash, not sed: a path may hold characters that are sed syntax (& | \)
 task_folders=()
@@ -70,7 +48,7 @@ for task in "${TASKS[@]:0:NUM_TASKS}"; do
   task_folders+=("$ROOT/$task")
 done
 folders=$(IFS=,; printf '%s' "${task_folders[*]}")
-select_gpu "${GPUS[0]}"
+select_gpu "${gpu_ids[0]}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"
 "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \

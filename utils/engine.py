@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from utils.data.tasks import DeviceTaskData
+from utils.distributed import summed
 from utils.optim import Optimizer
 from utils.speed import DEFAULT_SPEED, Speed
 
@@ -64,7 +65,8 @@ class TrainLoop:
     steps, the metric sums; `after_step` (pruning) runs after it, outside any graph.
     With `speed.cuda_graph` the full-size steps of an epoch are one graph replay each
     (after a few eager warm-up steps, as PyTorch's whole-network capture recipe asks);
-    a smaller last batch runs eagerly.
+    a smaller last batch runs eagerly. Under torchrun `network` is wrapped in DistributedDataParallel
+    and the epoch's result sums every rank's share.
     """
 
     def __init__(self, network: nn.Module, optimizers: list[Optimizer], device: torch.device,
@@ -138,6 +140,7 @@ class TrainLoop:
             seen += labels.shape[0]
         if self.speed.device_metrics:
             host_loss, host_correct = self.loss_sum.item(), int(self.correct_sum.item())
+        host_loss, host_correct, seen = summed(host_loss, host_correct, seen)  # every rank's share (torchrun)
         return EpochResult(host_loss / seen, host_correct / seen)
 
 

@@ -15,10 +15,12 @@ def _format(value) -> str:
 
 
 class RunLog:
-    """Appends lines to the log file; decisions are echoed to stdout for the driver's console."""
+    """Appends lines to the log file; decisions are echoed to stdout for the driver's console. A quiet
+    log (a rank other than 0 of a torchrun stage) writes and prints nothing, so each line appears once."""
 
-    def __init__(self, path: Path | None):
-        self.path = Path(path) if path else None
+    def __init__(self, path: Path | None, quiet: bool = False):
+        self.path = Path(path) if path and not quiet else None
+        self.quiet = quiet
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -30,4 +32,6 @@ class RunLog:
         return text
 
     def decision(self, **fields) -> None:
-        print(self.line(**fields), file=sys.stdout, flush=True)
+        text = self.line(**fields)
+        if not self.quiet:
+            print(text, file=sys.stdout, flush=True)

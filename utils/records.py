@@ -7,8 +7,12 @@ that choose checkpoints use this module and must start fast.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from utils.atomic import atomic_json_dump
@@ -119,8 +123,23 @@ def goal_for(goals: dict[str, float], task: str, source: str) -> float:
     return goals[task]
 
 
+@contextlib.contextmanager
+def _locked_folder(folder: Path) -> Iterator[None]:
+    """An exclusive lock (flock) on `folder` while its file is read, changed and replaced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
 def write_goal_entry(path: Path, task: str, accuracy: float) -> None:
-    """Add or replace one task's accuracy in an accuracy-goal file (baselines write these)."""
-    goals = read_goals(path) if Path(path).exists() else {}
-    goals[task] = round(float(accuracy), 4)
-    atomic_json_dump(goals, path)
+    """Add or replace one task's accuracy in an accuracy-goal file (baselines write these). Locked, as
+    baselines spread over GPUs finish at the same time and one's entry must not replace another's."""
+    path = Path(path)
+    with _locked_folder(path.parent):
+        goals = read_goals(path) if path.exists() else {}
+        goals[task] = round(float(accuracy), 4)
+        atomic_json_dump(goals, path)

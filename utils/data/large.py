@@ -61,10 +61,10 @@ class LargeTaskData(TaskData):
                        test_labels=self.train_labels[held])
 
     def on_device(self, device: torch.device, crop_padding: int, flip: bool, resident: bool = True,
-                  channels_last: bool = False) -> LargeDeviceData:
+                  channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> LargeDeviceData:
         """Streamed when the images do not fit on the device (or `resident` is False, the plain path);
         `crop_padding` does not apply (random-resized crops instead)."""
-        return LargeDeviceData(self, device, flip, resident and fits_on(self, device), channels_last)
+        return LargeDeviceData(self, device, flip, resident and fits_on(self, device), channels_last, shard)
 
 
 def fits_on(task: LargeTaskData, device: torch.device) -> bool:
@@ -199,7 +199,7 @@ class LargeDeviceData(DeviceTaskData):
     they stay in the memory map and each batch is read ahead into pinned memory by a loader thread."""
 
     def __init__(self, task: LargeTaskData, device: torch.device, flip: bool, resident: bool,
-                 channels_last: bool = False):
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
         self.crop = task.crop
         if resident:
             task = replace(task, train_images=_gather(task.train_images, task.train_rows, device),
@@ -207,7 +207,7 @@ class LargeDeviceData(DeviceTaskData):
             self.train_rows = self.test_rows = None
         else:
             self.train_rows, self.test_rows = task.train_rows, task.test_rows
-        super().__init__(task, device, 0, flip, resident, channels_last)
+        super().__init__(task, device, 0, flip, resident, channels_last, shard)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random-resized crops to crop x crop pixels (SCALE of the area, RATIO aspect, bilinear) and a
@@ -240,10 +240,15 @@ class LargeDeviceData(DeviceTaskData):
         return read_ahead((index, batch.pin_memory() if pin else batch) for index, batch in batches)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank, ranks = self.shard  # sharded as DeviceTaskData.train_batches: each rank keeps its slice
         order = torch.randperm(self.train_labels.numel(), generator=generator, device=generator.device)
         indices = order.to(self.storage).split(batch_size)
         for index, images in self._read(self.train_images, self.train_rows, indices):
             images = self.augment(images.to(self.device, non_blocking=True), generator)
+            if ranks > 1:
+                if index.numel() < ranks:
+                    continue
+                index, images = index.tensor_split(ranks)[rank], images.tensor_split(ranks)[rank]
             yield self.normalise(images), self.train_labels[index].to(self.device, non_blocking=True)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -38,9 +38,9 @@ class TaskData:
                        test_images=self.train_images[held], test_labels=self.train_labels[held])
 
     def on_device(self, device: torch.device, crop_padding: int, flip: bool, resident: bool = True,
-                  channels_last: bool = False) -> DeviceTaskData:
+                  channels_last: bool = False, shard: tuple[int, int] = (0, 1)) -> DeviceTaskData:
         """The task ready to serve batches on `device` (see `DeviceTaskData`; large image sets stream)."""
-        return DeviceTaskData(self, device, crop_padding, flip, resident, channels_last)
+        return DeviceTaskData(self, device, crop_padding, flip, resident, channels_last, shard)
 
 
 VALIDATION_SEED = 0
@@ -70,11 +70,13 @@ class DeviceTaskData:
 
     With `resident=False` (the plain path) the uint8 data stays on the host, batches are
     drawn and augmented there and moved to the device one at a time; on a CPU device both
-    are the same computation. `channels_last` hands out images in that memory layout."""
+    are the same computation. `channels_last` hands out images in that memory layout.
+    `shard` (rank, ranks): this process trains on its slice of every training batch (torchrun)."""
 
     def __init__(self, task: TaskData, device: torch.device, crop_padding: int, flip: bool, resident: bool = True,
-                 channels_last: bool = False):
+                 channels_last: bool = False, shard: tuple[int, int] = (0, 1)):
         self.name = task.name
+        self.shard = shard
         self.num_classes = task.num_classes
         self.storage = device if resident else torch.device("cpu")
         self.train_images = task.train_images.to(self.storage)
@@ -115,11 +117,21 @@ class DeviceTaskData:
         return images
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled, augmented, normalised training batches (the last one may be smaller)."""
+        """Shuffled, augmented, normalised training batches (the last one may be smaller).
+
+        Sharded, every rank draws each whole batch as one process would (the same seed keeps their
+        generators in step) and keeps its contiguous slice, so the ranks' slices cover the epoch once,
+        and together make the batch one process would have trained on. A last batch with fewer images
+        than ranks would leave a rank without any: every rank skips it (at most ranks - 1 images)."""
+        rank, ranks = self.shard
         order = torch.randperm(self.train_labels.numel(), generator=generator, device=self.storage)
         for start in range(0, order.numel(), batch_size):
             index = order[start:start + batch_size]
             images = self.augment(self.train_images[index], generator)
+            if ranks > 1:
+                if index.numel() < ranks:
+                    continue
+                index, images = index.tensor_split(ranks)[rank], images.tensor_split(ranks)[rank]
             yield self.normalise(images), self.train_labels[index].to(self.device, non_blocking=True)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -128,7 +140,9 @@ class DeviceTaskData:
             yield self.normalise(self.test_images[start:stop]), self.test_labels[start:stop]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-self.train_labels.numel() // batch_size)
+        """Batches `train_batches` yields: a last batch too small to shard is not one."""
+        count, ranks = self.train_labels.numel(), self.shard[1]
+        return -(-count // batch_size) - int(0 < count % batch_size < ranks)
 
 
 class TensorBatches:

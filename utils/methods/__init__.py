@@ -22,6 +22,8 @@ class Method:
     layer_modes: tuple[str, ...]
     """the layer modes its networks use"""
     about: str
+    data_parallel: bool = False
+    """whether its training stages run under torchrun (DistributedDataParallel, `utils/distributed.py`)"""
 
     def settings_class(self) -> type[StageSettings]:
         return getattr(importlib.import_module(f"utils.methods.{self.folder}.settings"), self.settings)
@@ -32,10 +34,14 @@ class Method:
 
 
 METHODS: dict[str, Method] = {
-    "cpg": Method("cpg", "CPGSettings", ("cpg",), "pick old weights, compact by pruning, grow when needed"),
-    "packnet": Method("cpg", "PackNetSettings", ("packnet",), "ownership without picking or growth"),
-    "baseline": Method("cpg", "BaselineSettings", ("plain",), "one plain model per task (goals, finetune)"),
-    "piggyback": Method("piggyback", "PiggybackSettings", ("cpg",), "one learned binary mask per task over a backbone"),
+    "cpg": Method("cpg", "CPGSettings", ("cpg",), "pick old weights, compact by pruning, grow when needed",
+                  data_parallel=True),
+    "packnet": Method("cpg", "PackNetSettings", ("packnet",), "ownership without picking or growth",
+                  data_parallel=True),
+    "baseline": Method("cpg", "BaselineSettings", ("plain",), "one plain model per task (goals, finetune)",
+                  data_parallel=True),
+    "piggyback": Method("piggyback", "PiggybackSettings", ("cpg",), "one learned binary mask per task over a backbone",
+                  data_parallel=True),
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),

@@ -5,7 +5,7 @@ ones (so sparsity is the free share of the task's pool). Their count does not
 change while a task is pruned, so it is read once; every cutoff is a
 `kthvalue` on the device over |w| with non-candidates set to +inf (on a host copy
 in the plain path, as the reference did), and pruned weights (and their momentum)
-are zeroed at once.
+are zeroed at once. Under torchrun rank 0's choice is broadcast, so every rank prunes alike.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from models.layers.cpg import CPGWeights
+from utils.distributed import agree
 
 
 def cubic_sparsity(step: int, begin: int, end: int, initial: float, target: float) -> float:
@@ -57,7 +58,10 @@ class GradualPruner:
 
     @torch.no_grad()
     def prune_to(self, sparsity: float) -> None:
+        """Free the smallest weights of each layer's pool up to `sparsity`; under torchrun every rank
+        prunes the weights rank 0 chose."""
         self.applied = sparsity
+        layers, chosen = [], []
         for layer, candidates, pool in zip(self.layers, self.candidates, self.pool_sizes, strict=True):
             rank = round(sparsity * pool)
             if rank < 1:
@@ -65,7 +69,9 @@ class GradualPruner:
             magnitude = torch.where(candidates, layer.weight.abs(), torch.full_like(layer.weight, float("inf")))
             flat = magnitude.flatten() if self.on_device else magnitude.flatten().cpu()
             cutoff = flat.kthvalue(rank).values.to(magnitude.device)
-            pruned = (layer.owner == self.task) & (magnitude <= cutoff)
+            layers.append(layer)
+            chosen.append((layer.owner == self.task) & (magnitude <= cutoff))
+        for layer, pruned in zip(layers, agree(chosen), strict=True):
             layer.owner.masked_fill_(pruned, 0)
             layer.weight.masked_fill_(pruned, 0.0)
             momentum = self.momentum_of(layer.weight) if self.momentum_of else None

@@ -4,6 +4,10 @@ baselines run the same stages with the parts their settings class leaves out.
 Each stage is one call of `main_normal.py` for one task; it loads the previous
 stage's checkpoint, trains, writes its own checkpoint and record entry, and
 returns the state code the driver branches on (design section 2).
+
+Under torchrun (finetune, prune, retrain) every rank runs the stage on its slice of each batch in
+DistributedDataParallel; rank 0 alone evaluates, writes the checkpoint, records and log, and its
+accuracies, pruning masks and exit code are every rank's (`utils/distributed.py`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData, TaskData, hold_out
 from utils.device import resolve_device
+from utils.distributed import data_parallel, from_main, join, on_main
 from utils.engine import EpochResult, Epochs, TrainLoop, evaluate, run_epochs
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsity
 from utils.methods.cpg.settings import BaselineSettings, CPGSettings
 from utils.optim import SGD, Adam, Optimizer
+from utils.ranks import is_main, rank, world_size
 from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
 
 TRAIN_ACCURACY_GATE = 0.95
@@ -68,6 +74,9 @@ class Stage:
         return code
 
     def save(self, accuracy: float, train_accuracy: float, **extra) -> None:
+        """The checkpoint and its meta.json (rank 0 alone under torchrun)."""
+        if not is_main():
+            return
         settings, layers = self.settings, cpg_layers(self.network)
         if self.test_data is not self.data:
             extra["test_accuracy"] = round(evaluate(self.network, self.test_data, settings.val_batch_size,
@@ -77,6 +86,11 @@ class Stage:
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
             "owned_fraction": round(owned_fraction(layers, self.task), 6), **extra})
+
+    def record(self, path: str, sparsity: float, accuracy: float) -> None:
+        """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for."""
+        if is_main():
+            write_record_entry(Path(path), sparsity, accuracy)
 
     def owns_weights(self) -> bool:
         layers = cpg_layers(self.network)
@@ -145,6 +159,9 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
     speed = settings.speed
     if speed.cuda_graph and device.type != "cuda":
         raise UsageError(f"--cuda_graph needs a CUDA device, not {device}")
+    if world_size() > 1 and (speed.cuda_graph or settings.mode == "inference"):
+        what = "--cuda_graph" if speed.cuda_graph else "--mode inference"
+        raise UsageError(f"{what} runs in one process; start it without torchrun")
     benchmark = get_benchmark(settings.benchmark)
     task_data = benchmark.load_task(Path(settings.data_root), settings.dataset)
     if settings.mode == "finetune":
@@ -157,9 +174,13 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
     for layer in cpg_layers(network):
         layer.cache_multipliers = speed.cached_masks
     network.set_task(task)
+    join(device)
+    if world_size() > 1:
+        torch.manual_seed(settings.seed + rank())  # the same network everywhere, but each rank's own dropout
+
     def on_device(task: TaskData) -> DeviceTaskData:
         return task.on_device(device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
-                              channels_last=speed.channels_last)
+                              channels_last=speed.channels_last, shard=(rank(), world_size()))
 
     test_data = on_device(task_data)
     data = on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
@@ -196,12 +217,16 @@ def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
 
 
 def _train_loop(stage: Stage, optimizers: list[Optimizer | None], after_step=None) -> TrainLoop:
-    return TrainLoop(stage.network, [o for o in optimizers if o], stage.device, stage.settings.speed,
-                     before_step=_weight_decay(stage), after_step=after_step)
+    """The stage's training steps; under torchrun on the network wrapped for data-parallel training."""
+    optimizers = [o for o in optimizers if o]
+    network = data_parallel(stage.network, [parameter for optimizer in optimizers for parameter in optimizer.params])
+    return TrainLoop(network, optimizers, stage.device, stage.settings.speed, before_step=_weight_decay(stage),
+                     after_step=after_step)
 
 
 def _evaluate(stage: Stage) -> float:
-    return evaluate(stage.network, stage.data, stage.settings.val_batch_size, stage.settings.speed)
+    """Validation accuracy, measured by rank 0 (whose batch-norm statistics the checkpoint holds) under torchrun."""
+    return on_main(lambda: evaluate(stage.network, stage.data, stage.settings.val_batch_size, stage.settings.speed))
 
 
 def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
@@ -233,7 +258,7 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
     if not met and not at_cap:
         return stage.decide(ExitCode.EXPAND, "goal not met below the width cap", **facts)
     stage.save(accuracy, result.accuracy)
-    write_record_entry(Path(settings.jsonfile), 0.0, accuracy)  # after the checkpoint it stands for
+    stage.record(settings.jsonfile, 0.0, accuracy)
     reason = "goal met" if met else "goal not met at the width cap"
     if not stage.owns_weights():
         return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
@@ -243,7 +268,7 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
 def baseline(stage: Stage) -> ExitCode:
     """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
     result, accuracy = train_new_task(stage)
-    if stage.settings.logfile:
+    if stage.settings.logfile and is_main():
         write_goal_entry(Path(stage.settings.logfile), stage.settings.dataset, accuracy)
     stage.save(accuracy, result.accuracy)
     return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
@@ -285,7 +310,7 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
         return stage.decide(ExitCode.STOP, f"train accuracy {result.accuracy:.4f} fell to the gate "
                                            f"{TRAIN_ACCURACY_GATE}; nothing recorded", **facts)
     stage.save(accuracy, result.accuracy)
-    write_record_entry(Path(settings.jsonfile), settings.target_sparsity, accuracy)
+    stage.record(settings.jsonfile, settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
                             **facts)
@@ -301,8 +326,7 @@ def retrain(stage: Stage) -> ExitCode:
                         keep_best=lambda epoch, result, accuracy: stage.save(accuracy, result.accuracy, epoch=epoch),
                         patience=RETRAIN_PATIENCE)
     if settings.jsonfile:
-        write_record_entry(Path(settings.jsonfile), task_sparsity(cpg_layers(stage.network), stage.task),
-                           done.best_accuracy)
+        stage.record(settings.jsonfile, task_sparsity(cpg_layers(stage.network), stage.task), done.best_accuracy)
     return stage.decide(ExitCode.OK, f"best retrain epoch kept (before retrain {before:.4f})",
                         val_acc=done.best_accuracy)
 
@@ -332,9 +356,11 @@ def run(settings: CPGSettings, process_start: float) -> ExitCode:
     record = read_record(Path(settings.jsonfile)) if settings.mode == "prune" else {}
     if settings.mode == "prune" and "0.0" not in record:
         raise UsageError(f"record file {settings.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
-    stage = load_stage(settings, RunLog(settings.log_path), process_start)
+    stage = load_stage(settings, RunLog(settings.log_path, quiet=not is_main()), process_start)
     if isinstance(settings, BaselineSettings) and settings.mode == "finetune":
-        return baseline(stage)
-    stages = {"finetune": lambda: finetune(stage, goal), "prune": lambda: prune(stage, goal, record),
-              "retrain": lambda: retrain(stage), "inference": lambda: inference(stage)}
-    return stages[settings.mode]()
+        code = baseline(stage)
+    else:
+        stages = {"finetune": lambda: finetune(stage, goal), "prune": lambda: prune(stage, goal, record),
+                  "retrain": lambda: retrain(stage), "inference": lambda: inference(stage)}
+        code = stages[settings.mode]()
+    return ExitCode(int(from_main(code)))  # rank 0's decision is every rank's exit code

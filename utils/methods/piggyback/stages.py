@@ -12,11 +12,13 @@ from models.layers.cpg import cpg_layers
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import read_meta
 from utils.data.registry import get_benchmark
+from utils.distributed import from_main
 from utils.engine import evaluate
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.cpg.stages import Stage, inference, load_stage, train_new_task
 from utils.methods.piggyback.settings import PiggybackSettings
+from utils.ranks import is_main
 
 
 def finetune(stage: Stage) -> ExitCode:
@@ -62,7 +64,7 @@ def summarise(stage: Stage) -> ExitCode:
 
 
 def run(settings: PiggybackSettings, process_start: float) -> ExitCode:
-    stage = load_stage(settings, RunLog(settings.log_path), process_start)
+    stage = load_stage(settings, RunLog(settings.log_path, quiet=not is_main()), process_start)
     if settings.mode == "finetune":
-        return finetune(stage)
+        return ExitCode(int(from_main(finetune(stage))))  # rank 0's decision is every rank's (torchrun)
     return summarise(stage) if settings.piggyback_summary else inference(stage)
