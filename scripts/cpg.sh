@@ -6,7 +6,8 @@
 # sparsest recorded model is kept (set SPARSITY_STEPS="0.6" PRUNING_INTERVAL=0 for one-shot pruning).
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
-# environment: NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
+# environment: PRETRAINED (a torchvision state dict: task 1 "imagenet"), LRS (finetune learning rate per task),
+#   VAL_FRACTION (choose on held-out training images), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
 #   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help),
@@ -24,7 +25,11 @@ float_ge "$MAX_WIDTH" 1.0 || usage_error "max width multiplier must be at least 
 [[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
 resolve_roots
 load_benchmark "$BENCHMARK"
-TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
+PRETRAINED_TASKS=0
+[[ -n ${PRETRAINED:-} ]] && PRETRAINED_TASKS=1  # the pretrained backbone is a task too ("imagenet")
+TOTAL_TASKS=${TOTAL_TASKS:-$((${#TASKS[@]} + PRETRAINED_TASKS))}
+read -r -a LRS <<< "${LRS:-}"
+((${#LRS[@]} == 0 || ${#LRS[@]} >= NUM_TASKS)) || usage_error "LRS needs a learning rate per task ($NUM_TASKS), got ${#LRS[@]}"
 METHOD=${METHOD:-cpg}
 case $METHOD in
   cpg) METHOD_DIR=CPG ;;
@@ -39,11 +44,13 @@ COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "
         --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"
         --total_num_tasks "$TOTAL_TASKS" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
 [[ -n ${GOALS:-} ]] && COMMON+=(--baseline_acc_file "$GOALS")
+[[ -n ${VAL_FRACTION:-} ]] && COMMON+=(--val_fraction "$VAL_FRACTION")
 read -r -a speed_flags <<< "${SPEED_FLAGS:-}"
 COMMON+=("${speed_flags[@]}")
 GOAL_FLAGS=(--benchmark "$BENCHMARK" --method "$METHOD")
 [[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
 
+say "width cap $MAX_WIDTH: $("$PYTHON" -m tools.capacity --arch "$ARCH" --width "$MAX_WIDTH")x the shared weights of width 1.0"
 start_stage_server
 width=1.0
 previous=""
@@ -56,11 +63,12 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   say "task $k/$NUM_TASKS: $task (width $width, cap $MAX_WIDTH)"
   load=()
   [[ -n $previous ]] && load=(--load_folder "$previous")
+  [[ -z $previous && -n ${PRETRAINED:-} ]] && load=(--pretrained "$PRETRAINED")
 
   while true; do
     run_stage "finetune_w$width" "$stages" "$log" "0 2 5" \
       ranked_main --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" \
-      --network_width_multiplier "$width" --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" \
+      --network_width_multiplier "$width" --lr "${LRS[k - 1]:-${LR:-1e-2}}" --lr_mask "${LR_MASK:-5e-4}" \
       --epochs "${FINETUNE_EPOCHS:-100}" --save_folder "$dir/scratch" --jsonfile "$record" --log_path "$log"
     state=$STAGE_RC
     [[ $state -eq 2 ]] || break

@@ -5,7 +5,8 @@
 # Rerunning after an interruption skips the tasks that finished.
 #
 # usage: scripts/piggyback.sh <benchmark> [setting]
-# environment: NUM_TASKS, BACKBONE_EPOCHS (first task, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
+# environment: PRETRAINED (a torchvision state dict as the backbone, task "imagenet"), NUM_TASKS,
+#   BACKBONE_EPOCHS (first task without PRETRAINED, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
 #   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, SPEED_FLAGS, GPUS (e.g. 0,1,2,3:
 #   every task's training under torchrun, one process per GPU)
 # shellcheck source=scripts/lib.sh
@@ -16,7 +17,7 @@ BENCHMARK=$1
 require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
-ROOT="$CKPT_ROOT/Piggyback/$BENCHMARK/${2:-default}/$ARCH"
+ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}/$ARCH"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
         --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
 read -r -a speed_flags <<< "${SPEED_FLAGS:-}"
@@ -31,6 +32,9 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   epochs=${BACKBONE_EPOCHS:-100}
   if [[ -n $previous ]]; then
     load=(--load_folder "$previous")
+    epochs=${EPOCHS:-30}
+  elif [[ -n ${PRETRAINED:-} ]]; then  # the backbone is torchvision's: the first task only learns its mask
+    load=(--pretrained "$PRETRAINED")
     epochs=${EPOCHS:-30}
   fi
   say "task $k/$NUM_TASKS: $task"

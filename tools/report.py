@@ -58,7 +58,8 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
     final = task_accuracies(last_network, data, device)
     owned, shared_weights, relative_size = ownership(last_network, last_payload["arch"])
     rows = []
-    for index, name in enumerate(names, start=1):
+    for name in names:
+        index = last_network.task_id(name)  # 1-based; a pretrained backbone's task comes first
         folder = root / name / "gradual_prune"
         meta, chosen = read_json(folder / "meta.json", "tasks"), read_json(folder / "chosen.json", "sparsity")
         after = task_accuracies(network_from_checkpoint(load_checkpoint(folder)), {name: data[name]}, device)[name]
