@@ -3,7 +3,12 @@
 For every task: accuracy right after it was learned (its own final checkpoint),
 accuracy after the last task (the last task's checkpoint, each task at its own
 width with its own batch-norm, head and picks), chosen sparsity, width and the
-share of the network's weights it owns; then the averages.
+share of the network's weights it owns; then the averages. Beside them the accuracy matrix R[i][j] (task i
+after task j, from task j's checkpoint; accuracy_matrix.csv), the continual-learning metrics of
+tools/metrics.py, each task's capacity (owned and picked weights, width, bytes against one network per
+task) and the plots of tools/plots.py. `--checkpoints model` (Piggyback) or `--checkpoints task` (a
+sequential finetune baseline, `<root>/<task>`) reads another run layout and writes only the matrix, its
+metrics (metrics.json) and its heatmap.
 """
 
 from __future__ import annotations
@@ -11,12 +16,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from tools import metrics, plots
 from tools.checkpoints import CheckpointFileError, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageError, UsageParser
 from utils.data.registry import DataError, get_benchmark
 
 SUMMARY = "summary.json"
+METRICS = "metrics.json"
+MATRIX_CSV = "accuracy_matrix.csv"
+LAYOUTS = {"gradual_prune": "gradual_prune", "model": "model", "task": "."}
+"""--checkpoints: each task's final checkpoint under <root>/<task>/ (CPG and PackNet, Piggyback, a
+sequential finetune baseline)"""
 
 
 def task_accuracies(network, data: dict, device) -> dict[str, float]:
@@ -26,9 +37,82 @@ def task_accuracies(network, data: dict, device) -> dict[str, float]:
     network.to(device)
     accuracies = {}
     for name, task_data in data.items():
-        network.set_task(network.task_id(name))
+        network.set_task(_task_of(network, name))
         accuracies[name] = round(evaluate(network, task_data), 4)
     return accuracies
+
+
+def _task_of(network, name: str) -> int:
+    """The task that answers for `name`: its own, or in a plain finetune baseline (whose latest task took
+    over the earlier ones' weights and head) the latest."""
+    from utils.checkpoint import CheckpointError
+
+    if name in [spec.name for spec in network.tasks]:
+        return network.task_id(name)
+    if network.mode == "plain":
+        return len(network.tasks)
+    raise CheckpointError(f"the checkpoint holds no task {name!r}")
+
+
+def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> metrics.Matrix:
+    """R[i][j]: task i's test accuracy with the checkpoint in folders[j] (the one saved after task j), for
+    i <= j, None above the diagonal. Each checkpoint is loaded once; `visit(payload, network)` sees each."""
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+
+    matrix: metrics.Matrix = [[None] * len(names) for _ in names]
+    for j, folder in enumerate(folders):
+        payload = load_checkpoint(folder)
+        network = network_from_checkpoint(payload)
+        column = task_accuracies(network, {name: data[name] for name in names[: j + 1]}, device)
+        for i, name in enumerate(names[: j + 1]):
+            matrix[i][j] = column[name]
+        if visit is not None:
+            visit(payload, network)
+    return matrix
+
+
+def _bytes(state: dict) -> int:
+    return sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+
+
+def capacity(payload: dict, network) -> dict:
+    """Every stored task's share of the checkpoint's network, in weights: those it owns, the earlier tasks'
+    weights it picks (CPG's pick bits; PackNet uses every earlier weight), the network's size at its width
+    and the weights still free after it; then the bytes of the masks (ownership and picks) and of the
+    model against one plain width-1.0 network per task."""
+    import torch
+
+    from models import build_network
+    from models.layers.base import unpack_bits
+    from models.layers.cpg import cpg_layers
+    from models.network import TaskSpec
+
+    layers = cpg_layers(network)
+    rows, taken = [], 0
+    for task, spec in enumerate(network.tasks, start=1):
+        owned = picked = size = 0
+        for layer in layers:
+            shape = layer.task_shapes[task - 1]
+            owner = layer.owner[tuple(slice(0, n) for n in shape)]
+            old = (owner > 0) & (owner < task)
+            pick = getattr(layer, f"pick_{task}", None)
+            if pick is not None:
+                old &= unpack_bits(pick, shape)
+            owned += int((owner == task).sum())
+            picked += int(old.sum())
+            size += int(torch.Size(shape).numel())
+        taken += owned
+        rows.append({"task": spec.name, "width": spec.width, "owned_weights": owned, "picked_weights": picked,
+                     "weights_at_width": size, "free_weights_after": size - taken})
+    state = payload["model"]
+    masks = {key: value for key, value in state.items() if key.rsplit(".", 1)[-1].startswith(("owner", "pick_"))}
+    independent = sum(_bytes(build_network(payload["arch"], 1.0, [TaskSpec(spec.name, spec.num_classes, 1.0)],
+                                           mode="plain").state_dict()) for spec in network.tasks)
+    unexpanded = sum(layer.weight.numel() for layer in cpg_layers(build_network(payload["arch"], 1.0,
+                                                                                mode=network.mode)))
+    return {"tasks": rows, "unexpanded_weights": unexpanded, "mask_bytes": _bytes(masks),
+            "model_bytes": _bytes(state), "independent_models_bytes": independent,
+            "model_vs_independent": round(_bytes(state) / independent, 4)}
 
 
 def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
@@ -47,23 +131,22 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
     return shares, total, total / unexpanded
 
 
-def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device) -> dict:
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-
+def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device,
+              baselines: dict[str, float] | None = None) -> dict:
     spec = get_benchmark(benchmark)
     data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
     last = root / names[-1] / "gradual_prune"
-    last_payload = load_checkpoint(last)
-    last_network = network_from_checkpoint(last_payload)
-    final = task_accuracies(last_network, data, device)
+    seen: list = []
+    matrix = accuracy_matrix([root / name / "gradual_prune" for name in names], names, data, device,
+                             lambda payload, network: seen.append((payload, network)))
+    last_payload, last_network = seen[-1]
     owned, shared_weights, relative_size = ownership(last_network, last_payload["arch"])
     rows = []
-    for name in names:
+    for i, name in enumerate(names):
         index = last_network.task_id(name)  # 1-based; a pretrained backbone's task comes first
         folder = root / name / "gradual_prune"
         meta, chosen = read_json(folder / "meta.json", "tasks"), read_json(folder / "chosen.json", "sparsity")
-        after = task_accuracies(network_from_checkpoint(load_checkpoint(folder)), {name: data[name]}, device)[name]
-        rows.append({"task": name, "accuracy_after_learning": after, "accuracy_final": final[name],
+        rows.append({"task": name, "accuracy_after_learning": matrix[i][i], "accuracy_final": matrix[i][-1],
                      "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
                      "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6)})
 
@@ -75,7 +158,19 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
             "final_width": number(read_json(last / "meta.json", "width"), "width", last / "meta.json"),
             "shared_weights": shared_weights,
             "size_vs_unexpanded": round(relative_size, 4),
-            "free_fraction": round(1.0 - sum(owned.values()), 6)}
+            "free_fraction": round(1.0 - sum(owned.values()), 6),
+            "task_names": names, "accuracy_matrix": matrix, "metrics": metrics.metrics(matrix, names, baselines),
+            "capacity": capacity(last_payload, last_network)}
+
+
+def summarise_sequence(root: Path, names: list[str], subfolder: str, benchmark: str, data_root: Path, device,
+                       baselines: dict[str, float] | None = None) -> dict:
+    """The matrix and metrics of any run that saved one checkpoint per task at <root>/<task>/<subfolder>."""
+    spec = get_benchmark(benchmark)
+    data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
+    matrix = accuracy_matrix([root / name / subfolder for name in names], names, data, device)
+    return {"benchmark": benchmark, "task_names": names, "accuracy_matrix": matrix,
+            "metrics": metrics.metrics(matrix, names, baselines)}
 
 
 def format_table(summary: dict) -> str:
@@ -87,7 +182,20 @@ def format_table(summary: dict) -> str:
                  f"{summary['average_accuracy_final']:>8.4f}   free weights {summary['free_fraction']:.3f}")
     lines.append(f"final width {summary['final_width']}: {summary['shared_weights']:,} shared weights, "
                  f"{summary['size_vs_unexpanded']:.2f}x the unexpanded network")
+    lines.append(format_metrics(summary))
+    cost = summary["capacity"]
+    lines.append(f"model {cost['model_bytes']:,} bytes (masks {cost['mask_bytes']:,}) against "
+                 f"{cost['independent_models_bytes']:,} for one width-1.0 network per task: "
+                 f"{cost['model_vs_independent']:.2f}x")
     return "\n".join(lines)
+
+
+def format_metrics(summary: dict) -> str:
+    """The metrics on one line; one the run has too few tasks for reads n/a."""
+    labels = {"average_accuracy": "ACC", "backward_transfer": "BWT", "forgetting": "forgetting",
+              "forward_transfer": "FWT"}
+    return "  ".join(f"{labels[key]} {'n/a' if value is None else f'{value:.4f}'}"
+                     for key, value in summary["metrics"].items())
 
 
 def format_settings(meta: dict) -> str:
@@ -120,15 +228,22 @@ def summary_of(parser: UsageParser, args) -> dict:
         names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
     except DataError as error:
         parser.error(str(error))
-    missing = [name for name in names if not (args.root / name / "gradual_prune" / "chosen.json").is_file()]
+    subfolder = LAYOUTS[args.checkpoints]
+    finished = "gradual_prune/chosen.json" if args.checkpoints == "gradual_prune" else f"{subfolder}/meta.json"
+    missing = [name for name in names if not (args.root / name / finished).is_file()]
     if missing:
         parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
     from utils.checkpoint import CheckpointError
     from utils.device import resolve_device
+    from utils.records import RecordError, read_goals
 
     try:
-        return summarise(args.root, names, args.benchmark, args.data_root, resolve_device(args.device))
-    except (UsageError, DataError) as error:
+        baselines = read_goals(args.baseline_acc_file) if args.baseline_acc_file else None
+        if args.checkpoints != "gradual_prune":
+            return summarise_sequence(args.root, names, subfolder, args.benchmark, args.data_root,
+                                      resolve_device(args.device), baselines)
+        return summarise(args.root, names, args.benchmark, args.data_root, resolve_device(args.device), baselines)
+    except (UsageError, DataError, RecordError) as error:
         parser.error(str(error))
     except CheckpointError as error:
         parser.bad_checkpoint(str(error))
@@ -145,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_root", default="data", type=Path)
     parser.add_argument("--num_tasks", type=int, default=None, help="first N tasks of the benchmark (default: all)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoints", choices=sorted(LAYOUTS), default="gradual_prune",
+                        help="where each task's final checkpoint is: <root>/<task>/gradual_prune (CPG, PackNet; the "
+                             "full summary), <root>/<task>/model (Piggyback) or <root>/<task> (a sequential finetune "
+                             f"baseline); the last two write only the matrix and its metrics to {METRICS}")
+    parser.add_argument("--baseline_acc_file", type=Path, default=None,
+                        help="accuracy of each task learned alone (a goal file of independent models): adds FWT")
     args = parser.parse_args(argv)
     try:
         if args.settings:
@@ -152,9 +273,17 @@ def main(argv: list[str] | None = None) -> int:
         summary = summary_of(parser, args)
     except CheckpointFileError as error:
         parser.bad_checkpoint(str(error))
+    metrics.write_matrix_csv(args.root / MATRIX_CSV, summary["task_names"], summary["accuracy_matrix"])
+    if args.checkpoints != "gradual_prune":
+        atomic_json_dump(summary, args.root / METRICS)
+        plots.heatmap(args.root, summary)
+        print(format_metrics(summary))
+        print(f"matrix and metrics written to {args.root / METRICS} and {args.root / MATRIX_CSV}")
+        return 0
     atomic_json_dump(summary, args.root / SUMMARY)
+    plots.write_all(args.root, summary)
     print(format_table(summary))
-    print(f"summary written to {args.root / SUMMARY}")
+    print(f"summary written to {args.root / SUMMARY}, plots and {MATRIX_CSV} beside it")
     return 0
 
 

@@ -1,0 +1,120 @@
+"""The report's PNG plots (matplotlib, Agg, no torch): the accuracy matrix as a heatmap, each task's
+sparsity-versus-accuracy curve from its pruning record, and each task's capacity over the sequence."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from tools.checkpoints import read_json
+from utils.records import read_record
+
+HEATMAP = "accuracy_matrix.png"
+PRUNING = "pruning_curves.png"
+CAPACITY = "capacity.png"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def heatmap(root: Path, summary: dict) -> Path:
+    """R[i][j] as colours with each value written in its cell; blank above the diagonal."""
+    plt = _pyplot()
+    names, matrix = summary["task_names"], summary["accuracy_matrix"]
+    values = [[math.nan if value is None else value for value in row] for row in matrix]
+    size = max(4.0, 0.9 * len(names) + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size * 0.85))
+    image = axes.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0)
+    for i, row in enumerate(matrix):
+        for j, value in enumerate(row):
+            if value is not None:
+                axes.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                          color="black" if value > 0.6 else "white")
+    axes.set_xticks(range(len(names)), [f"after {name}" for name in names], rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("checkpoint (after task j)")
+    axes.set_ylabel("evaluated task i")
+    axes.set_title("test accuracy R[i][j]")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    return _save(figure, root / HEATMAP)
+
+
+def pruning_curves(root: Path, names: list[str]) -> Path:
+    """One subplot per task: accuracy at each recorded sparsity (gradual_prune/record.txt), the task's goal
+    and the sparsity chosen (chosen.json)."""
+    plt = _pyplot()
+    columns = min(len(names), 4)
+    rows = -(-len(names) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows), squeeze=False)
+    for axes, name in zip(grid.flat, names, strict=False):
+        folder = root / name / "gradual_prune"
+        record = read_record(folder / "record.txt")
+        chosen = read_json(folder / "chosen.json", "sparsity")
+        points = sorted((float(key), value) for key, value in record.items())
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label="accuracy")
+        goal = chosen.get("goal")
+        if isinstance(goal, (int, float)) and goal > 0:
+            axes.axhline(goal, color="tab:red", linestyle="--", linewidth=1, label=f"goal {goal:.3f}")
+        if chosen["sparsity"] in record:
+            axes.plot([float(chosen["sparsity"])], [record[chosen["sparsity"]]], marker="*", markersize=14,
+                      color="tab:orange", linestyle="none", label=f"chosen {chosen['sparsity']}")
+        axes.set_title(name, fontsize=9)
+        axes.set_xlabel("sparsity")
+        axes.set_ylabel("accuracy")
+        axes.set_xlim(-0.03, 1.0)
+        axes.legend(fontsize=7, loc="lower left")
+    for axes in list(grid.flat)[len(names):]:
+        axes.set_visible(False)
+    return _save(figure, root / PRUNING)
+
+
+def capacity_bars(root: Path, summary: dict) -> Path:
+    """Per task, stacked: weights owned by earlier tasks it does not use, those it picks, those it owns,
+    and those left free after it; the bar's height is the network at the task's width, so whatever rises
+    above the dashed width-1.0 line is growth."""
+    plt = _pyplot()
+    cost = summary["capacity"]
+    rows = cost["tasks"]
+    labels = [row["task"] for row in rows]
+    earlier_owned, owned_so_far = [], 0
+    for row in rows:
+        earlier_owned.append(owned_so_far)
+        owned_so_far += row["owned_weights"]
+    unused = [earlier - row["picked_weights"] for earlier, row in zip(earlier_owned, rows, strict=True)]
+    segments = [("earlier tasks', not used", unused, "0.75"),
+                ("picked from earlier tasks", [r["picked_weights"] for r in rows], "tab:blue"),
+                ("owned (its own)", [r["owned_weights"] for r in rows], "tab:green"),
+                ("free after it", [r["free_weights_after"] for r in rows], "tab:olive")]
+    figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 3.0), 4.2))
+    bottom = [0] * len(rows)
+    for label, heights, colour in segments:
+        axes.bar(labels, heights, bottom=bottom, label=label, color=colour, edgecolor="white")
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    axes.axhline(cost["unexpanded_weights"], color="black", linestyle="--", linewidth=1,
+                 label="width 1.0 (above: growth)")
+    axes.set_ylabel("shared weights")
+    axes.set_title("capacity per task (height: network at the task's width)")
+    axes.tick_params(axis="x", rotation=30)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(figure, root / CAPACITY)
+
+
+def write_all(root: Path, summary: dict) -> list[Path]:
+    """Every plot of a CPG-family summary, next to it."""
+    return [heatmap(root, summary), pruning_curves(root, summary["task_names"]), capacity_bars(root, summary)]
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    figure.clear()
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
