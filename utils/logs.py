@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from utils.board import Board
+
 
 def _format(value) -> str:
     if isinstance(value, float):
@@ -30,6 +32,11 @@ class RunLog:
             with self.path.open("a") as file:
                 file.write(text + "\n")
         return text
+
+    def board(self, run: str) -> Board:
+        """The TensorBoard writer of one stage, `tensorboard/<run>` beside the log file (nothing when quiet
+        or without a file)."""
+        return Board(self.path.parent / "tensorboard" / run if self.path else None)
 
     def decision(self, **fields) -> None:
         text = self.line(**fields)

@@ -22,6 +22,7 @@ from models import build_network
 from models.layers.cpg import cpg_layers
 from models.network import TaskNetwork
 from models.pretrained import PretrainedError, add_pretrained_task
+from utils.board import Board
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
@@ -58,6 +59,8 @@ class Stage:
     images (the reference's choice) when --val_fraction is 0"""
     test_data: DeviceTaskData
     process_start: float
+    board: Board
+    """the stage's TensorBoard run (`board_run`), written with each epoch line"""
 
     def epoch_line(self, epoch: int, result: EpochResult, fields: dict) -> None:
         """One log line per epoch, with its duration (and, for the first, the set-up time before it)."""
@@ -65,8 +68,9 @@ class Stage:
         if epoch == 1:
             fields = {"seconds": fields.pop("seconds"), "setup_seconds": fields.pop("setup_seconds"),
                       "paths": settings.speed.describe(), **fields}
-        self.log.line(stage=settings.mode, task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
-                      loss=result.loss, train_acc=result.accuracy, width=self.network.width, **fields)
+        scalars = dict(loss=result.loss, train_acc=result.accuracy, width=self.network.width, **fields)
+        self.log.line(stage=settings.mode, task=settings.dataset, epoch=f"{epoch}/{settings.epochs}", **scalars)
+        self.board.epoch(epoch, **scalars)
 
     def decide(self, code: ExitCode, reason: str, **extra) -> ExitCode:
         self.log.decision(stage=self.settings.mode, task=self.settings.dataset, exit=int(code), state=code.name,
@@ -98,9 +102,20 @@ class Stage:
 
     def epochs(self, loop: TrainLoop, **hooks) -> Epochs:
         settings = self.settings
-        return run_epochs(loop, self.data, settings.batch_size, self.data.generator(settings.seed), settings.epochs,
-                          description=f"{settings.mode} {settings.dataset}", process_start=self.process_start,
-                          **{"log": self.epoch_line, **hooks})
+        with self.board:
+            return run_epochs(loop, self.data, settings.batch_size, self.data.generator(settings.seed),
+                              settings.epochs, description=f"{settings.mode} {settings.dataset}",
+                              process_start=self.process_start, **{"log": self.epoch_line, **hooks})
+
+
+def board_run(settings: CPGSettings) -> str:
+    """The stage's TensorBoard run: a wider finetune and each pruning target get runs of their own, named
+    as the driver names the stages."""
+    if settings.mode == "finetune":
+        return f"finetune_w{settings.network_width_multiplier}"
+    if settings.mode == "prune":
+        return f"prune_{settings.target_sparsity}"
+    return settings.mode
 
 
 def _fresh_network(settings: CPGSettings) -> TaskNetwork:
@@ -184,7 +199,7 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
 
     test_data = on_device(task_data)
     data = on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
-    return Stage(settings, log, device, network, task, data, test_data, process_start)
+    return Stage(settings, log, device, network, task, data, test_data, process_start, log.board(board_run(settings)))
 
 
 def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
@@ -209,6 +224,11 @@ def _weight_decay(stage: Stage):
         for weight in weights:
             weight.add_weight_decay(decay)
     return apply if decay > 0 else None
+
+
+def _rates(sgd: SGD, adam: Adam | None) -> dict:
+    """The learning rates an epoch trains with, for its log line and TensorBoard."""
+    return {"lr": sgd.lr, **({"lr_mask": adam.lr} if adam else {})}
 
 
 def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
@@ -242,7 +262,7 @@ def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
         _set_lr(sgd, settings.lr * (0.1 if progress >= 0.5 else 1.0) * (0.1 if progress >= 0.8 else 1.0))
         mask_scale = 1.0 if progress < 0.5 else (0.2 if progress < 0.7 or not owns_weights else 0.0)
         _set_lr(adam, settings.lr_mask * mask_scale)
-        return {}
+        return _rates(sgd, adam)
 
     done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule)
     return done.last, _evaluate(stage)
@@ -302,7 +322,8 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     def sparsity(epoch: int, result: EpochResult, fields: dict) -> None:
         stage.epoch_line(epoch, result, {**fields, "sparsity": task_sparsity(layers, stage.task)})
 
-    result = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), log=sparsity).last
+    result = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), schedule=lambda _: _rates(sgd, None),
+                          log=sparsity).last
     pruner.finish()
     accuracy = _evaluate(stage)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=settings.target_sparsity)
@@ -322,7 +343,8 @@ def retrain(stage: Stage) -> ExitCode:
     settings = stage.settings
     before = _evaluate(stage)
     sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
-    done = stage.epochs(_train_loop(stage, [sgd, adam]), evaluate=lambda: _evaluate(stage),
+    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=lambda _: _rates(sgd, adam),
+                        evaluate=lambda: _evaluate(stage),
                         keep_best=lambda epoch, result, accuracy: stage.save(accuracy, result.accuracy, epoch=epoch),
                         patience=RETRAIN_PATIENCE)
     if settings.jsonfile:

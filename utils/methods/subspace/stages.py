@@ -124,12 +124,17 @@ def finetune(settings: SubspaceSettings, log: RunLog, device: torch.device, proc
         with torch.no_grad():
             return mean_squared_cosine(vertex_gram(subspace.weights)).item()
 
-    def log_epoch(epoch: int, result, fields: dict) -> None:
-        log.line(stage="finetune", method="subspace", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
-                 lr=fields.pop("lr"), loss=result.loss, train_acc=result.accuracy, cos2=vertex_cos2(), **fields)
+    board = log.board(f"subspace_finetune_{settings.dataset}")
 
-    run_epochs(loop, data, settings.batch_size, generator, settings.epochs, schedule=schedule, log=log_epoch,
-               description=f"subspace {settings.dataset}", process_start=process_start)
+    def log_epoch(epoch: int, result, fields: dict) -> None:
+        scalars = dict(lr=fields.pop("lr"), loss=result.loss, train_acc=result.accuracy, cos2=vertex_cos2(), **fields)
+        log.line(stage="finetune", method="subspace", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
+                 **scalars)
+        board.epoch(epoch, **scalars)
+
+    with board:
+        run_epochs(loop, data, settings.batch_size, generator, settings.epochs, schedule=schedule, log=log_epoch,
+                   description=f"subspace {settings.dataset}", process_start=process_start)
     cos2 = vertex_cos2()
     centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
     centre = evaluate_at(network, subspace, centre_point, data, settings)

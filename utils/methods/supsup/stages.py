@@ -132,15 +132,20 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
     def schedule(epoch: int) -> dict:
         if settings.supsup_schedule == "cosine":
             optimizer.lr = 0.5 * settings.lr * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))
-        return {}
+        return {"lr": optimizer.lr}
+
+    board = log.board(f"supsup_finetune_{settings.dataset}")  # one log may hold every task (GNu)
 
     def log_epoch(epoch: int, result, fields: dict) -> None:
         log.line(stage="supsup_finetune", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
                  train_acc=result.accuracy, **fields)
+        board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, **fields)
 
     loop = TrainLoop(network, [optimizer], device, before_step=weight_decay if decay > 0 else None)
-    run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, schedule=schedule,
-               log=log_epoch, description=f"supsup {settings.dataset}", process_start=process_start)
+    with board:
+        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs,
+                   schedule=schedule, log=log_epoch, description=f"supsup {settings.dataset}",
+                   process_start=process_start)
     store_masks(network)
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)

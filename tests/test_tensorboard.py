@@ -1,0 +1,107 @@
+"""TensorBoard runs: each stage writes its epoch lines' numbers under `<log folder>/tensorboard/<run>`,
+step = epoch, read back with TensorBoard's own event reader; a rerun replaces its run; no log, no events."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import main_normal
+from utils.logs import RunLog
+
+TINY = ["--data_root", "{data}", "--device", "cpu", "--batch_size", "16", "--epochs", "2"]
+
+
+def _main(data_root: Path, *args: str) -> int:
+    return main_normal.main([*(flag.format(data=data_root) for flag in TINY), *args])
+
+
+def _cpg(data_root: Path, task: Path, mode: str, *args: str) -> int:
+    return _main(data_root, "--mode", mode, "--dataset", "digits_01", "--jsonfile", str(task / "record.txt"),
+                 "--log_path", str(task / "train.log"), "--max_allowed_network_width_multiplier", "1.0", *args)
+
+
+def _prune(data_root: Path, task: Path) -> int:
+    return _cpg(data_root, task, "prune", "--lr", "1e-3", "--lr_mask", "0", "--target_sparsity", "0.5",
+                "--load_folder", str(task / "scratch"), "--save_folder", str(task / "gradual_prune"))
+
+
+@pytest.fixture(scope="module")
+def cpg_task(data_root, tmp_path_factory) -> Path:
+    """One task's folder after a tiny finetune, prune and retrain, laid out as scripts/cpg.sh lays it out."""
+    task = tmp_path_factory.mktemp("cpg") / "digits_01"
+    assert _cpg(data_root, task, "finetune", "--lr", "0.05", "--save_folder", str(task / "scratch")) in (0, 2)
+    assert _prune(data_root, task) in (0, 6)
+    assert _cpg(data_root, task, "retrain", "--lr", "1e-3", "--lr_mask", "1e-4",
+                "--load_folder", str(task / "gradual_prune"), "--save_folder", str(task / "retrain")) == 0
+    return task
+
+
+def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of a run folder as (step, value) pairs, as TensorBoard reads them."""
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def _epoch_lines(log: Path, stage: str) -> list[dict[str, str]]:
+    lines = [dict(field.split("=", 1) for field in line.split()[1:] if "=" in field)
+             for line in log.read_text().splitlines()]
+    return [line for line in lines if line.get("stage") == stage and "epoch" in line]
+
+
+def test_each_stage_has_a_run_of_its_own(cpg_task):
+    board = cpg_task / "tensorboard"
+    assert sorted(path.name for path in board.iterdir()) == ["finetune_w1.0", "prune_0.5", "retrain"]
+    for run in board.iterdir():
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1
+
+
+@pytest.mark.parametrize("stage, run, tags", [
+    ("finetune", "finetune_w1.0", {"loss", "train_acc", "width", "lr", "seconds", "setup_seconds"}),
+    ("prune", "prune_0.5", {"loss", "train_acc", "width", "lr", "seconds", "setup_seconds", "sparsity"}),
+    ("retrain", "retrain", {"loss", "train_acc", "width", "lr", "seconds", "setup_seconds", "val_acc",
+                            "eval_seconds"}),
+])
+def test_scalars_are_the_epoch_lines(cpg_task, stage, run, tags):
+    scalars = _scalars(cpg_task / "tensorboard" / run)
+    lines = _epoch_lines(cpg_task / "train.log", stage)
+    assert tags <= set(scalars) and "paths" not in scalars
+    assert [step for step, _ in scalars["loss"]] == [1, 2] == [int(line["epoch"].split("/")[0]) for line in lines]
+    assert [step for step, _ in scalars["setup_seconds"]] == [1]
+    for tag in ("loss", "train_acc", "width", "lr") + (("sparsity",) if stage == "prune" else ()):
+        for (_, value), line in zip(scalars[tag], lines, strict=True):
+            assert abs(value - float(line[tag])) <= 0.5e-4 + 1e-6, (tag, value, line[tag])  # the log's 4 decimals
+
+
+def test_a_rerun_replaces_the_stage_run(cpg_task, data_root, tmp_path):
+    task = tmp_path / "digits_01"
+    shutil.copytree(cpg_task, task)
+    assert _prune(data_root, task) in (0, 6)
+    run = task / "tensorboard" / "prune_0.5"
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert [step for step, _ in _scalars(run)["loss"]] == [1, 2]
+    assert len(_epoch_lines(task / "train.log", "prune")) == 4  # the log keeps both runs' lines
+
+
+@pytest.mark.parametrize("method, benchmark, dataset, run, tags", [
+    ("supsup", "split_digits", "digits_01", "supsup_finetune_digits_01", {"loss", "train_acc", "lr", "seconds"}),
+    ("subspace", "digits10", "digits10", "subspace_finetune_digits10", {"loss", "train_acc", "lr", "cos2", "seconds"}),
+])
+def test_supsup_and_subspace_finetunes_write_their_scalars(data_root, tmp_path, method, benchmark, dataset, run, tags):
+    arch = ["--arch", "lenet_300_100"] if method == "supsup" else []
+    code = _main(data_root, "--method", method, "--mode", "finetune", "--benchmark", benchmark, "--dataset", dataset,
+                 "--lr", "0.01", *arch, "--save_folder", str(tmp_path / "model"), "--log_path",
+                 str(tmp_path / "train.log"))
+    assert code == 0
+    scalars = _scalars(tmp_path / "tensorboard" / run)
+    assert tags <= set(scalars)
+    assert [step for step, _ in scalars["loss"]] == [1, 2]
+
+
+def test_no_log_file_or_a_quiet_rank_writes_nothing(tmp_path):
+    for log in (RunLog(None), RunLog(tmp_path / "train.log", quiet=True)):
+        with log.board("finetune_w1.0") as board:
+            board.epoch(1, loss=0.5)
+    assert not any(tmp_path.iterdir())
