@@ -104,6 +104,30 @@ log_decision() {
   printf '%s stage=driver %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "$*" | tee -a "$log"
 }
 
+# stage_done NAME MARKER_DIR ALLOWED_CODES: whether MARKER_DIR/NAME records that stage NAME finished; if
+# so, STAGE_RC is its state code. A marker is data: only a content that is exactly one of ALLOWED_CODES
+# counts (never evaluated, as arithmetic would run an expression in it); anything else is removed with a
+# one-line warning, so the stage is redone.
+stage_done() {
+  local name=$1 marker="$2/$1" allowed=$3 content="" code
+  [[ -e $marker || -L $marker ]] || return 1
+  if [[ -f $marker && -r $marker ]]; then
+    LC_ALL=C read -r -N 32 content < "$marker" || true
+    content=${content%$'\n'}
+    for code in $allowed; do
+      if [[ $content == "$code" ]]; then
+        STAGE_RC=$code
+        return 0
+      fi
+    done
+  fi
+  content=${content//[^[:alnum:] ._-]/?}
+  printf '%s: warning: stage %s: marker %s holds "%s", not one of its codes (%s); redoing the stage\n' \
+    "$(basename "$0")" "$name" "$marker" "${content:0:20}" "$allowed" >&2
+  rm -rf -- "$marker"
+  return 1
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
@@ -111,8 +135,7 @@ log_decision() {
 run_stage() {
   local name=$1 marker_dir=$2 log=$3 allowed=$4; shift 4
   local marker="$marker_dir/$name"
-  if [[ -f $marker ]]; then
-    STAGE_RC=$(<"$marker")
+  if stage_done "$name" "$marker_dir" "$allowed"; then
     say "$name: done before (exit $STAGE_RC), skipped"
     return 0
   fi

@@ -1,0 +1,132 @@
+"""What the drivers do with what they are given: stage markers, environment values, goal files, run folders,
+the interpreter and the CPU thread count. Mostly with a small stand-in for the Python stages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, environment
+
+LIB = REPO / "scripts" / "lib.sh"
+QUICK = {"FINETUNE_EPOCHS": "6", "PRUNE_EPOCHS": "3", "RETRAIN_EPOCHS": "2", "BATCH_SIZE": "16",
+         "PRUNING_INTERVAL": "1", "PRUNING_FREQUENCY": "3", "OMP_NUM_THREADS": "1"}
+
+# A stand-in for PYTHON: `-m tools.list_tasks` runs for real (the drivers need the task names); any other call
+# appends its arguments, its thread settings and its PID to STUB_LOG as a JSON line, sleeps STUB_SLEEP seconds
+# if set, and exits with STUB_CODES[its --dataset] (default 0).
+STUB = f"""#!{sys.executable}
+import json, os, sys, time
+args = sys.argv[1:]
+if args[:2] == ["-m", "tools.list_tasks"]:
+    os.execv(sys.executable, [sys.executable, *args])
+threads = {{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps({{"args": args, "threads": threads, "pid": os.getpid()}}) + "\\n")
+time.sleep(float(os.environ.get("STUB_SLEEP") or 0))
+dataset = args[args.index("--dataset") + 1] if "--dataset" in args else ""
+sys.exit(json.loads(os.environ.get("STUB_CODES", "{{}}")).get(dataset, 0))
+"""
+
+
+def stub_env(folder: Path, **codes: int) -> dict[str, str]:
+    """The environment that makes a driver call the stand-in, with these exit codes per dataset."""
+    stub = folder / "python_stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    return {"PYTHON": str(stub), "STUB_LOG": str(folder / "stub.jsonl"), "STUB_CODES": json.dumps(codes),
+            "FAST_START": "0", "DEVICE": "cpu"}
+
+
+def stub_calls(env: dict[str, str]) -> list[dict]:
+    path = Path(env["STUB_LOG"])
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """COMMAND with its output in files (a leftover child keeps no pipe open); a run past TIMEOUT fails the test."""
+    out, err = cwd / "run.out", cwd / "run.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        try:
+            done = subprocess.run(command, stdout=stdout, stderr=stderr, env=env, cwd=REPO, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{command} ran past {timeout} s: {err.read_text()[-1000:]}")
+    return subprocess.CompletedProcess(done.args, done.returncode, out.read_text(), err.read_text())
+
+
+def driver(script: str, *args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    return run(["bash", str(REPO / "scripts" / script), *args], cwd, environment(**env), timeout)
+
+
+def lib(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`script` in a fresh bash that has sourced lib.sh."""
+    return run(["bash", "-c", f'source "{LIB}"\n{script}'], cwd, environment(**env))
+
+
+def one_line(done: subprocess.CompletedProcess) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+# 1. Stage markers are data ------------------------------------------------------------------------------------
+
+EVIL = "SECONDS[$(touch {0})]"  # a set, numeric name: bash arithmetic would run the command
+
+
+@pytest.mark.parametrize("content", ["", "7", "0 2", " 0", "0\n0\n", "2x", "{evil}", "directory"])
+def test_a_marker_that_is_not_one_of_the_codes_is_redone_never_evaluated(tmp_path, content):
+    stages = tmp_path / "task/.stages"
+    stages.mkdir(parents=True)
+    pwned = tmp_path / "pwned"
+    marker = stages / "finetune"
+    if content == "directory":
+        marker.mkdir()
+    else:
+        marker.write_text(content.format(evil=EVIL.format(pwned)))
+    done = lib(f"""
+        run_stage finetune "{stages}" "{tmp_path}/task/train.log" "0 2 5" bash -c 'echo ran >> "{tmp_path}/ran"; exit 2'
+        [[ $STAGE_RC -eq 2 ]] && echo state=$STAGE_RC
+    """, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not pwned.exists()
+    assert (tmp_path / "ran").read_text() == "ran\n" and "state=2" in done.stdout
+    assert marker.read_text() == "2\n"
+    warning = one_line(done)
+    assert "warning" in warning and "finetune" in warning and "redoing" in warning
+
+
+@pytest.mark.parametrize("content", ["0", "0\n", "5\n"])
+def test_a_marker_with_one_of_the_codes_skips_the_stage(tmp_path, content):
+    stages = tmp_path / ".stages"
+    stages.mkdir()
+    (stages / "finetune").write_text(content)
+    done = lib(f"""
+        run_stage finetune "{stages}" "{tmp_path}/train.log" "0 2 5" touch "{tmp_path}/ran"
+        echo "state=$STAGE_RC"
+    """, tmp_path)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert f"state={content.strip()}" in done.stdout and not (tmp_path / "ran").exists()
+
+
+def test_cpg_redoes_stages_whose_markers_hold_an_expression(data_root, tmp_path):
+    env = {**QUICK, "NUM_TASKS": "1", "CKPT_ROOT": str(tmp_path / "ck")}
+    first = driver("cpg.sh", "split_digits", str(data_root), "s", "1.5", cwd=tmp_path, timeout=300, **env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    root = tmp_path / "ck/CPG/split_digits/s/digits_convnet"
+    summary = (root / "summary.json").read_text()
+    pwned = tmp_path / "pwned"
+    for name in ("finetune_w1.0", "prune_0.1"):  # their codes go into [[ -eq ]] and (( )) in cpg.sh
+        (root / "digits_01/.stages" / name).write_text(EVIL.format(pwned) + "\n")
+    again = driver("cpg.sh", "split_digits", str(data_root), "s", "1.5", cwd=tmp_path, timeout=300, **env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert not pwned.exists()
+    assert "finetune_w1.0: running" in again.stdout and "prune_0.1: running" in again.stdout
+    assert "prune_0.2: done before" in again.stdout
+    assert again.stderr.count("redoing the stage") == 2
+    assert (root / "digits_01/.stages/finetune_w1.0").read_text() == "0\n"
+    assert (root / "summary.json").read_text() == summary
