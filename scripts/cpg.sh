@@ -19,11 +19,25 @@ DATA_ROOT=$2  # the argument, not the environment: DATA_ROOT only picks the data
 SETTING=$3
 MAX_WIDTH=$4
 require_commands jq awk "$PYTHON"
-float_ge "$MAX_WIDTH" 1.0 || usage_error "max width multiplier must be at least 1.0, got $MAX_WIDTH"
+if ! is_number "$MAX_WIDTH" || ! float_ge "$MAX_WIDTH" 1.0; then
+  usage_error "max width multiplier must be a number of at least 1.0, got '$MAX_WIDTH'"
+fi
+WIDTH_STEP=${WIDTH_STEP:-0.5}
+if ! is_number "$WIDTH_STEP" || ! float_gt "$WIDTH_STEP" 0; then
+  usage_error "WIDTH_STEP must be a number above 0, got '$WIDTH_STEP'"
+fi
+read -r -a SPARSITY_STEPS <<< "${SPARSITY_STEPS:-0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95}"
+((${#SPARSITY_STEPS[@]})) || usage_error "SPARSITY_STEPS must list at least one sparsity"
+for end in "${SPARSITY_STEPS[@]}"; do
+  if ! is_number "$end" || ! float_gt "$end" 0 || float_ge "$end" 1; then
+    usage_error "SPARSITY_STEPS must list numbers between 0 and 1, got '$end'"
+  fi
+done
 [[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
 resolve_roots
 load_benchmark "$BENCHMARK"
 TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
+require_count TOTAL_TASKS "$TOTAL_TASKS" "${#TASKS[@]}"
 METHOD=${METHOD:-cpg}
 case $METHOD in
   cpg) METHOD_DIR=CPG ;;
@@ -31,8 +45,6 @@ case $METHOD in
   *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
 esac
 ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
-WIDTH_STEP=${WIDTH_STEP:-0.5}
-read -r -a SPARSITY_STEPS <<< "${SPARSITY_STEPS:-0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95}"
 
 COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
         --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"

@@ -22,6 +22,25 @@ require_commands() {
 float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
+float_gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b + 1e-9) }'; }
+
+# Checks of the numbers a driver computes with, so that a bad value stops it with one line and exit 64
+# instead of an "unbound variable", a loop that never ends or, in bash arithmetic, an evaluated expression.
+# is_number VALUE: a finite decimal number (nan, inf, 1e999, hex and words are not), checked by awk.
+is_number() {
+  awk -v x="$1" 'BEGIN {
+    if (x !~ /^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$/) exit 1
+    v = x + 0  # 1e999 reads as inf; comparisons, unlike v - v == 0 in mawk, also turn NaN away
+    exit !(v > -1e308 && v < 1e308)
+  }'
+}
+# require_count NAME VALUE MAX: VALUE is a whole number from 1 to MAX (no sign, no leading zero: bash
+# would read 010 as octal).
+require_count() {
+  if [[ ! $2 =~ ^[1-9][0-9]{0,8}$ ]] || (($2 > $3)); then
+    usage_error "$1 must be a whole number from 1 to $3, got '$2'"
+  fi
+}
 
 # resolve_roots: DATA_ROOT (default data/) and CKPT_ROOT (default checkpoints/) as absolute paths, then
 # work from the repository root. A DATA_ROOT the user gave must exist (a typo must not train elsewhere);
@@ -46,15 +65,18 @@ load_benchmark() {
   mapfile -t TASKS <<< "$names"
   ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$1" --arch)}
   NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
-  ((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+  require_count NUM_TASKS "$NUM_TASKS" "${#TASKS[@]}"
 }
+
+# gpu_found: whether an NVIDIA GPU is there (nvidia-smi lists one).
+gpu_found() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
 
 # select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
 select_gpu() {
   [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
   [[ $1 =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "GPU id must be a number like 0 (or a list like 0,1), got '$1'"
   export CUDA_VISIBLE_DEVICES=$1
-  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  if [[ ${DEVICE:-} != cpu ]] && ! gpu_found; then  # no warning when the CPU is what was asked for
     printf 'warning: no NVIDIA GPU found; running on the CPU, which is far slower\n' >&2
     export DEVICE=${DEVICE:-cpu}
   fi
@@ -191,6 +213,7 @@ run_plain_models() {
   local name=$1 logfile=$2 start=$3
   local root k task dir earlier lr
   logfile=$(realpath -m "$logfile")
+  [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
   load_benchmark cifar100
   root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"

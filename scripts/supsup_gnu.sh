@@ -19,6 +19,9 @@ require_commands "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
+for count in "${EVAL_AT[@]}"; do
+  [[ $count =~ ^[1-9][0-9]{0,8}$ ]] || usage_error "EVAL_AT must list task counts (whole numbers from 1), got '$count'"
+done
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gnu_${ADAPTOR}_$OBJECTIVE/$ARCH"
 MODEL="$ROOT/model"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "${SEED:-1}"

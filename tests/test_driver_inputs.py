@@ -130,3 +130,68 @@ def test_cpg_redoes_stages_whose_markers_hold_an_expression(data_root, tmp_path)
     assert again.stderr.count("redoing the stage") == 2
     assert (root / "digits_01/.stages/finetune_w1.0").read_text() == "0\n"
     assert (root / "summary.json").read_text() == summary
+
+
+# 2. Numbers from the environment and the command line ----------------------------------------------------------
+
+BAD_COUNTS = ["abc", "0", "-1", "1.5", "6", "010", "99999999999999999999", " 2", EVIL]
+BAD_NUMBERS = ["nan", "NaN", "inf", "-inf", "1e999", "abc", "0x10", "1.5.0"]
+
+
+def _rejected(done: subprocess.CompletedProcess, env: dict[str, str], name: str, pwned: Path) -> None:
+    assert done.returncode == 64, done.stdout[-1000:] + done.stderr[-1000:]
+    assert name in one_line(done)
+    assert not stub_calls(env), "a stage ran"
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize("name", ["NUM_TASKS", "TOTAL_TASKS"])
+@pytest.mark.parametrize("value", BAD_COUNTS)
+def test_cpg_rejects_a_task_count_that_is_not_one_of_the_benchmarks(tmp_path, name, value):
+    env = stub_env(tmp_path, digits_01=2)  # the old driver, missing the error, grew forever or crashed
+    pwned = tmp_path / "pwned"
+    done = driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", cwd=tmp_path, timeout=30, **env,
+                  CKPT_ROOT=str(tmp_path / "ck"), **{name: value.format(pwned)})
+    _rejected(done, env, name, pwned)
+
+
+@pytest.mark.parametrize("value", [*BAD_NUMBERS, "0.5", ""])
+def test_cpg_rejects_a_max_width_that_is_not_a_finite_number_of_at_least_one(tmp_path, value):
+    env = stub_env(tmp_path, digits_01=2)
+    done = driver("cpg.sh", "split_digits", str(tmp_path), "s", value, cwd=tmp_path, timeout=30, **env,
+                  CKPT_ROOT=str(tmp_path / "ck"))
+    _rejected(done, env, "max width", tmp_path / "pwned")
+
+
+@pytest.mark.parametrize("name, value", [*(("WIDTH_STEP", value) for value in [*BAD_NUMBERS, "0", "-0.5"]),
+                                         ("SPARSITY_STEPS", "0.1 nan"), ("SPARSITY_STEPS", "0.5 1.0"),
+                                         ("SPARSITY_STEPS", "abc")])
+def test_cpg_rejects_steps_that_are_not_finite_numbers_in_range(tmp_path, name, value):
+    env = stub_env(tmp_path, digits_01=2)
+    done = driver("cpg.sh", "split_digits", str(tmp_path), "s", "inf" if name == "WIDTH_STEP" else "1.5",
+                  cwd=tmp_path, timeout=30, **env, CKPT_ROOT=str(tmp_path / "ck"), **{name: value})
+    assert done.returncode == 64 and not stub_calls(env), done.stderr[-1000:]
+    assert any(word in one_line(done) for word in (name, "max width"))
+
+
+@pytest.mark.parametrize("script, args, extra", [
+    ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {}),
+    ("supsup_gg.sh", [], {"BENCHMARK": "permuted_digits"}),
+    ("piggyback.sh", ["split_digits"], {}),
+])
+@pytest.mark.parametrize("value", ["abc", "0", "1.5", "99999999999999999999", EVIL])
+def test_every_driver_rejects_a_bad_num_tasks(tmp_path, script, args, extra, value):
+    env = stub_env(tmp_path)
+    pwned = tmp_path / "pwned"
+    done = driver(script, *args, cwd=tmp_path, timeout=30, **env, **extra, DATA_ROOT=str(tmp_path),
+                  CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS=value.format(pwned))
+    _rejected(done, env, "NUM_TASKS", pwned)
+
+
+@pytest.mark.parametrize("value", ["1 x", "0", "1.5", EVIL])
+def test_supsup_gnu_rejects_eval_at_that_is_not_task_counts(tmp_path, value):
+    env = stub_env(tmp_path)
+    pwned = tmp_path / "pwned"
+    done = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "g", cwd=tmp_path, timeout=30, **env,
+                  DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS="2", EVAL_AT=value.format(pwned))
+    _rejected(done, env, "EVAL_AT", pwned)
