@@ -76,7 +76,8 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
     state=$STAGE_RC
     [[ $state -eq 2 ]] || break
     float_ge "$width" "$MAX_WIDTH" && die "finetune asked to expand at the width cap $MAX_WIDTH; see $log"
-    width=$(float_min "$(float_add "$width" "$WIDTH_STEP")" "$MAX_WIDTH")
+    width=$(float_add "$width" "$WIDTH_STEP")
+    width=$(float_min "$width" "$MAX_WIDTH")
     log_decision "$log" "task=$task decision=expand width=$width"
   done
 
@@ -114,8 +115,10 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
       --dataset "$task" --log_path "$log"
   fi
   previous="$dir/gradual_prune"
-  say "task $k/$NUM_TASKS: $task done: sparsity $(json_get "$previous/chosen.json" .sparsity)," \
-    "accuracy $(json_get "$previous/meta.json" .accuracy), width $(json_get "$previous/meta.json" .width)"
+  sparsity=$(json_get "$previous/chosen.json" .sparsity)
+  accuracy=$(json_get "$previous/meta.json" .accuracy)
+  final_width=$(json_get "$previous/meta.json" .width)
+  say "task $k/$NUM_TASKS: $task done: sparsity $sparsity, accuracy $accuracy, width $final_width"
 done
 
-"$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
+run_child "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"

@@ -36,4 +36,5 @@ for seed in $seeds; do
   reports+=("$report")
 done
 say "recovery per seed (reports: ${reports[*]})"
-"$PYTHON" -m tools.extract "${reports[@]}" | tee "$out/seeds.md"
+run_child "$PYTHON" -m tools.extract "${reports[@]}" > "$out/seeds.md"
+cat "$out/seeds.md"

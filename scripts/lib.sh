@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Shared helpers of the drivers: messages, float arithmetic (awk; no bc on GPU hosts),
-# JSON via jq, and resumable stages. Source it; it sets strict mode.
+# Shared helpers of the drivers: messages, input checks, float arithmetic (awk; no bc on GPU hosts),
+# JSON via jq, and resumable stages that stop with their driver. Source it; it sets strict mode and the
+# traps that turn SIGINT, SIGTERM and SIGHUP into a clean stop that a rerun resumes.
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_ROOT=$(dirname "${BASH_SOURCE[0]}")
+REPO_ROOT=$(cd "$REPO_ROOT/.." && pwd)
 PYTHON=${PYTHON:-python}
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+DRIVER_PID=$$
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
@@ -96,6 +99,103 @@ run_exit_actions() {
   done
 }
 
+# Signals. Bash 5.2 may run a trap in the middle of parsing a command substitution and then fails to parse
+# the trap ("unexpected EOF while looking for matching `)'"): that happens when one command holds two
+# substitutions, so in these scripts no command holds more than one (tests/test_driver_signals.py checks).
+# A stage runs as a background child that the driver waits for (run_child), so a signal reaches
+# the driver's trap at once instead of after the stage: the trap stops the running children (TERM, then
+# KILL after 10 s), says in one line that the same command resumes, and exits 128 + the signal's number
+# (130 for SIGINT, 143 for SIGTERM); the EXIT actions still run. A driver killed outright (SIGKILL runs no
+# trap) is noticed by each child's watcher, which stops the child within half a second.
+CHILD_PIDS=()      # what a signal must stop: the running stage, or the workers of supsup_gg.sh
+WATCHER_PIDS=()
+RUN_ROOT=""        # named in the interruption message (lock_run_root sets it)
+CHILD_IS_DRIVER=0  # the child is a driver that names its own run folder (quickstart.sh)
+
+on_signal() {
+  trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
+  stop_children
+  if ((!CHILD_IS_DRIVER)); then
+    printf '%s: interrupted by SIG%s; run the same command again to resume%s\n' "$(basename "$0")" "$1" \
+      "${RUN_ROOT:+ (run folder $RUN_ROOT)}" >&2
+  fi
+  exit "$2"
+}
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
+
+# process_alive PID: whether PID runs (a zombie, dead but not yet reaped, does not).
+process_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0  # no /proc: kill -0 is all there is
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# stop_children: TERM to every running child, KILL to one still there after 10 s, and reap them.
+stop_children() {
+  local pid tries alive
+  ((${#CHILD_PIDS[@]} + ${#WATCHER_PIDS[@]})) || return 0
+  kill -TERM "${CHILD_PIDS[@]}" "${WATCHER_PIDS[@]}" 2>/dev/null || true
+  for ((tries = 0; tries < 100; tries++)); do
+    alive=0
+    for pid in "${CHILD_PIDS[@]}"; do
+      process_alive "$pid" && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill -KILL "${CHILD_PIDS[@]}" 2>/dev/null || true
+  wait "${CHILD_PIDS[@]}" "${WATCHER_PIDS[@]}" 2>/dev/null || true
+  CHILD_PIDS=()
+  WATCHER_PIDS=()
+}
+
+# watch_driver PID: run in the background; TERM to PID once the driver is gone. Polls twice a second with
+# bash builtins only (read -t on a pipe that never delivers), so it starts no process while it waits.
+watch_driver() {
+  trap - INT TERM HUP EXIT
+  local child=$1 tick
+  exec {tick}<> <(:)
+  wait "$!" 2>/dev/null || true  # reap the process substitution, which ends at once
+  while process_alive "$DRIVER_PID" && process_alive "$child"; do
+    read -r -t 0.5 -u "$tick" _ || true
+  done
+  if process_alive "$child"; then
+    kill -TERM "$child" 2>/dev/null || true
+  fi
+  exit 0
+}
+
+# run_child COMMAND...: run COMMAND so that it stops with the driver, whatever stops the driver; sets
+# CHILD_RC to its exit code and returns it. Its standard input is /dev/null and SIGINT does not reach it
+# directly (bash runs background commands so): the driver's trap stops it.
+run_child() {
+  local pid watcher kept=() other
+  "$@" &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  watch_driver "$pid" &
+  watcher=$!
+  WATCHER_PIDS+=("$watcher")
+  CHILD_RC=0
+  wait "$pid" || CHILD_RC=$?
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  for other in "${CHILD_PIDS[@]}"; do
+    [[ $other == "$pid" ]] || kept+=("$other")
+  done
+  CHILD_PIDS=("${kept[@]}")
+  kept=()
+  for other in "${WATCHER_PIDS[@]}"; do
+    [[ $other == "$watcher" ]] || kept+=("$other")
+  done
+  WATCHER_PIDS=("${kept[@]}")
+  return "$CHILD_RC"
+}
+
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
 # torch once (utils/warm_start.py), saving about 1.5 s a stage; FAST_START=0 turns it off. The server
 # goes when the driver exits; without it main_normal.py simply runs in its own process.
@@ -106,7 +206,8 @@ start_stage_server() {
   "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" &
   STAGE_SERVER_PID=$!
   local cleanup
-  printf -v cleanup 'kill %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_DIR"
+  printf -v cleanup 'kill %q 2>/dev/null; wait %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_PID" \
+    "$STAGE_SERVER_DIR"
   on_exit "$cleanup"
   local tries
   for ((tries = 0; tries < 600; tries++)); do
@@ -155,32 +256,35 @@ stage_done() {
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
 # Exit 3 (no accuracy goal) stops the driver with advice; any other unexpected code stops it too.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     say "$name: done before (exit $STAGE_RC), skipped"
     return 0
   fi
   say "$name: running"
-  set +e
-  "$@"
-  STAGE_RC=$?
-  set -e
+  run_child "$@" || true
+  STAGE_RC=$CHILD_RC
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
     mkdir -p "$marker_dir"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
     mv "$marker.tmp" "$marker"
     return 0
   fi
-  if [[ $STAGE_RC -eq 64 ]]; then
-    printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
-    exit 64
-  fi
-  if [[ $STAGE_RC -eq 3 ]]; then
-    printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
-    printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
-    exit 3
-  fi
+  case $STAGE_RC in
+    64)
+      printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
+      exit 64 ;;
+    3)
+      printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
+      printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
+      exit 3 ;;
+    129 | 130 | 143)  # the stage was stopped by a signal from outside (the driver's own traps exit before)
+      signal_name=$(kill -l "$STAGE_RC")
+      printf '%s: stage %s was interrupted (SIG%s); run the same command again to resume\n' "${0##*/}" "$name" \
+        "$signal_name" >&2
+      exit "$STAGE_RC" ;;
+  esac
   die "stage $name exited with unexpected code $STAGE_RC; see $log"
 }
 

@@ -40,7 +40,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   previous="$dir/model"
 done
 
-"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" --load_folder "$previous" \
+run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" --load_folder "$previous" \
   --piggyback_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" >/dev/null
 jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accuracy_final)"),
   "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \

@@ -29,6 +29,9 @@ COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DA
 # train_share WORKER GPU: the tasks WORKER, WORKER + workers, ... one after another on GPU.
 train_share() {
   local worker=$1 k task dir
+  CHILD_PIDS=()  # this worker's own (its stage); the other workers are the driver's to stop
+  WATCHER_PIDS=()
+  trap 'stop_children; exit 143' TERM
   select_gpu "$2"
   for ((k = worker; k < NUM_TASKS; k += ${#GPUS[@]})); do
     task=${TASKS[k]}
@@ -45,6 +48,7 @@ pids=()
 for worker in "${!GPUS[@]}"; do
   train_share "$worker" "${GPUS[worker]}" &
   pids+=("$!")
+  CHILD_PIDS+=("$!")  # a signal to the driver stops the workers, and each its stage
 done
 # every worker's code counts: one that rejected its input (64) must not hide behind another's crash
 failures=()
@@ -57,6 +61,7 @@ for worker in "${!pids[@]}"; do
     codes+=("$code")
   fi
 done
+CHILD_PIDS=()
 if ((${#failures[@]})); then
   printf -v failed '%s, ' "${failures[@]}"
   failed="${failed%, }; see $ROOT/*/train.log"
@@ -73,7 +78,7 @@ folders=$(IFS=,; printf '%s' "${task_folders[*]}")
 select_gpu "${GPUS[0]}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"
-"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
+run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
   --supsup_adaptor gt --supsup_task_folders "$folders" --supsup_results "$ROOT/results.csv" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" --val_batch_size 500 --device "${DEVICE:-auto}"
 say "results: $ROOT/results.csv, summary: $ROOT/summary.json"

@@ -46,7 +46,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
 done
 
 rm -f "$ROOT/results.csv"
-"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" "${INFER[@]}" \
+run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" "${INFER[@]}" \
   --load_folder "$MODEL" --supsup_results "$ROOT/results.csv" --supsup_summary "$ROOT/summary.json" \
   --log_path "$ROOT/train.log"
 say "results: $ROOT/results.csv (checkpoints: $ROOT/adapt_results.csv), summary: $ROOT/summary.json"
