@@ -45,6 +45,7 @@ case $METHOD in
   *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
 esac
 ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
+lock_run_root "$ROOT"
 
 COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
         --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"

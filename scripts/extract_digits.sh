@@ -14,7 +14,7 @@ resolve_roots
 seed=${SEED:-1}
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
-mkdir -p "$out"
+lock_run_root "$out"
 
 data=(--benchmark digits10 --dataset digits10 --data_root "$DATA_ROOT" --seed "$seed" --device "${DEVICE:-auto}")
 log="$out/train.log"

@@ -9,6 +9,8 @@ REPO_ROOT=$(cd "$REPO_ROOT/.." && pwd)
 PYTHON=${PYTHON:-python}
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 DRIVER_PID=$$
+printf -v DRIVER_COMMAND '%q ' "$0" "$@"  # sourced without arguments, "$@" is the driver's
+DRIVER_COMMAND=${DRIVER_COMMAND% }
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
@@ -196,6 +198,32 @@ run_child() {
   return "$CHILD_RC"
 }
 
+# lock_run_root ROOT: hold the run folder ROOT (created if missing) for this driver, so two drivers never
+# run on one folder: a second one stops with exit 64 naming the process that holds it. The lock is flock
+# on ROOT/.lock, held by the driver and inherited by its stages; the kernel drops it when the last of them
+# is gone, so a killed run leaves no stale lock. If the holder named in the file is dead, its last stage
+# is stopping (a watcher stops it within half a second): wait for it.
+lock_run_root() {
+  local root=$1 lock holder=""
+  require_commands flock
+  mkdir -p "$root"
+  lock="$root/.lock"
+  exec {LOCK_FD}>>"$lock"
+  if ! flock -n "$LOCK_FD"; then
+    { read -r holder < "$lock"; } 2>/dev/null || true
+    if [[ $holder =~ ^pid\ ([0-9]+) ]] && ! process_alive "${BASH_REMATCH[1]}"; then
+      say "waiting for what is left of the stopped driver ${BASH_REMATCH[1]} to leave $root"
+      flock -w 30 "$LOCK_FD" || holder=""
+    fi
+    if [[ $holder != pid\ * ]] || ! flock -n "$LOCK_FD"; then
+      { read -r holder < "$lock"; } 2>/dev/null || true
+      usage_error "run folder $root is in use by ${holder:-another process}; wait for it to end or stop it first"
+    fi
+  fi
+  printf 'pid %s: %s\n' "$DRIVER_PID" "$DRIVER_COMMAND" > "$lock"
+  RUN_ROOT=$root
+}
+
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
 # torch once (utils/warm_start.py), saving about 1.5 s a stage; FAST_START=0 turns it off. The server
 # goes when the driver exits; without it main_normal.py simply runs in its own process.
@@ -321,6 +349,7 @@ run_plain_models() {
   resolve_roots
   load_benchmark cifar100
   root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"
+  lock_run_root "$root"
   for ((k = 1; k <= NUM_TASKS; k++)); do
     task=${TASKS[k - 1]}
     dir="$root/$task"

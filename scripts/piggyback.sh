@@ -16,6 +16,7 @@ require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
 ROOT="$CKPT_ROOT/Piggyback/$BENCHMARK/${2:-default}/$ARCH"
+lock_run_root "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
         --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
 read -r -a speed_flags <<< "${SPEED_FLAGS:-}"

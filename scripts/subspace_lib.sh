@@ -25,6 +25,7 @@ run_subspace() {
   fi
   if [[ ${LAYERWISE:-0} == 1 ]]; then extra+=(--subspace_layerwise); fi
   root="$CKPT_ROOT/subspace/$label/$benchmark/$task"
+  lock_run_root "$root"
   local common=(main_normal.py --method subspace --benchmark "$benchmark" --dataset "$task"
     --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
     --log_path "$root/train.log")

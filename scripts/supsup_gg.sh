@@ -24,6 +24,7 @@ load_benchmark "$BENCHMARK"
 SPARSITY=${SPARSITY:-32}
 SEED=${SEED:-0}
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
+lock_run_root "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
 
 # train_share WORKER GPU: the tasks WORKER, WORKER + workers, ... one after another on GPU.

@@ -24,6 +24,7 @@ for count in "${EVAL_AT[@]}"; do
 done
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gnu_${ADAPTOR}_$OBJECTIVE/$ARCH"
 MODEL="$ROOT/model"
+lock_run_root "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "${SEED:-1}"
         --device "${DEVICE:-auto}" --val_batch_size 500)
 INFER=(--supsup_adaptor "$ADAPTOR" --supsup_objective "$OBJECTIVE" --supsup_infer_batch "${INFER_BATCH:-1}"

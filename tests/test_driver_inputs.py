@@ -4,8 +4,10 @@ the interpreter and the CPU thread count. Mostly with a small stand-in for the P
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,64 @@ def test_supsup_gnu_rejects_eval_at_that_is_not_task_counts(tmp_path, value):
     done = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "g", cwd=tmp_path, timeout=30, **env,
                   DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS="2", EVAL_AT=value.format(pwned))
     _rejected(done, env, "EVAL_AT", pwned)
+
+
+# 4. One driver per run folder --------------------------------------------------------------------------------
+
+LOCKED = {  # script, arguments, extra environment, run folder under the test's folder
+    "cpg": ("cpg.sh", ["split_digits", "{tmp}", "s", "1.5"], {}, "ck/CPG/split_digits/s/digits_convnet"),
+    "gnu": ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {"NUM_TASKS": "2"},
+            "ck/SupSup/permuted_digits/gnu_oneshot_g/lenet_300_100"),
+    "gg": ("supsup_gg.sh", ["0", "1"], {"BENCHMARK": "permuted_digits", "NUM_TASKS": "2"},
+           "ck/SupSup/permuted_digits/gg_er32_seed0/lenet_300_100"),
+    "piggyback": ("piggyback.sh", ["split_digits"], {}, "ck/Piggyback/split_digits/default/digits_convnet"),
+    "lines": ("subspace_lines.sh", [], {}, "ck/subspace/line/digits10/digits10"),
+    "extract_digits": ("extract_digits.sh", ["{tmp}/out"], {}, "out"),
+    "extract_synthetic": ("extract_synthetic.sh", ["{tmp}/out"], {"SEEDS": "1"}, "out"),
+    "baseline": ("baseline_cifar100.sh", ["0"], {"NUM_TASKS": "2"}, "ck/baselines/cifar100/baseline/vgg16_bn_cifar100"),
+}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("name", sorted(LOCKED))
+def test_a_second_driver_on_the_same_run_folder_stops_naming_the_first(tmp_path, name):
+    script, args, extra, folder = LOCKED[name]
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    env = environment(**stub_env(tmp_path), **extra, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
+    with (tmp_path / "first.err").open("w") as errors:
+        first = subprocess.Popen(["bash", str(REPO / "scripts" / script), *args], env={**env, "STUB_SLEEP": "60"},
+                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors)
+    try:
+        deadline = time.time() + 60
+        while not stub_calls(env) and first.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert stub_calls(env) and first.poll() is None, (tmp_path / "first.err").read_text()
+        second = driver(script, *args, cwd=tmp_path, timeout=60, **{**env, "PYTHONPATH": str(REPO)})
+        assert second.returncode == 64, second.stdout[-1000:] + second.stderr[-1000:]
+        line = one_line(second)
+        assert str(tmp_path / folder) in line and f"pid {first.pid}:" in line, line
+        assert len(stub_calls(env)) == len({call["pid"] for call in stub_calls(env)}) == (2 if name == "gg" else 1)
+        first.send_signal(signal.SIGTERM)  # and the sleeping stages go with it
+        assert first.wait(timeout=30) == 143, (tmp_path / "first.err").read_text()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not [call["pid"] for call in stub_calls(env) if _alive(call["pid"])]
+    third = driver(script, *args, cwd=tmp_path, timeout=60, **env)
+    assert "in use" not in third.stderr, third.stderr
+
+
+def test_a_lock_file_left_by_a_dead_driver_does_not_block(tmp_path):
+    env = stub_env(tmp_path)
+    root = tmp_path / "ck/subspace/line/digits10/digits10"
+    root.mkdir(parents=True)
+    (root / ".lock").write_text("pid 4194303: bash scripts/subspace_lines.sh\n")
+    done = driver("subspace_lines.sh", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
+    assert done.returncode == 0, done.stderr
+    assert [call["args"][call["args"].index("--mode") + 1] for call in stub_calls(env)] == ["finetune", "inference"]

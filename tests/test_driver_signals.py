@@ -170,6 +170,7 @@ def test_a_signal_to_the_driver_stops_its_stages_and_a_rerun_ends_the_same(name,
     if signum != signal.SIGKILL:
         last = err.read_text().strip().splitlines()[-1]
         assert f"interrupted by {signum.name}" in last and "run the same command again" in last, last
+        assert str(root) in last
 
     _assert_nothing_left(process.pid, root)
 
