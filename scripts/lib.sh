@@ -279,12 +279,28 @@ stage_done() {
   return 1
 }
 
+# flag_value FLAG ARGS...: FLAG_VALUE is the value that follows FLAG in ARGS; false when there is none.
+flag_value() {
+  local flag=$1
+  shift
+  FLAG_VALUE=""
+  while (($# >= 2)); do
+    if [[ $1 == "$flag" ]]; then
+      FLAG_VALUE=$2
+      return 0
+    fi
+    shift
+  done
+  return 1
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
-# Exit 3 (no accuracy goal) stops the driver with advice; any other unexpected code stops it too.
+# Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read) naming the
+# stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see=""; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     say "$name: done before (exit $STAGE_RC), skipped"
@@ -293,6 +309,7 @@ run_stage() {
   say "$name: running"
   run_child "$@" || true
   STAGE_RC=$CHILD_RC
+  [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
     mkdir -p "$marker_dir"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
@@ -307,13 +324,21 @@ run_stage() {
       printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
       printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
       exit 3 ;;
+    65)
+      input="its input checkpoint"
+      if flag_value --load_folder "$@" || flag_value --task_folder "$@"; then
+        input="the checkpoint in $FLAG_VALUE"
+      fi
+      printf 'Stopped: stage %s could not read %s (message above): a bad or incomplete checkpoint%s.\n' \
+        "$name" "$input" "$see" >&2
+      exit 65 ;;
     129 | 130 | 143)  # the stage was stopped by a signal from outside (the driver's own traps exit before)
       signal_name=$(kill -l "$STAGE_RC")
       printf '%s: stage %s was interrupted (SIG%s); run the same command again to resume\n' "${0##*/}" "$name" \
         "$signal_name" >&2
       exit "$STAGE_RC" ;;
   esac
-  die "stage $name exited with unexpected code $STAGE_RC; see $log"
+  die "stage $name exited with unexpected code $STAGE_RC$see"
 }
 
 # ensure_venv REQUIREMENTS_FILE: create $VENV (default .venv) once and install the requirements when

@@ -258,3 +258,35 @@ def test_a_lock_file_left_by_a_dead_driver_does_not_block(tmp_path):
     done = driver("subspace_lines.sh", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
     assert done.returncode == 0, done.stderr
     assert [call["args"][call["args"].index("--mode") + 1] for call in stub_calls(env)] == ["finetune", "inference"]
+
+
+# 5. Exit 65: a checkpoint a stage cannot read ------------------------------------------------------------------
+
+def test_exit_65_is_reported_as_a_bad_checkpoint_naming_the_input_folder(tmp_path):
+    log = tmp_path / "task/train.log"
+    log.parent.mkdir()
+    log.write_text("stage=prune exit=65\n")
+    stage = f"""bash -c 'exit 65' stage --load_folder "{tmp_path}/in put" --save_folder "{tmp_path}/out" """
+    done = lib(f'run_stage prune "{tmp_path}/task/.stages" "{log}" "0 6" {stage}', tmp_path)
+    assert done.returncode == 65
+    line = one_line(done)
+    assert "prune" in line and "checkpoint" in line and f"{tmp_path}/in put" in line and str(log) in line, line
+    assert "unexpected" not in line and not (tmp_path / "task/.stages/prune").exists()
+
+
+def test_piggyback_stops_with_65_naming_the_model_it_could_not_read(tmp_path):
+    env = stub_env(tmp_path, digits_23=65)
+    done = driver("piggyback.sh", "split_digits", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path),
+                  CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS="3")
+    assert done.returncode == 65, done.stderr
+    line = one_line(done)
+    assert str(tmp_path / "ck/Piggyback/split_digits/default/digits_convnet/digits_01/model") in line, line
+    assert "log:" not in line  # the stand-in wrote no train.log: none is named
+    assert [call["args"][call["args"].index("--dataset") + 1] for call in stub_calls(env)] == ["digits_01", "digits_23"]
+
+
+def test_an_unexpected_code_names_the_log_only_when_it_exists(tmp_path):
+    done = lib(f'run_stage s "{tmp_path}/.stages" "{tmp_path}/never/train.log" "0" bash -c "exit 7"', tmp_path)
+    assert done.returncode == 1
+    line = one_line(done)
+    assert "unexpected code 7" in line and "train.log" not in line, line
