@@ -33,7 +33,10 @@ for end in "${SPARSITY_STEPS[@]}"; do
     usage_error "SPARSITY_STEPS must list numbers between 0 and 1, got '$end'"
   fi
 done
-[[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
+if [[ -n ${GOALS:-} ]]; then  # checked before any stage runs: a missing file is a typo, not a missing goal
+  GOALS=$(realpath -m "$GOALS")
+  [[ -f $GOALS ]] || usage_error "GOALS: accuracy-goal file $GOALS does not exist"
+fi
 resolve_roots
 load_benchmark "$BENCHMARK"
 TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}

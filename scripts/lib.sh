@@ -62,12 +62,20 @@ resolve_roots() {
   cd "$REPO_ROOT" || exit 1
 }
 
+# benchmark_tasks BENCHMARK: TASKS, its task names in learning order; an unknown name is one line, exit 64.
+benchmark_tasks() {
+  local names
+  if ! names=$("$PYTHON" -m tools.list_tasks "$1" 2>&1); then
+    [[ $names == *"invalid choice"* ]] || usage_error "cannot list the tasks of benchmark '$1': ${names##*$'\n'}"
+    usage_error "unknown benchmark '$1' (choose from ${names##*choose from }"
+  fi
+  mapfile -t TASKS <<< "$names"
+}
+
 # load_benchmark BENCHMARK: TASKS (names in learning order), ARCH (unless set) and NUM_TASKS (unless
 # set; checked against the number of tasks) for the drivers.
 load_benchmark() {
-  local names
-  names=$("$PYTHON" -m tools.list_tasks "$1") || usage_error "unknown benchmark $1"
-  mapfile -t TASKS <<< "$names"
+  benchmark_tasks "$1"
   ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$1" --arch)}
   NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
   require_count NUM_TASKS "$NUM_TASKS" "${#TASKS[@]}"
@@ -321,8 +329,11 @@ run_stage() {
       printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
       exit 64 ;;
     3)
-      printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
-      printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
+      flag_value --benchmark "$@" || FLAG_VALUE=${BENCHMARK:-<benchmark>}
+      printf 'Stopped: stage %s has no accuracy goal (message above). Train baselines with scripts/baseline.sh %s' \
+        "$name" "$FLAG_VALUE" >&2
+      printf ' and rerun with GOALS=%s, or point GOALS at a JSON file mapping each task name to its goal%s.\n' \
+        "$REPO_ROOT/logs/baseline_${FLAG_VALUE}_acc.json" "$see" >&2
       exit 3 ;;
     65)
       input="its input checkpoint"
@@ -363,18 +374,21 @@ ensure_venv() {
   export PATH="$venv/bin:$PATH"
 }
 
-# run_plain_models NAME LOGFILE START: one plain VGG16 per CIFAR-100 task (the baselines), each task's
-# test accuracy added to LOGFILE. START is from_scratch, or from_random_earlier_task (the finetune
-# baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
+# run_plain_models BENCHMARK NAME LOGFILE START: one plain model (ARCH, default the benchmark's
+# architecture) per task of BENCHMARK (the baselines), each task's test accuracy added to LOGFILE, an
+# accuracy-goal file that cpg.sh takes as GOALS. START is from_scratch, or from_random_earlier_task (the
+# finetune baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed
+# ITER_ID). Models go to $CKPT_ROOT/baselines/<benchmark>/<name>/<arch>/<task>/.
 run_plain_models() {
-  local name=$1 logfile=$2 start=$3
+  local benchmark=$1 name=$2 logfile=$3 start=$4
   local root k task dir earlier lr
   logfile=$(realpath -m "$logfile")
   [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
-  load_benchmark cifar100
-  root="$CKPT_ROOT/baselines/cifar100/$name/vgg16_bn_cifar100"
+  load_benchmark "$benchmark"
+  root="$CKPT_ROOT/baselines/$benchmark/$name/$ARCH"
   lock_run_root "$root"
+  start_stage_server
   for ((k = 1; k <= NUM_TASKS; k++)); do
     task=${TASKS[k - 1]}
     dir="$root/$task"
@@ -387,7 +401,7 @@ run_plain_models() {
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
-      "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
+      "$PYTHON" main_normal.py --method baseline --mode finetune --benchmark "$benchmark" --arch "$ARCH" \
       --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
       --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
       --logfile "$logfile" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"

@@ -290,3 +290,62 @@ def test_an_unexpected_code_names_the_log_only_when_it_exists(tmp_path):
     assert done.returncode == 1
     line = one_line(done)
     assert "unexpected code 7" in line and "train.log" not in line, line
+
+
+# 6. Accuracy goals: a missing GOALS file, the advice on exit 3, and scripts/baseline.sh ---------------------------
+
+def test_a_goals_file_that_does_not_exist_is_a_usage_error_before_any_stage(tmp_path):
+    env = stub_env(tmp_path)
+    missing = tmp_path / "no such goals.json"
+    done = driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", cwd=tmp_path, **env, GOALS=str(missing),
+                  CKPT_ROOT=str(tmp_path / "ck"))
+    assert done.returncode == 64 and str(missing) in one_line(done)
+    assert not stub_calls(env) and not (tmp_path / "ck").exists()
+
+
+def test_exit_3_names_the_baseline_script_of_the_benchmark_and_no_log_that_was_never_written(tmp_path):
+    goals = tmp_path / "goals.json"
+    goals.write_text(json.dumps({"digits_23": 0.9}))
+    env = stub_env(tmp_path, digits_01=3)
+    done = driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", cwd=tmp_path, **env, GOALS=str(goals),
+                  CKPT_ROOT=str(tmp_path / "ck"))
+    assert done.returncode == 3
+    line = one_line(done)
+    assert "scripts/baseline.sh split_digits" in line and (REPO / "scripts/baseline.sh").is_file()
+    assert "GOALS=" in line and "train.log" not in line, line
+
+
+def test_baseline_takes_the_benchmarks_architecture_and_default_goal_file(tmp_path):
+    env = stub_env(tmp_path)
+    done = driver("baseline.sh", "split_digits", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path),
+                  CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS="2")
+    assert done.returncode == 0, done.stderr
+    calls = [call["args"] for call in stub_calls(env)]
+    assert [call[call.index("--dataset") + 1] for call in calls] == ["digits_01", "digits_23"]
+    for call in calls:
+        assert call[call.index("--arch") + 1] == "digits_convnet" and call[call.index("--method") + 1] == "baseline"
+        assert call[call.index("--logfile") + 1] == str(REPO / "logs/baseline_split_digits_acc.json")
+        assert call[call.index("--save_folder") + 1].startswith(str(tmp_path / "ck/baselines/split_digits/baseline"))
+
+
+@pytest.mark.parametrize("args", [[], ["nope"], ["split_digits", "x"]])
+def test_baseline_rejects_a_bad_benchmark_or_gpu(tmp_path, args):
+    env = stub_env(tmp_path)
+    done = driver("baseline.sh", *args, cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
+    assert done.returncode == 64 and not stub_calls(env), done.stderr
+    one_line(done)
+
+
+def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
+    goals = tmp_path / "goals.json"
+    done = driver("baseline.sh", "split_digits", cwd=tmp_path, timeout=300, DATA_ROOT=str(data_root),
+                  CKPT_ROOT=str(tmp_path / "ck"), EPOCHS="1", LOGFILE=str(goals), OMP_NUM_THREADS="1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads(goals.read_text())
+    assert list(written) == ["digits_01", "digits_23", "digits_45", "digits_67", "digits_89"]
+    assert all(0.0 <= value <= 1.0 for value in written.values())
+    cpg = driver("cpg.sh", "split_digits", str(data_root), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
+                 NUM_TASKS="1", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
+    assert cpg.returncode == 0, cpg.stderr[-2000:]
+    log = (tmp_path / "ck/CPG/split_digits/goals/digits_convnet/digits_01/train.log").read_text()
+    assert f"goal={written['digits_01']:.4f}" in log
