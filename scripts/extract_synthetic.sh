@@ -14,6 +14,7 @@ seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
+require_python
 lock_run_root "$out"
 cd "$REPO_ROOT" || exit 1
 

@@ -6,7 +6,17 @@ set -euo pipefail
 
 REPO_ROOT=$(dirname "${BASH_SOURCE[0]}")
 REPO_ROOT=$(cd "$REPO_ROOT/.." && pwd)
-PYTHON=${PYTHON:-python}
+# The interpreter: PYTHON when set, else the project's environment (.venv, as quickstart.sh and test.sh
+# make it), else python from PATH, which require_python checks for torch before a driver relies on it.
+if [[ -n ${PYTHON:-} ]]; then
+  PYTHON_ORIGIN=given
+elif [[ -x $REPO_ROOT/.venv/bin/python ]]; then
+  PYTHON=$REPO_ROOT/.venv/bin/python
+  PYTHON_ORIGIN=venv
+else
+  PYTHON=python
+  PYTHON_ORIGIN=path
+fi
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 DRIVER_PID=$$
 printf -v DRIVER_COMMAND '%q ' "$0" "$@"  # sourced without arguments, "$@" is the driver's
@@ -16,9 +26,24 @@ say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 usage_error() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 64; }
 
+# require_python: stop with one line saying how to make the environment when neither PYTHON nor .venv was
+# there and python from PATH has no torch (checked without importing it).
+require_python() {
+  [[ $PYTHON_ORIGIN == path ]] || return 0
+  if command -v "$PYTHON" >/dev/null 2>&1 &&
+    "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
+    PYTHON_ORIGIN=checked
+    return 0
+  fi
+  usage_error "no Python with torch (no $REPO_ROOT/.venv, and python on PATH lacks torch): make the environment" \
+    "with 'bash scripts/quickstart.sh' or 'python3 -m venv .venv && .venv/bin/pip install -r requirements.txt'" \
+    "in $REPO_ROOT, or set PYTHON to an interpreter that has torch"
+}
+
 require_commands() {
   local command
   for command in "$@"; do
+    [[ $command != "$PYTHON" ]] || require_python  # its own advice when python is missing or lacks torch
     command -v "$command" >/dev/null 2>&1 || die "'$command' is needed but not installed"
   done
 }
@@ -47,10 +72,12 @@ require_count() {
   fi
 }
 
-# resolve_roots: DATA_ROOT (default data/) and CKPT_ROOT (default checkpoints/) as absolute paths, then
-# work from the repository root. A DATA_ROOT the user gave must exist (a typo must not train elsewhere);
-# the default is created, as a fresh clone has none and the embedded benchmarks need no files in it.
+# resolve_roots: check the interpreter (require_python), then DATA_ROOT (default data/) and CKPT_ROOT
+# (default checkpoints/) as absolute paths, and work from the repository root. A DATA_ROOT the user gave
+# must exist (a typo must not train elsewhere); the default is created, as a fresh clone has none and the
+# embedded benchmarks need no files in it.
 resolve_roots() {
+  require_python
   if [[ -n ${DATA_ROOT:-} ]]; then
     [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
   else

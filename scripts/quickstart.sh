@@ -4,8 +4,8 @@
 # Settings are shortened for a laptop; every one can be overridden through the environment.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-resolve_roots
 ensure_venv "$REPO_ROOT/requirements.txt"
+resolve_roots
 export PYTHON DEVICE=${DEVICE:-cpu}
 export BATCH_SIZE=${BATCH_SIZE:-16} FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-15} PRUNE_EPOCHS=${PRUNE_EPOCHS:-4}
 export RETRAIN_EPOCHS=${RETRAIN_EPOCHS:-5} PRUNING_INTERVAL=${PRUNING_INTERVAL:-2}

@@ -4,6 +4,7 @@ the interpreter and the CPU thread count. Mostly with a small stand-in for the P
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -349,3 +350,62 @@ def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
     assert cpg.returncode == 0, cpg.stderr[-2000:]
     log = (tmp_path / "ck/CPG/split_digits/goals/digits_convnet/digits_01/train.log").read_text()
     assert f"goal={written['digits_01']:.4f}" in log
+
+
+# 7. The interpreter: PYTHON, else the project's .venv, else a python on PATH that has torch ---------------------
+
+def _clone(tmp_path: Path) -> Path:
+    """The repository's code (no .venv) in a folder of its own."""
+    clone = tmp_path / "clone"
+    for name in ("scripts", "tools", "utils", "models"):
+        shutil.copytree(REPO / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "main_normal.py", clone)
+    return clone
+
+
+def _bare_environment(tmp_path: Path, path_first: Path | None = None) -> dict[str, str]:
+    env = {key: value for key, value in environment(**stub_env(tmp_path)).items()
+           if key not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
+    if path_first:
+        env["PATH"] = f"{path_first}:{env['PATH']}"
+    return {**env, "DATA_ROOT": str(tmp_path), "CKPT_ROOT": str(tmp_path / "ck")}
+
+
+def _clone_driver(clone: Path, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    return run(["bash", str(clone / "scripts/subspace_lines.sh")], tmp_path, env)
+
+
+def test_drivers_use_the_projects_venv_when_python_is_not_set(tmp_path):
+    clone = _clone(tmp_path)
+    (clone / ".venv/bin").mkdir(parents=True)
+    (clone / ".venv/bin/python").symlink_to(tmp_path / "python_stub")
+    env = _bare_environment(tmp_path, path_first=None)
+    done = _clone_driver(clone, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [call["args"][0] for call in stub_calls(env)] == ["main_normal.py", "main_normal.py"]
+
+
+def test_without_venv_or_torch_the_driver_says_how_to_make_the_environment(tmp_path):
+    clone = _clone(tmp_path)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\nexit 1\n")  # a python without torch (or anything else)
+    (fake / "python").chmod(0o755)
+    done = _clone_driver(clone, _bare_environment(tmp_path, fake), tmp_path)
+    assert done.returncode == 64
+    line = one_line(done)
+    assert "torch" in line and "bash scripts/quickstart.sh" in line
+    assert "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt" in line
+
+
+def test_without_venv_a_python_on_path_that_has_torch_is_used(tmp_path):
+    clone = _clone(tmp_path)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").symlink_to(tmp_path / "python_stub")
+    env = _bare_environment(tmp_path, fake)
+    real = 'if args[:1] == ["-c"] or args[:2] == ["-m", "tools.list_tasks"]:'  # the torch check runs for real
+    (tmp_path / "python_stub").write_text(STUB.replace('if args[:2] == ["-m", "tools.list_tasks"]:', real))
+    done = _clone_driver(clone, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(stub_calls(env)) == 2
