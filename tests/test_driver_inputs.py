@@ -3,6 +3,7 @@ the interpreter and the CPU thread count. Mostly with a small stand-in for the P
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import signal
@@ -205,7 +206,7 @@ def test_supsup_gnu_rejects_eval_at_that_is_not_task_counts(tmp_path, value):
 LOCKED = {  # script, arguments, extra environment, run folder under the test's folder
     "cpg": ("cpg.sh", ["split_digits", "{tmp}", "s", "1.5"], {}, "ck/CPG/split_digits/s/digits_convnet"),
     "gnu": ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {"NUM_TASKS": "2"},
-            "ck/SupSup/permuted_digits/gnu_oneshot_g/lenet_300_100"),
+            "ck/SupSup/permuted_digits/gnu/lenet_300_100"),
     "gg": ("supsup_gg.sh", ["0", "1"], {"BENCHMARK": "permuted_digits", "NUM_TASKS": "2"},
            "ck/SupSup/permuted_digits/gg_er32_seed0/lenet_300_100"),
     "piggyback": ("piggyback.sh", ["split_digits"], {}, "ck/Piggyback/split_digits/default/digits_convnet"),
@@ -409,3 +410,53 @@ def test_without_venv_a_python_on_path_that_has_torch_is_used(tmp_path):
     done = _clone_driver(clone, env, tmp_path)
     assert done.returncode == 0, done.stderr
     assert len(stub_calls(env)) == 2
+
+
+# 9. SupSup GNu: one trained model, one folder per evaluation ---------------------------------------------------
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
+
+
+def test_supsup_gnu_evaluates_the_same_masks_with_another_objective_without_training(data_root, tmp_path):
+    env = {"NUM_TASKS": "3", "EPOCHS": "1", "EVAL_AT": "1 2", "DATA_ROOT": str(data_root),
+           "CKPT_ROOT": str(tmp_path / "ck"), "OMP_NUM_THREADS": "1"}
+    root = tmp_path / "ck/SupSup/permuted_digits/gnu/lenet_300_100"
+    first = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "g", cwd=tmp_path, timeout=300, **env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert [first.stdout.count(f"task_{k}: running") for k in (1, 2, 3)] == [1, 1, 1]
+    checkpoint = (root / "model/checkpoint.pth").read_bytes()
+    adapt = _csv(root / "oneshot_g/adapt_results.csv")  # each right after its task: 1, then 2 tasks learned
+    assert [(row["num_tasks_learned"], row["task"]) for row in adapt] == [
+        ("1", "pdigits_00"), ("1", "average"), ("2", "pdigits_01"), ("2", "average")]
+    assert adapt[0]["task_inference_accuracy"] == "1.0"  # one mask only: its task is always found
+    assert f"after each task in EVAL_AT: {root}/oneshot_g/adapt_results.csv" in first.stdout
+
+    second = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "h", cwd=tmp_path, timeout=300, **env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert [second.stdout.count(f"task_{k}: done before") for k in (1, 2, 3)] == [1, 1, 1]
+    assert "task_1: running" not in second.stdout and "adapt_1: running" in second.stdout
+    assert (root / "model/checkpoint.pth").read_bytes() == checkpoint
+    assert json.loads((root / "oneshot_h/summary.json").read_text())["objective"] == "h"
+    assert json.loads((root / "oneshot_g/summary.json").read_text())["objective"] == "g"
+    rows = [(row["num_tasks_learned"], row["task"]) for row in _csv(root / "oneshot_h/adapt_results.csv")]
+    assert rows == [("1", "pdigits_00"), ("1", "average"), ("2", "pdigits_01"), ("2", "average")]
+    assert [row["task"] for row in _csv(root / "oneshot_h/results.csv")] == [
+        "pdigits_00", "pdigits_01", "pdigits_02", "average"]
+
+    again = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "g", cwd=tmp_path, timeout=300, **env)
+    assert again.returncode == 0 and "adapt_2: done before" in again.stdout
+    assert _csv(root / "oneshot_g/adapt_results.csv") == adapt
+
+    without = driver("supsup_gnu.sh", "permuted_digits", "binary", "h", cwd=tmp_path, timeout=300,
+                     **{**env, "EVAL_AT": ""})
+    assert without.returncode == 0, without.stderr[-2000:]
+    assert not (root / "binary_h/adapt_results.csv").exists() and "adapt_results.csv" not in without.stdout
+
+
+@pytest.mark.parametrize("args", [["permuted_digits", "oneshoot", "g"], ["permuted_digits", "oneshot", "x"]])
+def test_supsup_gnu_rejects_an_unknown_adaptor_or_objective_before_training(tmp_path, args):
+    env = stub_env(tmp_path)
+    done = driver("supsup_gnu.sh", *args, cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path))
+    assert done.returncode == 64 and not stub_calls(env)
+    one_line(done)

@@ -46,7 +46,7 @@ CPG = Driver("cpg.sh", ("split_digits", "{data}", "s", "1.5"), {**QUICK, "NUM_TA
 GNU = Driver("supsup_gnu_permuted_mnist.sh", (), {"BENCHMARK": "permuted_digits", "NUM_TASKS": "3", "EPOCHS": "1",
                                                    "EVAL_AT": "1 2"},
              "SupSup/permuted_digits/gnu/lenet_300_100",
-             ("oneshot_g_batch1/results.csv", "oneshot_g_batch1/summary.json", "oneshot_g_batch1/adapt_results.csv"))
+             ("oneshot_g/results.csv", "oneshot_g/summary.json", "oneshot_g/adapt_results.csv"))
 LINES = Driver("subspace_lines.sh", (), {"EPOCHS": "2"}, "subspace/line/digits10/digits10",
                ("summary.json", "sweep.csv"))
 DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES}
@@ -141,6 +141,9 @@ CASES = [
     ("cpg", signal.SIGKILL, Moment(marker="digits_01/.stages/prune_0.4")),  # between two stages
     ("cpg", signal.SIGTERM, Moment(marker="digits_01/.stages/choose_pruning_ratio")),
     ("cpg", signal.SIGKILL, Moment("retrain: running")),
+    ("gnu", signal.SIGINT, Moment("task_2: running")),
+    ("gnu", signal.SIGTERM, Moment("adapt_2: running")),
+    ("gnu", signal.SIGKILL, Moment(marker=".stages/task_1")),
     ("lines", signal.SIGINT, Moment("train: running")),
     ("lines", signal.SIGTERM, Moment("evaluate: running")),
     ("lines", signal.SIGKILL, Moment("train: running")),
