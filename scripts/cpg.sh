@@ -39,6 +39,7 @@ if [[ -n ${GOALS:-} ]]; then  # checked before any stage runs: a missing file is
 fi
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 TOTAL_TASKS=${TOTAL_TASKS:-${#TASKS[@]}}
 require_count TOTAL_TASKS "$TOTAL_TASKS" "${#TASKS[@]}"
 METHOD=${METHOD:-cpg}

@@ -15,6 +15,7 @@ seeds=${SEEDS:-"1 2 3 4 5"}
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
 require_python
+limit_cpu_threads
 lock_run_root "$out"
 cd "$REPO_ROOT" || exit 1
 

@@ -111,6 +111,21 @@ load_benchmark() {
 # gpu_found: whether an NVIDIA GPU is there (nvidia-smi lists one).
 gpu_found() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
 
+# limit_cpu_threads: for a CPU run (DEVICE=cpu, or DEVICE auto with no GPU to be seen) one thread per
+# stage for torch, OpenMP and MKL unless OMP_NUM_THREADS / MKL_NUM_THREADS say otherwise. The nets that run
+# on a CPU here are tiny, so a second thread gains little, while on a busy machine torch's default (a
+# thread per core) waits on the other work: on 2 shared cores, a two-task CPG run of the quickstart's size
+# took 9.3-14 s with one thread and 8.9-65 s with two (README, Performance).
+limit_cpu_threads() {
+  case ${DEVICE:-auto} in
+    cpu) ;;
+    auto) [[ ${CUDA_VISIBLE_DEVICES-unset} == @(|-1) ]] || ! gpu_found || return 0 ;;
+    *) return 0 ;;
+  esac
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  export MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
+}
+
 # select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
 select_gpu() {
   [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
@@ -413,6 +428,7 @@ run_plain_models() {
   [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
   load_benchmark "$benchmark"
+  limit_cpu_threads
   root="$CKPT_ROOT/baselines/$benchmark/$name/$ARCH"
   lock_run_root "$root"
   start_stage_server

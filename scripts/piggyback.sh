@@ -15,6 +15,7 @@ BENCHMARK=$1
 require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 ROOT="$CKPT_ROOT/Piggyback/$BENCHMARK/${2:-default}/$ARCH"
 lock_run_root "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"

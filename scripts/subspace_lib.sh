@@ -12,9 +12,8 @@ run_subspace() {
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
   local benchmark=${1:-digits10} task=${2:-} root label=$kind
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
-  # the nets are tiny: on a shared CPU, more than one thread per process only adds contention
-  [[ ${DEVICE:-auto} != cpu ]] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   resolve_roots
+  limit_cpu_threads
   benchmark_tasks "$benchmark"
   task=${task:-${TASKS[0]}}
   printf '%s\n' "${TASKS[@]}" | grep -qxF -- "$task" || usage_error "benchmark $benchmark has no task '$task'"

@@ -21,6 +21,7 @@ require_commands "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 SPARSITY=${SPARSITY:-32}
 SEED=${SEED:-0}
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"

@@ -31,6 +31,7 @@ select_gpu "${4:-0}"
 require_commands "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
 for count in "${EVAL_AT[@]}"; do
   [[ $count =~ ^[1-9][0-9]{0,8}$ ]] || usage_error "EVAL_AT must list task counts (whole numbers from 1), got '$count'"

@@ -412,6 +412,44 @@ def test_without_venv_a_python_on_path_that_has_torch_is_used(tmp_path):
     assert len(stub_calls(env)) == 2
 
 
+# 8. One CPU thread per stage unless the user says otherwise ---------------------------------------------------
+
+THREADED = {  # script, arguments, extra environment
+    "cpg": ("cpg.sh", ["split_digits", "{tmp}", "s", "1.5"], {"NUM_TASKS": "1"}),
+    "gnu": ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {"NUM_TASKS": "1"}),
+    "gg": ("supsup_gg.sh", [], {"BENCHMARK": "permuted_digits", "NUM_TASKS": "1"}),
+    "piggyback": ("piggyback.sh", ["split_digits"], {"NUM_TASKS": "1"}),
+    "lines": ("subspace_lines.sh", [], {}),
+    "baseline": ("baseline.sh", ["split_digits"], {"NUM_TASKS": "1"}),
+    "extract_synthetic": ("extract_synthetic.sh", ["{tmp}/out"], {"SEEDS": "1"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(THREADED))
+@pytest.mark.parametrize("setting, gpu, expected", [
+    ({"DEVICE": "cpu"}, True, ("1", "1")),
+    ({"DEVICE": "cpu", "OMP_NUM_THREADS": "3"}, False, ("3", "3")),
+    ({"DEVICE": "cpu", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "2"}, False, ("3", "2")),
+    ({}, False, ("1", "1")),  # DEVICE auto and no GPU to be seen
+    ({}, True, (None, None)),  # a GPU run keeps torch's own
+    ({"DEVICE": "cuda"}, False, (None, None)),
+])
+def test_cpu_runs_use_one_thread_unless_told(tmp_path, name, setting, gpu, expected):
+    script, args, extra = THREADED[name]
+    env = {key: value for key, value in environment(**stub_env(tmp_path), **extra, DATA_ROOT=str(tmp_path),
+                                                      CKPT_ROOT=str(tmp_path / "ck")).items()
+           if key not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DEVICE", "CUDA_VISIBLE_DEVICES")}
+    fake = tmp_path / "bin"  # an nvidia-smi that finds a GPU or none, whatever this machine has
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\nexit {0 if gpu else 1}\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    run(["bash", str(REPO / "scripts" / script), *(arg.format(tmp=tmp_path) for arg in args)], tmp_path,
+        {**env, **setting, "PATH": f"{fake}:{env['PATH']}"})
+    calls = stub_calls(env)
+    assert calls, (tmp_path / "run.err").read_text()
+    assert {(call["threads"]["OMP_NUM_THREADS"], call["threads"]["MKL_NUM_THREADS"]) for call in calls} == {expected}
+
+
 # 9. SupSup GNu: one trained model, one folder per evaluation ---------------------------------------------------
 
 def _csv(path: Path) -> list[dict[str, str]]:
