@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -498,3 +499,18 @@ def test_supsup_gnu_rejects_an_unknown_adaptor_or_objective_before_training(tmp_
     done = driver("supsup_gnu.sh", *args, cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path))
     assert done.returncode == 64 and not stub_calls(env)
     one_line(done)
+
+
+# 10. The README's commands ------------------------------------------------------------------------------------
+
+def test_the_readmes_report_commands_pass_the_data_root():
+    text = " ".join((REPO / "README.md").read_text().split())  # commands may wrap over lines
+    commands = [part.split("`")[0] for part in text.split("python -m tools.report")[1:]]
+    with_root = [command for command in commands if "--root" in command]
+    assert with_root and all("--data_root" in command for command in with_root), with_root
+
+
+def test_the_scripts_the_readme_names_exist():
+    names = set(re.findall(r"scripts/[\w.]+\.sh", (REPO / "README.md").read_text()))
+    assert "scripts/baseline.sh" in names
+    assert [name for name in sorted(names) if not (REPO / name).is_file()] == []
