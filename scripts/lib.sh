@@ -413,6 +413,7 @@ ensure_venv() {
     printf '%s\n' "$wanted" > "$stamp"
   fi
   PYTHON="$venv/bin/python"
+  PYTHON_ORIGIN=venv
   export PATH="$venv/bin:$PATH"
 }
 
