@@ -183,6 +183,34 @@ def test_a_signal_to_the_driver_stops_its_stages_and_a_rerun_ends_the_same(name,
     assert _results(driver, ckpt) == expected
 
 
+LONG = {"cpg": {"FINETUNE_EPOCHS": "400"}, "gnu": {"EPOCHS": "300"}, "lines": {"EPOCHS": "200"}}
+
+
+@pytest.mark.parametrize("name", sorted(LONG))
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_long_stage_dies_within_seconds_of_its_driver(name, signum, data_root, tmp_path):
+    """A stage that would run on for many seconds is gone 3 s after its driver got the signal."""
+    driver = DRIVERS[name]
+    ckpt = tmp_path / "ck"
+    root = ckpt / driver.root
+    env = {**driver.environment(data_root, ckpt), **LONG[name]}
+    process, out, _ = _start(driver.command(data_root), env, tmp_path / "first")
+    try:
+        assert _wait_until(lambda: Moment("running").reached(out, root) or process.poll() is not None, 300)
+        time.sleep(1)  # well into the stage
+        assert process.poll() is None
+        os.kill(process.pid, signum)
+        process.wait(timeout=30)
+        _wait_until(lambda: not _processes(-1, str(root)), 3, 0.05)
+        left = _processes(-1, str(root))
+    finally:
+        for pid in [int(line.split()[0]) for line in _processes(process.pid, str(root))]:
+            os.kill(pid, signal.SIGKILL)  # what an old driver left behind
+        if process.poll() is None:
+            process.kill()
+    assert not left, left
+
+
 def test_ctrl_c_at_a_terminal_stops_the_whole_run_quietly(data_root, tmp_path, reference):
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, during a warm-start stage."""
     expected = reference("cpg")
