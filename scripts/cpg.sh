@@ -7,11 +7,10 @@
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
 # environment: PRETRAINED (a torchvision state dict: task 1 "imagenet"), LRS (finetune learning rate per task),
-#   VAL_FRACTION (choose on held-out training images), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
+#   VAL_FRACTION (choose on held-out training images), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
-#   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help),
-#   GPUS (e.g. 0,1,2,3: every stage under torchrun, one process per GPU; see scripts/lib.sh)
+#   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -21,13 +20,31 @@ DATA_ROOT=$2  # the argument, not the environment: DATA_ROOT only picks the data
 SETTING=$3
 MAX_WIDTH=$4
 require_commands jq awk "$PYTHON"
-float_ge "$MAX_WIDTH" 1.0 || usage_error "max width multiplier must be at least 1.0, got $MAX_WIDTH"
-[[ -n ${GOALS:-} ]] && GOALS=$(realpath -m "$GOALS")
+if ! is_number "$MAX_WIDTH" || ! float_ge "$MAX_WIDTH" 1.0; then
+  usage_error "max width multiplier must be a number of at least 1.0, got '$MAX_WIDTH'"
+fi
+WIDTH_STEP=${WIDTH_STEP:-0.5}
+if ! is_number "$WIDTH_STEP" || ! float_gt "$WIDTH_STEP" 0; then
+  usage_error "WIDTH_STEP must be a number above 0, got '$WIDTH_STEP'"
+fi
+read -r -a SPARSITY_STEPS <<< "${SPARSITY_STEPS:-0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95}"
+((${#SPARSITY_STEPS[@]})) || usage_error "SPARSITY_STEPS must list at least one sparsity"
+for end in "${SPARSITY_STEPS[@]}"; do
+  if ! is_number "$end" || ! float_gt "$end" 0 || float_ge "$end" 1; then
+    usage_error "SPARSITY_STEPS must list numbers between 0 and 1, got '$end'"
+  fi
+done
+if [[ -n ${GOALS:-} ]]; then  # checked before any stage runs: a missing file is a typo, not a missing goal
+  GOALS=$(realpath -m "$GOALS")
+  [[ -f $GOALS ]] || usage_error "GOALS: accuracy-goal file $GOALS does not exist"
+fi
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 PRETRAINED_TASKS=0
 [[ -n ${PRETRAINED:-} ]] && PRETRAINED_TASKS=1  # the pretrained backbone is a task too ("imagenet")
 TOTAL_TASKS=${TOTAL_TASKS:-$((${#TASKS[@]} + PRETRAINED_TASKS))}
+require_count TOTAL_TASKS "$TOTAL_TASKS" "$((${#TASKS[@]} + PRETRAINED_TASKS))"
 read -r -a LRS <<< "${LRS:-}"
 ((${#LRS[@]} == 0 || ${#LRS[@]} >= NUM_TASKS)) || usage_error "LRS needs a learning rate per task ($NUM_TASKS), got ${#LRS[@]}"
 METHOD=${METHOD:-cpg}
@@ -37,8 +54,7 @@ case $METHOD in
   *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
 esac
 ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
-WIDTH_STEP=${WIDTH_STEP:-0.5}
-read -r -a SPARSITY_STEPS <<< "${SPARSITY_STEPS:-0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95}"
+lock_run_root "$ROOT"
 
 COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
         --weight_decay "${WEIGHT_DECAY:-4e-5}" --max_allowed_network_width_multiplier "$MAX_WIDTH"
@@ -50,7 +66,8 @@ COMMON+=("${speed_flags[@]}")
 GOAL_FLAGS=(--benchmark "$BENCHMARK" --method "$METHOD")
 [[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
 
-say "width cap $MAX_WIDTH: $("$PYTHON" -m tools.capacity --arch "$ARCH" --width "$MAX_WIDTH")x the shared weights of width 1.0"
+ratio=$("$PYTHON" -m tools.capacity --arch "$ARCH" --width "$MAX_WIDTH")
+say "width cap $MAX_WIDTH: ${ratio}x the shared weights of width 1.0"
 start_stage_server
 width=1.0
 previous=""
@@ -73,7 +90,8 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
     state=$STAGE_RC
     [[ $state -eq 2 ]] || break
     float_ge "$width" "$MAX_WIDTH" && die "finetune asked to expand at the width cap $MAX_WIDTH; see $log"
-    width=$(float_min "$(float_add "$width" "$WIDTH_STEP")" "$MAX_WIDTH")
+    width=$(float_add "$width" "$WIDTH_STEP")
+    width=$(float_min "$width" "$MAX_WIDTH")
     log_decision "$log" "task=$task decision=expand width=$width"
   done
 
@@ -111,8 +129,10 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
       --dataset "$task" --log_path "$log"
   fi
   previous="$dir/gradual_prune"
-  say "task $k/$NUM_TASKS: $task done: sparsity $(json_get "$previous/chosen.json" .sparsity)," \
-    "accuracy $(json_get "$previous/meta.json" .accuracy), width $(json_get "$previous/meta.json" .width)"
+  sparsity=$(json_get "$previous/chosen.json" .sparsity)
+  accuracy=$(json_get "$previous/meta.json" .accuracy)
+  final_width=$(json_get "$previous/meta.json" .width)
+  say "task $k/$NUM_TASKS: $task done: sparsity $sparsity, accuracy $accuracy, width $final_width"
 done
 
-"$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
+run_child "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"

@@ -11,10 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
 out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/digits}")
 resolve_roots
+limit_cpu_threads
 seed=${SEED:-1}
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
-mkdir -p "$out"
+lock_run_root "$out"
 
 data=(--benchmark digits10 --dataset digits10 --data_root "$DATA_ROOT" --seed "$seed" --device "${DEVICE:-auto}")
 log="$out/train.log"

@@ -14,7 +14,9 @@ seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
-mkdir -p "$out"
+require_python
+limit_cpu_threads
+lock_run_root "$out"
 cd "$REPO_ROOT" || exit 1
 
 common=(--method extract --benchmark gaussian_teacher --dataset gaussian --data_root "$out"
@@ -36,4 +38,5 @@ for seed in $seeds; do
   reports+=("$report")
 done
 say "recovery per seed (reports: ${reports[*]})"
-"$PYTHON" -m tools.extract "${reports[@]}" | tee "$out/seeds.md"
+run_child "$PYTHON" -m tools.extract "${reports[@]}" > "$out/seeds.md"
+cat "$out/seeds.md"

@@ -7,5 +7,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ -n ${GPUS:-} ]] || select_gpu "${1:-}"  # GPUS=0,1,2,3: all of them (scripts/lib.sh)
 ITER_ID=${ITER_ID:-1}
-run_plain_models "finetune_$ITER_ID" "${LOGFILE:-$REPO_ROOT/logs/finetune_cifar100_acc_$ITER_ID.json}" \
+ARCH=${ARCH:-vgg16_bn_cifar100}
+run_plain_models cifar100 "finetune_$ITER_ID" "${LOGFILE:-$REPO_ROOT/logs/finetune_cifar100_acc_$ITER_ID.json}" \
   from_random_earlier_task

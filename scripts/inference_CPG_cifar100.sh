@@ -7,7 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 select_gpu "${1:-}"
 resolve_roots
+limit_cpu_threads
 root="$CKPT_ROOT/CPG/${EXPERIMENT:-experiment1}/${SETTING:-scratch_mul_1.5}/custom_vgg_cifar100"
 [[ -d $root ]] || usage_error "no CPG run at $root (set SETTING=all_max_mul_1.5 for released checkpoints)"
-"$PYTHON" -m tools.report --root "$root" --benchmark cifar100 --data_root "$DATA_ROOT" \
+run_child "$PYTHON" -m tools.report --root "$root" --benchmark cifar100 --data_root "$DATA_ROOT" \
   --num_tasks "${NUM_TASKS:-20}" --device "${DEVICE:-auto}"

@@ -1,19 +1,49 @@
 #!/usr/bin/env bash
-# Shared helpers of the drivers: messages, float arithmetic (awk; no bc on GPU hosts),
-# JSON via jq, and resumable stages. Source it; it sets strict mode.
+# Shared helpers of the drivers: messages, input checks, float arithmetic (awk; no bc on GPU hosts),
+# JSON via jq, and resumable stages that stop with their driver. Source it; it sets strict mode and the
+# traps that turn SIGINT, SIGTERM and SIGHUP into a clean stop that a rerun resumes.
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=${PYTHON:-python}
+REPO_ROOT=$(dirname "${BASH_SOURCE[0]}")
+REPO_ROOT=$(cd "$REPO_ROOT/.." && pwd)
+# The interpreter: PYTHON when set, else the project's environment (.venv, as quickstart.sh and test.sh
+# make it), else python from PATH, which require_python checks for torch before a driver relies on it.
+if [[ -n ${PYTHON:-} ]]; then
+  PYTHON_ORIGIN=given
+elif [[ -x $REPO_ROOT/.venv/bin/python ]]; then
+  PYTHON=$REPO_ROOT/.venv/bin/python
+  PYTHON_ORIGIN=venv
+else
+  PYTHON=python
+  PYTHON_ORIGIN=path
+fi
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+DRIVER_PID=$$
+printf -v DRIVER_COMMAND '%q ' "$0" "$@"  # sourced without arguments, "$@" is the driver's
+DRIVER_COMMAND=${DRIVER_COMMAND% }
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 usage_error() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 64; }
 
+# require_python: stop with one line saying how to make the environment when neither PYTHON nor .venv was
+# there and python from PATH has no torch (checked without importing it).
+require_python() {
+  [[ $PYTHON_ORIGIN == path ]] || return 0
+  if command -v "$PYTHON" >/dev/null 2>&1 &&
+    "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' 2>/dev/null; then
+    PYTHON_ORIGIN=checked
+    return 0
+  fi
+  usage_error "no Python with torch (no $REPO_ROOT/.venv, and python on PATH lacks torch): make the environment" \
+    "with 'bash scripts/quickstart.sh' or 'python3 -m venv .venv && .venv/bin/pip install -r requirements.txt'" \
+    "in $REPO_ROOT, or set PYTHON to an interpreter that has torch"
+}
+
 require_commands() {
   local command
   for command in "$@"; do
+    [[ $command != "$PYTHON" ]] || require_python  # its own advice when python is missing or lacks torch
     command -v "$command" >/dev/null 2>&1 || die "'$command' is needed but not installed"
   done
 }
@@ -22,11 +52,32 @@ require_commands() {
 float_add() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", a + b }'; }
 float_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.10g\n", (a < b ? a : b) }'; }
 float_ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 1e-9 >= b) }'; }
+float_gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b + 1e-9) }'; }
 
-# resolve_roots: DATA_ROOT (default data/) and CKPT_ROOT (default checkpoints/) as absolute paths, then
-# work from the repository root. A DATA_ROOT the user gave must exist (a typo must not train elsewhere);
-# the default is created, as a fresh clone has none and the embedded benchmarks need no files in it.
+# Checks of the numbers a driver computes with, so that a bad value stops it with one line and exit 64
+# instead of an "unbound variable", a loop that never ends or, in bash arithmetic, an evaluated expression.
+# is_number VALUE: a finite decimal number (nan, inf, 1e999, hex and words are not), checked by awk.
+is_number() {
+  awk -v x="$1" 'BEGIN {
+    if (x !~ /^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$/) exit 1
+    v = x + 0  # 1e999 reads as inf; comparisons, unlike v - v == 0 in mawk, also turn NaN away
+    exit !(v > -1e308 && v < 1e308)
+  }'
+}
+# require_count NAME VALUE MAX: VALUE is a whole number from 1 to MAX (no sign, no leading zero: bash
+# would read 010 as octal).
+require_count() {
+  if [[ ! $2 =~ ^[1-9][0-9]{0,8}$ ]] || (($2 > $3)); then
+    usage_error "$1 must be a whole number from 1 to $3, got '$2'"
+  fi
+}
+
+# resolve_roots: check the interpreter (require_python), then DATA_ROOT (default data/) and CKPT_ROOT
+# (default checkpoints/) as absolute paths, and work from the repository root. A DATA_ROOT the user gave
+# must exist (a typo must not train elsewhere); the default is created, as a fresh clone has none and the
+# embedded benchmarks need no files in it.
 resolve_roots() {
+  require_python
   if [[ -n ${DATA_ROOT:-} ]]; then
     [[ -d $DATA_ROOT ]] || usage_error "data root $DATA_ROOT does not exist"
   else
@@ -38,16 +89,41 @@ resolve_roots() {
   cd "$REPO_ROOT" || exit 1
 }
 
-# load_benchmark BENCHMARK: TASKS (names in learning order), ARCH (unless set) and NUM_TASKS (unless
-# set; checked against the number of tasks) for the drivers. BENCHMARK is a built-in name or a spec
-# file; a bad one stops the driver with list_tasks' one-line message and its exit code (64).
-load_benchmark() {
+# benchmark_tasks BENCHMARK: TASKS, its task names in learning order; an unknown name is one line, exit 64.
+benchmark_tasks() {
   local names
-  names=$("$PYTHON" -m tools.list_tasks "$1") || exit
+  if ! names=$("$PYTHON" -m tools.list_tasks "$1" 2>&1); then
+    [[ $names == *"invalid choice"* ]] || usage_error "cannot list the tasks of benchmark '$1': ${names##*$'\n'}"
+    usage_error "unknown benchmark '$1' (choose from ${names##*choose from }"
+  fi
   mapfile -t TASKS <<< "$names"
+}
+
+# load_benchmark BENCHMARK: TASKS (names in learning order), ARCH (unless set) and NUM_TASKS (unless
+# set; checked against the number of tasks) for the drivers.
+load_benchmark() {
+  benchmark_tasks "$1"
   ARCH=${ARCH:-$("$PYTHON" -m tools.list_tasks "$1" --arch)}
   NUM_TASKS=${NUM_TASKS:-${#TASKS[@]}}
-  ((NUM_TASKS >= 1 && NUM_TASKS <= ${#TASKS[@]})) || usage_error "NUM_TASKS must be 1..${#TASKS[@]}"
+  require_count NUM_TASKS "$NUM_TASKS" "${#TASKS[@]}"
+}
+
+# gpu_found: whether an NVIDIA GPU is there (nvidia-smi lists one).
+gpu_found() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+
+# limit_cpu_threads: for a CPU run (DEVICE=cpu, or DEVICE auto with no GPU to be seen) one thread per
+# stage for torch, OpenMP and MKL unless OMP_NUM_THREADS / MKL_NUM_THREADS say otherwise. The nets that run
+# on a CPU here are tiny, so a second thread gains little, while on a busy machine torch's default (a
+# thread per core) waits on the other work: on 2 shared cores, a two-task CPG run of the quickstart's size
+# took 9.3-14 s with one thread and 8.9-65 s with two (README, Performance).
+limit_cpu_threads() {
+  case ${DEVICE:-auto} in
+    cpu) ;;
+    auto) [[ ${CUDA_VISIBLE_DEVICES-unset} == @(|-1) ]] || ! gpu_found || return 0 ;;
+    *) return 0 ;;
+  esac
+  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  export MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
 }
 
 # select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
@@ -55,7 +131,7 @@ select_gpu() {
   [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
   [[ $1 =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "GPU id must be a number like 0 (or a list like 0,1), got '$1'"
   export CUDA_VISIBLE_DEVICES=$1
-  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  if [[ ${DEVICE:-} != cpu ]] && ! gpu_found; then  # no warning when the CPU is what was asked for
     printf 'warning: no NVIDIA GPU found; running on the CPU, which is far slower\n' >&2
     export DEVICE=${DEVICE:-cpu}
   fi
@@ -75,18 +151,143 @@ run_exit_actions() {
   done
 }
 
+# Signals. Bash 5.2 may run a trap in the middle of parsing a command substitution and then fails to parse
+# the trap ("unexpected EOF while looking for matching `)'"): that happens when one command holds two
+# substitutions, so in these scripts no command holds more than one (tests/test_driver_signals.py checks).
+# A stage runs as a background child that the driver waits for (run_child), so a signal reaches
+# the driver's trap at once instead of after the stage: the trap stops the running children (TERM, then
+# KILL after 10 s), says in one line that the same command resumes, and exits 128 + the signal's number
+# (130 for SIGINT, 143 for SIGTERM); the EXIT actions still run. A driver killed outright (SIGKILL runs no
+# trap) is noticed by each child's watcher, which stops the child within half a second.
+CHILD_PIDS=()      # what a signal must stop: the running stage, or the workers of supsup_gg.sh
+WATCHER_PIDS=()
+RUN_ROOT=""        # named in the interruption message (lock_run_root sets it)
+CHILD_IS_DRIVER=0  # the child is a driver that names its own run folder (quickstart.sh)
+
+on_signal() {
+  trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
+  stop_children
+  if ((!CHILD_IS_DRIVER)); then
+    printf '%s: interrupted by SIG%s; run the same command again to resume%s\n' "$(basename "$0")" "$1" \
+      "${RUN_ROOT:+ (run folder $RUN_ROOT)}" >&2
+  fi
+  exit "$2"
+}
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
+trap 'on_signal HUP 129' HUP
+
+# process_alive PID: whether PID runs (a zombie, dead but not yet reaped, does not).
+process_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  { read -r stat < "/proc/$1/stat"; } 2>/dev/null || return 0  # no /proc: kill -0 is all there is
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# stop_children: TERM to every running child, KILL to one still there after 10 s, and reap them.
+stop_children() {
+  local pid tries alive
+  ((${#CHILD_PIDS[@]} + ${#WATCHER_PIDS[@]})) || return 0
+  kill -TERM "${CHILD_PIDS[@]}" "${WATCHER_PIDS[@]}" 2>/dev/null || true
+  for ((tries = 0; tries < 100; tries++)); do
+    alive=0
+    for pid in "${CHILD_PIDS[@]}"; do
+      process_alive "$pid" && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  kill -KILL "${CHILD_PIDS[@]}" 2>/dev/null || true
+  wait "${CHILD_PIDS[@]}" "${WATCHER_PIDS[@]}" 2>/dev/null || true
+  CHILD_PIDS=()
+  WATCHER_PIDS=()
+}
+
+# watch_driver PID: run in the background; TERM to PID once the driver is gone. Polls twice a second with
+# bash builtins only (read -t on a pipe that never delivers), so it starts no process while it waits.
+watch_driver() {
+  trap - INT TERM HUP EXIT
+  local child=$1 tick
+  exec {tick}<> <(:)
+  wait "$!" 2>/dev/null || true  # reap the process substitution, which ends at once
+  while process_alive "$DRIVER_PID" && process_alive "$child"; do
+    read -r -t 0.5 -u "$tick" _ || true
+  done
+  if process_alive "$child"; then
+    kill -TERM "$child" 2>/dev/null || true
+  fi
+  exit 0
+}
+
+# run_child COMMAND...: run COMMAND so that it stops with the driver, whatever stops the driver; sets
+# CHILD_RC to its exit code and returns it. Its standard input is /dev/null and SIGINT does not reach it
+# directly (bash runs background commands so): the driver's trap stops it.
+run_child() {
+  local pid watcher kept=() other
+  "$@" &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  watch_driver "$pid" &
+  watcher=$!
+  WATCHER_PIDS+=("$watcher")
+  CHILD_RC=0
+  wait "$pid" || CHILD_RC=$?
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  for other in "${CHILD_PIDS[@]}"; do
+    [[ $other == "$pid" ]] || kept+=("$other")
+  done
+  CHILD_PIDS=("${kept[@]}")
+  kept=()
+  for other in "${WATCHER_PIDS[@]}"; do
+    [[ $other == "$watcher" ]] || kept+=("$other")
+  done
+  WATCHER_PIDS=("${kept[@]}")
+  return "$CHILD_RC"
+}
+
+# lock_run_root ROOT: hold the run folder ROOT (created if missing) for this driver, so two drivers never
+# run on one folder: a second one stops with exit 64 naming the process that holds it. The lock is flock
+# on ROOT/.lock, held by the driver and inherited by its stages; the kernel drops it when the last of them
+# is gone, so a killed run leaves no stale lock. If the holder named in the file is dead, its last stage
+# is stopping (a watcher stops it within half a second): wait for it.
+lock_run_root() {
+  local root=$1 lock holder=""
+  require_commands flock
+  mkdir -p "$root"
+  lock="$root/.lock"
+  exec {LOCK_FD}>>"$lock"
+  if ! flock -n "$LOCK_FD"; then
+    { read -r holder < "$lock"; } 2>/dev/null || true
+    if [[ $holder =~ ^pid\ ([0-9]+) ]] && ! process_alive "${BASH_REMATCH[1]}"; then
+      say "waiting for what is left of the stopped driver ${BASH_REMATCH[1]} to leave $root"
+      flock -w 30 "$LOCK_FD" || holder=""
+    fi
+    if [[ $holder != pid\ * ]] || ! flock -n "$LOCK_FD"; then
+      { read -r holder < "$lock"; } 2>/dev/null || true
+      usage_error "run folder $root is in use by ${holder:-another process}; wait for it to end or stop it first"
+    fi
+  fi
+  printf 'pid %s: %s\n' "$DRIVER_PID" "$DRIVER_COMMAND" > "$lock"
+  RUN_ROOT=$root
+}
+
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
 # torch once (utils/warm_start.py), saving about 1.5 s a stage; FAST_START=0 turns it off. The server
 # goes when the driver exits; without it main_normal.py simply runs in its own process.
 start_stage_server() {
   [[ ${FAST_START:-1} == 1 ]] || return 0
-  use_gpus; ((STAGE_RANKS == 1)) || return 0  # torchrun's ranks are processes of their own
+  use_gpus
+  ((STAGE_RANKS == 1)) || return 0  # torchrun starts its own processes
   STAGE_SERVER_DIR=$(mktemp -d)
   export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
   "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" &
   STAGE_SERVER_PID=$!
   local cleanup
-  printf -v cleanup 'kill %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_DIR"
+  printf -v cleanup 'kill %q 2>/dev/null; wait %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_PID" \
+    "$STAGE_SERVER_DIR"
   on_exit "$cleanup"
   local tries
   for ((tries = 0; tries < 600; tries++)); do
@@ -106,39 +307,93 @@ log_decision() {
   printf '%s stage=driver %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "$*" | tee -a "$log"
 }
 
+# stage_done NAME MARKER_DIR ALLOWED_CODES: whether MARKER_DIR/NAME records that stage NAME finished; if
+# so, STAGE_RC is its state code. A marker is data: only a content that is exactly one of ALLOWED_CODES
+# counts (never evaluated, as arithmetic would run an expression in it); anything else is removed with a
+# one-line warning, so the stage is redone.
+stage_done() {
+  local name=$1 marker="$2/$1" allowed=$3 content="" code
+  [[ -e $marker || -L $marker ]] || return 1
+  if [[ -f $marker && -r $marker ]]; then
+    LC_ALL=C read -r -N 32 content < "$marker" || true
+    content=${content%$'\n'}
+    for code in $allowed; do
+      if [[ $content == "$code" ]]; then
+        STAGE_RC=$code
+        return 0
+      fi
+    done
+  fi
+  content=${content//[^[:alnum:] ._-]/?}
+  printf '%s: warning: stage %s: marker %s holds "%s", not one of its codes (%s); redoing the stage\n' \
+    "$(basename "$0")" "$name" "$marker" "${content:0:20}" "$allowed" >&2
+  rm -rf -- "$marker"
+  return 1
+}
+
+# flag_value FLAG ARGS...: FLAG_VALUE is the value that follows FLAG in ARGS; false when there is none.
+flag_value() {
+  local flag=$1
+  shift
+  FLAG_VALUE=""
+  while (($# >= 2)); do
+    if [[ $1 == "$flag" ]]; then
+      FLAG_VALUE=$2
+      return 0
+    fi
+    shift
+  done
+  return 1
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
-# Exit 3 (no accuracy goal) stops the driver with advice; any other unexpected code stops it too.
+# Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read) naming the
+# stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see=""; shift 4
   local marker="$marker_dir/$name"
-  if [[ -f $marker ]]; then
-    STAGE_RC=$(<"$marker")
+  if stage_done "$name" "$marker_dir" "$allowed"; then
     say "$name: done before (exit $STAGE_RC), skipped"
     return 0
   fi
   say "$name: running"
-  set +e
-  "$@"
-  STAGE_RC=$?
-  set -e
+  run_child "$@" || true
+  STAGE_RC=$CHILD_RC
+  [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
     mkdir -p "$marker_dir"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
     mv "$marker.tmp" "$marker"
     return 0
   fi
-  if [[ $STAGE_RC -eq 64 ]]; then
-    printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
-    exit 64
-  fi
-  if [[ $STAGE_RC -eq 3 ]]; then
-    printf 'Stopped: stage %s has no accuracy goal. Train baselines (scripts/baseline_*.sh) or write a JSON file\n' "$name" >&2
-    printf 'mapping each task name to its goal, and point GOALS at it. Log: %s\n' "$log" >&2
-    exit 3
-  fi
-  die "stage $name exited with unexpected code $STAGE_RC; see $log"
+  case $STAGE_RC in
+    64)
+      printf 'Stopped: stage %s rejected its input (message above).\n' "$name" >&2
+      exit 64 ;;
+    3)
+      flag_value --benchmark "$@" || FLAG_VALUE=${BENCHMARK:-<benchmark>}
+      printf 'Stopped: stage %s has no accuracy goal (message above). Train baselines with scripts/baseline.sh %s' \
+        "$name" "$FLAG_VALUE" >&2
+      printf ' and rerun with GOALS=%s, or point GOALS at a JSON file mapping each task name to its goal%s.\n' \
+        "$REPO_ROOT/logs/baseline_${FLAG_VALUE}_acc.json" "$see" >&2
+      exit 3 ;;
+    65)
+      input="its input checkpoint"
+      if flag_value --load_folder "$@" || flag_value --task_folder "$@"; then
+        input="the checkpoint in $FLAG_VALUE"
+      fi
+      printf 'Stopped: stage %s could not read %s (message above): a bad or incomplete checkpoint%s.\n' \
+        "$name" "$input" "$see" >&2
+      exit 65 ;;
+    129 | 130 | 143)  # the stage was stopped by a signal from outside (the driver's own traps exit before)
+      signal_name=$(kill -l "$STAGE_RC")
+      printf '%s: stage %s was interrupted (SIG%s); run the same command again to resume\n' "${0##*/}" "$name" \
+        "$signal_name" >&2
+      exit "$STAGE_RC" ;;
+  esac
+  die "stage $name exited with unexpected code $STAGE_RC$see"
 }
 
 # ensure_venv REQUIREMENTS_FILE: create $VENV (default .venv) once and install the requirements when
@@ -160,24 +415,29 @@ ensure_venv() {
     printf '%s\n' "$wanted" > "$stamp"
   fi
   PYTHON="$venv/bin/python"
+  PYTHON_ORIGIN=venv
   export PATH="$venv/bin:$PATH"
 }
 
-# run_plain_models NAME LOGFILE START: one plain VGG16 per CIFAR-100 task (the baselines), each task's
-# test accuracy added to LOGFILE. START is from_scratch, or from_random_earlier_task (the finetune
-# baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed ITER_ID).
-# With several GPUS, from-scratch tasks are independent and go one process per GPU; the finetune
-# baseline's tasks depend on earlier ones, so each runs under torchrun on all of them.
+# run_plain_models BENCHMARK NAME LOGFILE START: one plain model (ARCH, default the benchmark's
+# architecture) per task of BENCHMARK (the baselines), each task's test accuracy added to LOGFILE, an
+# accuracy-goal file that cpg.sh takes as GOALS. START is from_scratch, or from_random_earlier_task (the
+# finetune baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed
+# ITER_ID). Models go to $CKPT_ROOT/baselines/<benchmark>/<name>/<arch>/<task>/.
 run_plain_models() {
-  PLAIN_START=$3
-  PLAIN_LOGFILE=$(realpath -m "$2")
+  PLAIN_BENCHMARK=$1 PLAIN_START=$4
+  PLAIN_LOGFILE=$(realpath -m "$3")
+  [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
-  load_benchmark cifar100
-  PLAIN_ROOT="$CKPT_ROOT/baselines/cifar100/$1/vgg16_bn_cifar100"
+  load_benchmark "$PLAIN_BENCHMARK"
+  limit_cpu_threads
+  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2/$ARCH"
+  lock_run_root "$PLAIN_ROOT"
   use_gpus
   if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then
     spread_over_gpus "$PLAIN_ROOT/*/train.log" plain_models_share "${STAGE_GPU_IDS[@]}"
   else
+    start_stage_server
     plain_models_share 0 1
   fi
   say "accuracies written to $PLAIN_LOGFILE"
@@ -198,17 +458,12 @@ plain_models_share() {
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
-      ranked_main --method baseline --mode finetune --benchmark cifar100 --arch vgg16_bn_cifar100 \
+      ranked_main --method baseline --mode finetune --benchmark "$PLAIN_BENCHMARK" --arch "$ARCH" \
       --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
       --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
       --logfile "$PLAIN_LOGFILE" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
   done
 }
-
-# --- Many GPUs (README: Many GPUs) ---------------------------------------------------------------------
-# GPUS, e.g. 0,1,2,3: the GPUs a driver may use (cpu:N for N processes on the CPU, to test without GPUs).
-# With more than one, each stage of the CPG family (ranked_main) runs under torchrun as one
-# DistributedDataParallel process per GPU, and independent runs (spread_over_gpus) go one process per GPU.
 
 # use_gpus: GPUS read into STAGE_RANKS (processes per stage), STAGE_DEVICES (their CUDA_VISIBLE_DEVICES;
 # empty for the CPU) and STAGE_GPU_IDS (one entry per process: a GPU id, or cpu).
@@ -233,18 +488,23 @@ use_gpus() {
 # kill) is returned instead, never read as a state, so run_stage redoes the stage on the next run.
 ranked_main() {
   use_gpus
+  [[ -z ${GPUS:-} ]] || export CUDA_VISIBLE_DEVICES=$STAGE_DEVICES
   if ((STAGE_RANKS == 1)); then
-    if [[ -n ${GPUS:-} ]]; then
-      CUDA_VISIBLE_DEVICES=$STAGE_DEVICES "$PYTHON" main_normal.py "$@"
-    else
-      "$PYTHON" main_normal.py "$@"
-    fi
+    # run_stage runs this in a child shell: become the stage, so the driver's signals reach it
+    if ((BASH_SUBSHELL > 0)); then exec "$PYTHON" main_normal.py "$@"; fi
+    "$PYTHON" main_normal.py "$@"
     return
   fi
-  local state code=0
+  local state code=0 runner
   state=$(mktemp)
-  CUDA_VISIBLE_DEVICES=$STAGE_DEVICES CPG_STATE_FILE=$state "$PYTHON" -m torch.distributed.run --standalone \
-    --nproc_per_node "$STAGE_RANKS" main_normal.py "$@" || code=$?
+  CPG_STATE_FILE=$state "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$STAGE_RANKS" \
+    main_normal.py "$@" &
+  runner=$!
+  trap 'kill -TERM "$runner" 2>/dev/null' INT TERM  # torchrun stops its ranks
+  wait "$runner" || code=$?
+  while process_alive "$runner"; do
+    wait "$runner" || code=$?
+  done
   if ((code == 0)); then
     code=$(<"$state")
     [[ $code =~ ^[0-9]+$ ]] || code=1
@@ -257,16 +517,27 @@ ranked_main() {
 # runs with that GPU alone (GPUS and CUDA_VISIBLE_DEVICES; a GPU named cpu means the CPU) and takes runs
 # INDEX, INDEX + COUNT, ... one after another. Waits for every worker, then names each failed one with its
 # GPU and code and stops the driver (exit 64 when any rejected its input); LOGS says where to look.
+# gpu_worker GPU COMMAND...: one of spread_over_gpus' workers, in its own background shell, on GPU alone.
+gpu_worker() {
+  local gpu=$1; shift
+  CHILD_PIDS=() WATCHER_PIDS=()  # the worker's own (its stage); the other workers are the driver's
+  trap 'stop_children; exit 143' TERM
+  if [[ $gpu == cpu ]]; then
+    export CUDA_VISIBLE_DEVICES="" GPUS=cpu:1
+  else
+    select_gpu "$gpu"
+    export GPUS=$gpu
+  fi
+  "$@"
+}
+
 spread_over_gpus() {
   local logs=$1 worker_function=$2; shift 2
   local gpus=("$@") pids=() failures=() codes=() worker code failed
   for worker in "${!gpus[@]}"; do
-    if [[ ${gpus[worker]} == cpu ]]; then
-      CUDA_VISIBLE_DEVICES="" GPUS=cpu:1 "$worker_function" "$worker" "${#gpus[@]}" &
-    else
-      (select_gpu "${gpus[worker]}"; GPUS=${gpus[worker]} "$worker_function" "$worker" "${#gpus[@]}") &
-    fi
+    gpu_worker "${gpus[worker]}" "$worker_function" "$worker" "${#gpus[@]}" &
     pids+=("$!")
+    CHILD_PIDS+=("$!")  # a signal to the driver stops the workers, and each its stage
   done
   # every worker's code counts: one that rejected its input (64) must not hide behind another's crash
   for worker in "${!pids[@]}"; do
@@ -277,6 +548,7 @@ spread_over_gpus() {
       codes+=("$code")
     fi
   done
+  CHILD_PIDS=()
   ((${#failures[@]} == 0)) && return 0
   printf -v failed '%s, ' "${failures[@]}"
   failed="${failed%, }; see $logs"

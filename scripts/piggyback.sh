@@ -7,8 +7,8 @@
 # usage: scripts/piggyback.sh <benchmark> [setting]
 # environment: PRETRAINED (a torchvision state dict as the backbone, task "imagenet"), NUM_TASKS,
 #   BACKBONE_EPOCHS (first task without PRETRAINED, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
-#   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, SPEED_FLAGS, GPUS (e.g. 0,1,2,3:
-#   every task's training under torchrun, one process per GPU)
+#   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run folder
+#   instead of the benchmark), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -17,7 +17,9 @@ BENCHMARK=$1
 require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}/$ARCH"
+lock_run_root "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
         --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
 read -r -a speed_flags <<< "${SPEED_FLAGS:-}"
@@ -45,7 +47,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   previous="$dir/model"
 done
 
-"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" --load_folder "$previous" \
+run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" --load_folder "$previous" \
   --piggyback_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" >/dev/null
 jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accuracy_final)"),
   "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \

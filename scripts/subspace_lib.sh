@@ -10,14 +10,13 @@
 run_subspace() {
   local kind=$1; shift
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
-  local benchmark=${1:-digits10} task=${2:-} tasks root label=$kind
+  local benchmark=${1:-digits10} task=${2:-} root label=$kind
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
-  # the nets are tiny: on a shared CPU, more than one thread per process only adds contention
-  [[ ${DEVICE:-auto} != cpu ]] || export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
   resolve_roots
-  tasks=$("$PYTHON" -m tools.list_tasks "$benchmark") || exit  # its one line says why
-  task=${task:-${tasks%%$'\n'*}}
-  grep -qxF -- "$task" <<<"$tasks" || usage_error "benchmark $benchmark has no task '$task'"
+  limit_cpu_threads
+  benchmark_tasks "$benchmark"
+  task=${task:-${TASKS[0]}}
+  printf '%s\n' "${TASKS[@]}" | grep -qxF -- "$task" || usage_error "benchmark $benchmark has no task '$task'"
   local extra=()
   if [[ $kind == simplex ]]; then
     label="simplex${VERTICES:-3}"
@@ -25,6 +24,7 @@ run_subspace() {
   fi
   if [[ ${LAYERWISE:-0} == 1 ]]; then extra+=(--subspace_layerwise); fi
   root="$CKPT_ROOT/subspace/$label/$benchmark/$task"
+  lock_run_root "$root"
   local common=(main_normal.py --method subspace --benchmark "$benchmark" --dataset "$task"
     --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
     --log_path "$root/train.log")

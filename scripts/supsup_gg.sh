@@ -21,9 +21,11 @@ require_commands "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
 resolve_roots
 load_benchmark "$BENCHMARK"
+limit_cpu_threads
 SPARSITY=${SPARSITY:-32}
 SEED=${SEED:-0}
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
+lock_run_root "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
 
 # train_share WORKER WORKERS: the tasks WORKER, WORKER + WORKERS, ... one after another (on the worker's GPU).
@@ -51,7 +53,7 @@ folders=$(IFS=,; printf '%s' "${task_folders[*]}")
 select_gpu "${gpu_ids[0]}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"
-"$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
+run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
   --supsup_adaptor gt --supsup_task_folders "$folders" --supsup_results "$ROOT/results.csv" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" --val_batch_size 500 --device "${DEVICE:-auto}"
 say "results: $ROOT/results.csv, summary: $ROOT/summary.json"

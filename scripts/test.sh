@@ -2,6 +2,7 @@
 # Set up the virtual environment with the test tools, then run ruff, shellcheck and pytest.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap - INT TERM HUP  # not a resumable driver: pytest handles its own Ctrl-C
 cd "$REPO_ROOT" || exit 1
 ensure_venv "$REPO_ROOT/requirements-dev.txt"
 say "ruff"

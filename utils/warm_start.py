@@ -8,6 +8,10 @@ folder, environment and standard streams to the server, which forks a child
 that runs the stage and sends back the exit code. The child dies with its
 client: if the driver is killed, the stage stops too. Without the variable, or
 when the server cannot be reached, `main_normal.py` runs the stage itself.
+
+SIGINT and SIGTERM stop the server, a stage child or a waiting client quietly
+(no traceback) with the shell's code for the signal, 128 + its number; a child
+sends that code to its client first.
 """
 
 from __future__ import annotations
@@ -45,11 +49,22 @@ def _receive_exactly(conn: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _exit_quietly(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)
+
+
 def run_remote(argv: list[str]) -> int | None:
     """Run `main_normal.py argv` in the warm server; None when no server is reachable."""
     path = os.environ.get(ENV_VAR)
     if not path:
         return None
+    try:
+        return _run_remote(path, argv)
+    except KeyboardInterrupt:  # the connection is closed on the way out, which stops the stage
+        return 128 + signal.SIGINT
+
+
+def _run_remote(path: str, argv: list[str]) -> int | None:
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(path)
@@ -59,8 +74,16 @@ def run_remote(argv: list[str]) -> int | None:
     sys.stdout.flush()
     sys.stderr.flush()
     with conn:
-        _send_message(conn, request, [0, 1, 2])
-        return HEADER.unpack(_receive_exactly(conn, HEADER.size))[0]
+        try:
+            _send_message(conn, request, [0, 1, 2])
+        except OSError:  # the server went away before it had the request: the caller runs the stage
+            return None
+        try:
+            return HEADER.unpack(_receive_exactly(conn, HEADER.size))[0]
+        except OSError:  # ConnectionError included: the stage's child ended without sending a code
+            print("main_normal.py: error: the warm-start child running this stage ended without an exit code",
+                  file=sys.stderr)
+            return 1
 
 
 def _receive_request(conn: socket.socket) -> tuple[dict, list[int]]:
@@ -82,7 +105,17 @@ def _die_with_client(conn: socket.socket) -> None:
 
 
 def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        """Interrupted: tell the client the signal's code (it may be gone already) and leave quietly."""
+        try:
+            conn.sendall(HEADER.pack(128 + signum))
+        except OSError:
+            pass
+        os._exit(128 + signum)
+
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
@@ -111,6 +144,8 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
 def serve(path: str) -> None:
     """Import the stage machinery once, then fork one child per request."""
+    signal.signal(signal.SIGINT, _exit_quietly)  # a stop, not a crash: no KeyboardInterrupt traceback
+    signal.signal(signal.SIGTERM, _exit_quietly)
     import main_normal  # noqa: F401  (warms the imports the children use)
     import utils.methods.cpg.stages  # noqa: F401
 
