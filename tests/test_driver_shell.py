@@ -20,7 +20,7 @@ LIB = REPO / "scripts" / "lib.sh"
 STUB = f"""#!{sys.executable}
 import json, os, sys
 args = sys.argv[1:]
-if args[:2] == ["-m", "tools.list_tasks"]:
+if args[:1] == ["-m"] and args[1].startswith("tools."):
     os.execv(sys.executable, [sys.executable, *args])
 with open(os.environ["STUB_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
