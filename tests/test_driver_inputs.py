@@ -354,6 +354,42 @@ def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
     assert f"goal={written['digits_01']:.4f}" in log
 
 
+def _mnist(root: Path) -> None:
+    """MNIST-format IDX files (magic 0, 0, 8, dimensions; big-endian sizes; the bytes) of a few 28x28 digits
+    whose class is where a bright square sits, under root/MNIST/raw."""
+    import numpy as np
+
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for split, count in (("train", 400), ("t10k", 100)):
+        labels = np.arange(count) % 10
+        images = rng.randint(0, 40, (count, 28, 28))
+        for index, label in enumerate(labels):
+            images[index, 2 * label:2 * label + 8, 4:12] += 200
+        for name, array in ((f"{split}-images-idx3-ubyte", images), (f"{split}-labels-idx1-ubyte", labels)):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)
+            (raw / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.slow
+def test_baseline_on_split_mnist_writes_goals_cpg_accepts(tmp_path):
+    """On MNIST-format files (made here: no download), as a user of split_mnist would run it."""
+    data = tmp_path / "data"
+    _mnist(data)
+    goals = tmp_path / "goals.json"
+    done = driver("baseline.sh", "split_mnist", cwd=tmp_path, timeout=300, DATA_ROOT=str(data),
+                  CKPT_ROOT=str(tmp_path / "ck"), EPOCHS="2", LOGFILE=str(goals))
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads(goals.read_text())
+    assert list(written) == ["mnist_01", "mnist_23", "mnist_45", "mnist_67", "mnist_89"]
+    cpg = driver("cpg.sh", "split_mnist", str(data), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
+                 NUM_TASKS="1", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
+    assert cpg.returncode == 0, cpg.stderr[-2000:]
+    log = (tmp_path / "ck/CPG/split_mnist/goals/lenet_300_100/mnist_01/train.log").read_text()
+    assert f"goal={written['mnist_01']:.4f}" in log
+
+
 # 7. The interpreter: PYTHON, else the project's .venv, else a python on PATH that has torch ---------------------
 
 def _clone(tmp_path: Path) -> Path:
