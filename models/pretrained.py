@@ -25,6 +25,7 @@ from models.layers.cpg import CPGWeights
 from models.layers.per_task import TaskBatchNorm2d, TaskHeads
 from models.layers.plain import PlainWeights
 from models.network import TaskNetwork
+from utils.atomic import UnreadableFile, read_torch_file
 
 PRETRAINED_TASK = "imagenet"
 LOADABLE_MODES = ("plain", "cpg", "packnet")
@@ -126,14 +127,10 @@ def read_state_dict(path: str | Path, source: Source) -> dict[str, torch.Tensor]
         raise PretrainedError(f"no pretrained weights at {path}: put torchvision's {source.file} "
                               f"(from torchvision.models.{source.weights}) at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as error:
-        raise PretrainedError(f"cannot read {path}: {error.strerror or error}") from error
-    except MemoryError:
-        raise
-    except Exception as error:  # whatever the unpickler trips over, the file is not what torch.save writes
-        raise PretrainedError(f"{path} is not a file torch.save wrote (truncated, or another format); "
-                              f"get torchvision's {source.file} again") from error
+        state = read_torch_file(path)
+    except UnreadableFile as error:
+        advice = "" if error.os_error else f" (truncated, or another format); get torchvision's {source.file} again"
+        raise PretrainedError(f"{error}{advice}") from error
     if not isinstance(state, Mapping) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise PretrainedError(f"{path} holds a {type(state).__name__}, not a state dict (names -> tensors) such as "
                               f"torchvision's {source.file}")

@@ -65,3 +65,27 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def atomic_json_dump(obj: Any, path: Path) -> None:
     atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2) + "\n"), binary=False)
+
+
+class UnreadableFile(Exception):
+    """A torch file that `read_torch_file` could not read: `os_error` when the system refused, else the file
+    is not what torch.save writes (truncated, garbage, or holding more than tensors)."""
+
+    def __init__(self, path: Path, os_error: OSError | None):
+        super().__init__(f"cannot read {path}: {os_error.strerror or os_error}" if os_error else
+                         f"{path} is not a file torch.save wrote")
+        self.os_error = os_error
+
+
+def read_torch_file(path: Path) -> Any:
+    """torch.load of tensors only (weights_only); every failure but running out of memory is UnreadableFile."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise UnreadableFile(path, error) from error
+    except MemoryError:
+        raise
+    except Exception as error:  # whatever the unpickler trips over, the file is not what torch.save writes
+        raise UnreadableFile(path, None) from error

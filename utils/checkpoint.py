@@ -13,7 +13,7 @@ import torch
 from models import build_network
 from models.layers.base import copy_into_corner
 from models.network import TaskNetwork, TaskSpec
-from utils.atomic import atomic_json_dump, atomic_torch_save
+from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
 from utils.settings import Settings
 
 CHECKPOINT = "checkpoint.pth"
@@ -60,13 +60,12 @@ def load_checkpoint(folder: Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from error
-    except MemoryError:
-        raise
-    except Exception as error:  # whatever the unpickler trips over, the file is not a checkpoint
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint of this toolkit ({error})") from error
+        payload = read_torch_file(path)
+    except UnreadableFile as error:
+        if error.os_error:
+            raise CheckpointError(f"checkpoint {error}") from error
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint of this toolkit "
+                              f"({error.__cause__})") from error
     try:
         return _checked(payload)
     except ValueError as error:

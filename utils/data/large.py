@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from utils.atomic import atomic_torch_save
 from utils.data.cache import STALE
 from utils.data.registry import DataError
-from utils.data.tasks import DeviceTaskData, TaskData
+from utils.data.tasks import DeviceTaskData, TaskData, shard_of
 
 SPLITS = ("train", "test")
 CACHE_VERSION = 1
@@ -240,16 +240,13 @@ class LargeDeviceData(DeviceTaskData):
         return read_ahead((index, batch.pin_memory() if pin else batch) for index, batch in batches)
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        rank, ranks = self.shard  # sharded as DeviceTaskData.train_batches: each rank keeps its slice
         order = torch.randperm(self.train_labels.numel(), generator=generator, device=generator.device)
         indices = order.to(self.storage).split(batch_size)
         for index, images in self._read(self.train_images, self.train_rows, indices):
             images = self.augment(images.to(self.device, non_blocking=True), generator)
-            if ranks > 1:
-                if index.numel() < ranks:
-                    continue
-                index, images = index.tensor_split(ranks)[rank], images.tensor_split(ranks)[rank]
-            yield self.normalise(images), self.train_labels[index].to(self.device, non_blocking=True)
+            mine = shard_of(index, images, self.shard)  # sharded as DeviceTaskData.train_batches
+            if mine is not None:
+                yield self.normalise(mine[1]), self.train_labels[mine[0]].to(self.device, non_blocking=True)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         offset = (self.test_images.shape[-1] - self.crop) // 2

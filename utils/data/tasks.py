@@ -65,6 +65,18 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
     return tuple(values.mean(1).tolist()), tuple(values.std(1).tolist())
 
 
+def shard_of(index: torch.Tensor, images: torch.Tensor,
+             shard: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """This rank's contiguous slice of a batch (its indices and images); None for a batch with fewer
+    images than ranks, which every rank skips."""
+    rank, ranks = shard
+    if ranks == 1:
+        return index, images
+    if index.numel() < ranks:
+        return None
+    return index.tensor_split(ranks)[rank], images.tensor_split(ranks)[rank]
+
+
 class DeviceTaskData:
     """A task moved once to the device; batches are augmented and normalised there.
 
@@ -123,16 +135,13 @@ class DeviceTaskData:
         generators in step) and keeps its contiguous slice, so the ranks' slices cover the epoch once,
         and together make the batch one process would have trained on. A last batch with fewer images
         than ranks would leave a rank without any: every rank skips it (at most ranks - 1 images)."""
-        rank, ranks = self.shard
         order = torch.randperm(self.train_labels.numel(), generator=generator, device=self.storage)
         for start in range(0, order.numel(), batch_size):
             index = order[start:start + batch_size]
             images = self.augment(self.train_images[index], generator)
-            if ranks > 1:
-                if index.numel() < ranks:
-                    continue
-                index, images = index.tensor_split(ranks)[rank], images.tensor_split(ranks)[rank]
-            yield self.normalise(images), self.train_labels[index].to(self.device, non_blocking=True)
+            mine = shard_of(index, images, self.shard)
+            if mine is not None:
+                yield self.normalise(mine[1]), self.train_labels[mine[0]].to(self.device, non_blocking=True)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.test_labels.numel(), batch_size):
