@@ -489,8 +489,11 @@ use_gpus() {
 ranked_main() {
   use_gpus
   [[ -z ${GPUS:-} ]] || export CUDA_VISIBLE_DEVICES=$STAGE_DEVICES
+  # in run_stage's child shell a terminal's Ctrl-C is the driver's to handle (it stops this stage with TERM):
+  # a Python interpreter interrupted while it starts up would print a traceback
+  ((BASH_SUBSHELL == 0)) || trap '' INT
   if ((STAGE_RANKS == 1)); then
-    # run_stage runs this in a child shell: become the stage, so the driver's signals reach it
+    # become the stage in that child shell, so the driver's signals reach it
     if ((BASH_SUBSHELL > 0)); then exec "$PYTHON" main_normal.py "$@"; fi
     "$PYTHON" main_normal.py "$@"
     return
@@ -500,7 +503,7 @@ ranked_main() {
   CPG_STATE_FILE=$state "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$STAGE_RANKS" \
     main_normal.py "$@" &
   runner=$!
-  trap 'kill -TERM "$runner" 2>/dev/null' INT TERM  # torchrun stops its ranks
+  trap 'kill -TERM "$runner" 2>/dev/null' TERM  # torchrun stops its ranks
   wait "$runner" || code=$?
   while process_alive "$runner"; do
     wait "$runner" || code=$?
