@@ -118,6 +118,7 @@ def test_a_marker_with_one_of_the_codes_skips_the_stage(tmp_path, content):
     assert f"state={content.strip()}" in done.stdout and not (tmp_path / "ran").exists()
 
 
+@pytest.mark.slow
 def test_cpg_redoes_stages_whose_markers_hold_an_expression(data_root, tmp_path):
     env = {**QUICK, "NUM_TASKS": "1", "CKPT_ROOT": str(tmp_path / "ck")}
     first = driver("cpg.sh", "split_digits", str(data_root), "s", "1.5", cwd=tmp_path, timeout=300, **env)
@@ -225,6 +226,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LOCKED))
 def test_a_second_driver_on_the_same_run_folder_stops_naming_the_first(tmp_path, name):
     script, args, extra, folder = LOCKED[name]
@@ -339,6 +341,7 @@ def test_baseline_rejects_a_bad_benchmark_or_gpu(tmp_path, args):
     one_line(done)
 
 
+@pytest.mark.slow
 def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
     goals = tmp_path / "goals.json"
     done = driver("baseline.sh", "split_digits", cwd=tmp_path, timeout=300, DATA_ROOT=str(data_root),
@@ -463,6 +466,7 @@ THREADED = {  # script, arguments, extra environment
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(THREADED))
 @pytest.mark.parametrize("setting, gpu, expected", [
     ({"DEVICE": "cpu"}, True, ("1", "1")),
@@ -494,6 +498,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open()))
 
 
+@pytest.mark.slow
 def test_supsup_gnu_evaluates_the_same_masks_with_another_objective_without_training(data_root, tmp_path):
     env = {"NUM_TASKS": "3", "EPOCHS": "1", "EVAL_AT": "1 2", "DATA_ROOT": str(data_root),
            "CKPT_ROOT": str(tmp_path / "ck"), "OMP_NUM_THREADS": "1"}
