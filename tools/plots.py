@@ -1,5 +1,6 @@
 """The report's PNG plots (matplotlib, Agg, no torch): the accuracy matrix as a heatmap, each task's
-sparsity-versus-accuracy curve from its pruning record, and each task's capacity over the sequence."""
+sparsity-versus-accuracy curve from its pruning record, each task's capacity over the sequence, SupSup's
+task-inference accuracy against the number of tasks, and methods side by side."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from utils.records import read_record
 HEATMAP = "accuracy_matrix.png"
 PRUNING = "pruning_curves.png"
 CAPACITY = "capacity.png"
+TASK_INFERENCE = "task_inference.png"
+COMPARISON = "comparison.png"
 
 
 def _pyplot():
@@ -103,6 +106,47 @@ def capacity_bars(root: Path, summary: dict) -> Path:
     axes.tick_params(axis="x", rotation=30)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, root / CAPACITY)
+
+
+def task_inference(root: Path, curve: list[dict]) -> Path:
+    """SupSup: how often one-shot inference picks the right mask, and the accuracy with the inferred mask
+    against that with the task given, as the number of learned tasks (candidate masks) grows."""
+    plt = _pyplot()
+    counts = [row["num_tasks"] for row in curve]
+    figure, axes = plt.subplots(figsize=(5.6, 3.8))
+    for key, label, style in (("task_inference_accuracy", "task inferred right", "o-"),
+                              ("accuracy_inferred_task", "accuracy, inferred mask", "s-"),
+                              ("accuracy_given_task", "accuracy, task given", "^--")):
+        axes.plot(counts, [row[key] for row in curve], style, label=label, markersize=5)
+    axes.set_xticks(counts)
+    axes.set_xlabel("tasks learned (masks to choose from)")
+    axes.set_ylabel("fraction of test images")
+    axes.set_ylim(0.0, 1.02)
+    axes.set_title("SupSup one-shot task inference")
+    axes.legend(fontsize=8, loc="lower left")
+    return _save(figure, root / TASK_INFERENCE)
+
+
+def comparison(folder: Path, rows: list[dict]) -> Path:
+    """Per method: average accuracy (mean and std over seeds) beside its storage against one network per
+    task, the two axes a continual learner trades."""
+    plt = _pyplot()
+    labels = [row["method"] for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(max(7.0, 1.4 * len(rows) + 3.0), 3.9))
+    colours = [f"C{k}" for k in range(len(rows))]
+    left.bar(labels, [row["acc_mean"] for row in rows], yerr=[row["acc_std"] for row in rows], capsize=4,
+             color=colours)
+    left.set_ylim(max(0.0, min(row["acc_mean"] for row in rows) - 0.15), 1.0)
+    left.set_ylabel("average accuracy after the last task")
+    left.set_title("ACC (mean ± std over seeds)")
+    right.bar(labels, [row["capacity_mean"] for row in rows], color=colours)
+    right.axhline(1.0, color="black", linestyle="--", linewidth=1, label="one network per task")
+    right.set_ylabel("bytes kept / one network per task")
+    right.set_title("storage")
+    right.legend(fontsize=7)
+    for axes in (left, right):
+        axes.tick_params(axis="x", rotation=30)
+    return _save(figure, folder / COMPARISON)
 
 
 def write_all(root: Path, summary: dict) -> list[Path]:

@@ -1,14 +1,16 @@
-"""Per-task table and run summary JSON of a CPG run (design section 4), or a checkpoint's settings.
+"""Per-task table and run summary JSON of a CPG run (design section 4), the accuracy matrix of any other
+run, the table of several runs side by side, or a checkpoint's settings.
 
-For every task: accuracy right after it was learned (its own final checkpoint),
+For every task of a CPG run: accuracy right after it was learned (its own final checkpoint),
 accuracy after the last task (the last task's checkpoint, each task at its own
 width with its own batch-norm, head and picks), chosen sparsity, width and the
 share of the network's weights it owns; then the averages. Beside them the accuracy matrix R[i][j] (task i
 after task j, from task j's checkpoint; accuracy_matrix.csv), the continual-learning metrics of
 tools/metrics.py, each task's capacity (owned and picked weights, width, bytes against one network per
-task) and the plots of tools/plots.py. `--checkpoints model` (Piggyback) or `--checkpoints task` (a
-sequential finetune baseline, `<root>/<task>`) reads another run layout and writes only the matrix, its
-metrics (metrics.json) and its heatmap.
+task) and the plots of tools/plots.py. `--checkpoints model|task|independent|supsup` reads the layout of
+Piggyback, a sequential finetune baseline, independent models or SupSup (tools/sequences.py) and writes
+the matrix, its metrics and storage cost (metrics.json) and its heatmap; SupSup adds its task-inference
+curve. `--runs ROOT...` compares finished runs (tools/runs.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tools import metrics, plots
+from tools import metrics, plots, runs, sequences
 from tools.checkpoints import CheckpointFileError, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageError, UsageParser
@@ -25,9 +27,7 @@ from utils.data.registry import DataError, get_benchmark
 SUMMARY = "summary.json"
 METRICS = "metrics.json"
 MATRIX_CSV = "accuracy_matrix.csv"
-LAYOUTS = {"gradual_prune": "gradual_prune", "model": "model", "task": "."}
-"""--checkpoints: each task's final checkpoint under <root>/<task>/ (CPG and PackNet, Piggyback, a
-sequential finetune baseline)"""
+INFERENCE_CSV = "task_inference.csv"
 
 
 def task_accuracies(network, data: dict, device) -> dict[str, float]:
@@ -163,14 +163,21 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
             "capacity": capacity(last_payload, last_network)}
 
 
-def summarise_sequence(root: Path, names: list[str], subfolder: str, benchmark: str, data_root: Path, device,
-                       baselines: dict[str, float] | None = None) -> dict:
-    """The matrix and metrics of any run that saved one checkpoint per task at <root>/<task>/<subfolder>."""
+def summarise_sequence(root: Path, names: list[str], layout: str, benchmark: str, data_root: Path, device,
+                       baselines: dict[str, float] | None = None, objective: str = "h") -> dict:
+    """The matrix, metrics and storage cost of a run in another layout (tools/sequences.py)."""
     spec = get_benchmark(benchmark)
     data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
-    matrix = accuracy_matrix([root / name / subfolder for name in names], names, data, device)
-    return {"benchmark": benchmark, "task_names": names, "accuracy_matrix": matrix,
-            "metrics": metrics.metrics(matrix, names, baselines)}
+    folders = [root / name / sequences.LAYOUTS[layout] for name in names]
+    summary: dict = {"benchmark": benchmark, "task_names": names}
+    if layout == "supsup":
+        matrix, cost, summary["task_inference"] = sequences.supsup(root, names, data, device, objective)
+    elif layout == "independent":
+        matrix, cost = sequences.independent(folders, names, data, device)
+    else:
+        matrix, cost = sequences.sequential(folders, names, data, device)
+    return {**summary, "accuracy_matrix": matrix, "metrics": metrics.metrics(matrix, names, baselines),
+            "capacity": cost}
 
 
 def format_table(summary: dict) -> str:
@@ -228,9 +235,11 @@ def summary_of(parser: UsageParser, args) -> dict:
         names = list(get_benchmark(args.benchmark).task_names[: args.num_tasks])
     except DataError as error:
         parser.error(str(error))
-    subfolder = LAYOUTS[args.checkpoints]
-    finished = "gradual_prune/chosen.json" if args.checkpoints == "gradual_prune" else f"{subfolder}/meta.json"
+    finished = Path(sequences.LAYOUTS[args.checkpoints], "chosen.json" if args.checkpoints == "gradual_prune"
+                    else "meta.json")
     missing = [name for name in names if not (args.root / name / finished).is_file()]
+    if args.checkpoints == "supsup" and (args.root / "model/meta.json").is_file():
+        missing = []  # GNu: one model holds every task (sequences.supsup_network checks which)
     if missing:
         parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
     from utils.checkpoint import CheckpointError
@@ -240,8 +249,8 @@ def summary_of(parser: UsageParser, args) -> dict:
     try:
         baselines = read_goals(args.baseline_acc_file) if args.baseline_acc_file else None
         if args.checkpoints != "gradual_prune":
-            return summarise_sequence(args.root, names, subfolder, args.benchmark, args.data_root,
-                                      resolve_device(args.device), baselines)
+            return summarise_sequence(args.root, names, args.checkpoints, args.benchmark, args.data_root,
+                                      resolve_device(args.device), baselines, args.inference_objective)
         return summarise(args.root, names, args.benchmark, args.data_root, resolve_device(args.device), baselines)
     except (UsageError, DataError, RecordError) as error:
         parser.error(str(error))
@@ -260,16 +269,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_root", default="data", type=Path)
     parser.add_argument("--num_tasks", type=int, default=None, help="first N tasks of the benchmark (default: all)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--checkpoints", choices=sorted(LAYOUTS), default="gradual_prune",
+    parser.add_argument("--checkpoints", choices=sorted(sequences.LAYOUTS), default="gradual_prune",
                         help="where each task's final checkpoint is: <root>/<task>/gradual_prune (CPG, PackNet; the "
-                             "full summary), <root>/<task>/model (Piggyback) or <root>/<task> (a sequential finetune "
-                             f"baseline); the last two write only the matrix and its metrics to {METRICS}")
+                             "full summary), <root>/<task>/model (Piggyback), <root>/<task> (a sequential finetune "
+                             "baseline; or independent models, one per task), or a SupSup run (<root>/<task> of GG, "
+                             f"<root>/model of GNu); all but the first write the matrix, metrics and cost to {METRICS}")
     parser.add_argument("--baseline_acc_file", type=Path, default=None,
                         help="accuracy of each task learned alone (a goal file of independent models): adds FWT")
+    parser.add_argument("--inference_objective", choices=("h", "g"), default="h",
+                        help="SupSup: the objective of the one-shot task inference curve (h: entropy, g: needs "
+                             "superfluous output neurons)")
+    parser.add_argument("--runs", type=Path, nargs="+", metavar="ROOT",
+                        help="finished run folders (each with run.json): print one Markdown table of the methods, "
+                             "mean ± std over seeds, and stop")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="with --runs: also write the table (comparison.md) and its plot (comparison.png) here")
     args = parser.parse_args(argv)
     try:
         if args.settings:
             return print_settings(parser, args.settings)
+        if args.runs:
+            return runs.main(parser, args.runs, args.out)
         summary = summary_of(parser, args)
     except CheckpointFileError as error:
         parser.bad_checkpoint(str(error))
@@ -277,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoints != "gradual_prune":
         atomic_json_dump(summary, args.root / METRICS)
         plots.heatmap(args.root, summary)
+        if summary.get("task_inference"):
+            metrics.write_rows_csv(args.root / INFERENCE_CSV, summary["task_inference"])
+            plots.task_inference(args.root, summary["task_inference"])
         print(format_metrics(summary))
         print(f"matrix and metrics written to {args.root / METRICS} and {args.root / MATRIX_CSV}")
         return 0

@@ -1,0 +1,127 @@
+"""Accuracy matrices of the runs that are not CPG's: Piggyback, a sequential finetune baseline, independent
+models and SupSup, each read from the checkpoints its driver keeps, with their storage cost.
+
+Every layout ends in the same record (metrics.json): the task names, R[i][j], the metrics of
+tools/metrics.py and the bytes of what the run keeps against one plain width-1.0 network per task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools import metrics
+
+LAYOUTS = {"gradual_prune": "gradual_prune", "model": "model", "task": ".", "independent": ".", "supsup": "."}
+"""--checkpoints of tools.report: where each task's final checkpoint is under <root>/<task>/"""
+
+
+def state_bytes(state: dict) -> int:
+    return sum(tensor.numel() * tensor.element_size() for tensor in state.values())
+
+
+def storage(kept_bytes: int, arch: str, tasks: list, **arch_options) -> dict:
+    """The bytes a run keeps against one plain network of `arch` (built with `arch_options`) at width 1.0
+    per task (TaskSpecs; the upper bound a continual learner should stay under)."""
+    from models import build_network
+    from models.network import TaskSpec
+
+    independent = sum(state_bytes(build_network(arch, 1.0, [TaskSpec(spec.name, spec.num_classes, 1.0)],
+                                                mode="plain", **arch_options).state_dict()) for spec in tasks)
+    return {"model_bytes": kept_bytes, "independent_models_bytes": independent,
+            "model_vs_independent": round(kept_bytes / independent, 4)}
+
+
+def sequential(folders: list[Path], names: list[str], data: dict, device) -> tuple[metrics.Matrix, dict]:
+    """R[i][j] with the checkpoint saved after task j (Piggyback's model, a finetune baseline's task
+    folder, whose last task is task j); the cost is the last checkpoint's."""
+    from tools.report import accuracy_matrix
+
+    kept: list[dict] = []
+    matrix = accuracy_matrix(folders, names, data, device, lambda payload, network: kept.append(payload))
+    specs = [payload["tasks"][-1] for payload in kept]
+    return matrix, storage(state_bytes(kept[-1]["model"]), kept[-1]["arch"], specs)
+
+
+def independent(folders: list[Path], names: list[str], data: dict, device) -> tuple[metrics.Matrix, dict]:
+    """One model per task learned alone: nothing later touches it, so R[i][j] = R[i][i] for every j >= i
+    (each model is evaluated once); the cost is every model kept."""
+    from tools.report import task_accuracies
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+
+    matrix: metrics.Matrix = [[None] * len(names) for _ in names]
+    kept, specs = 0, []
+    for i, (folder, name) in enumerate(zip(folders, names, strict=True)):
+        payload = load_checkpoint(folder)
+        accuracy = task_accuracies(network_from_checkpoint(payload), {name: data[name]}, device)[name]
+        matrix[i][i:] = [accuracy] * (len(names) - i)
+        kept += state_bytes(payload["model"])
+        specs.append(payload["tasks"][-1])
+    return matrix, storage(kept, payload["arch"], specs)
+
+
+def supsup_network(root: Path, names: list[str]):
+    """A SupSup run's network with every task's mask: GNu's one sequential model (<root>/model), or GG's
+    one checkpoint per task (<root>/<task>) merged."""
+    from utils.methods.supsup.stages import load, merge
+
+    if (root / "model" / "meta.json").is_file():
+        network, _ = load(root / "model")
+    else:
+        network, _ = merge([root / name for name in names])
+    stored = [spec.name for spec in network.tasks]
+    if stored[: len(names)] != names:
+        from utils.checkpoint import CheckpointError
+
+        raise CheckpointError(f"{root} holds the tasks {stored}, not {names} in that order")
+    return network
+
+
+def supsup(root: Path, names: list[str], data: dict, device, objective: str = "h",
+           group: int = 1) -> tuple[metrics.Matrix, dict, list[dict]]:
+    """R[i][j] of a SupSup run, task i with its own mask in the network as it was after task j (its first
+    j+1 masks: a learned mask never changes, so dropping the later ones restores that network exactly),
+    its cost, and the task-inference curve: for every number of tasks k, how often one-shot inference
+    (`objective` h or g, images judged in groups of `group`) picks each learned task's own mask, and the
+    accuracy with the inferred mask."""
+    import torch
+
+    from tools.report import task_accuracies
+    from utils.methods.supsup.infer import infer_tasks
+    from utils.methods.supsup.stages import first_tasks
+
+    network = supsup_network(root, names).to(device)
+    meta = _meta_of(root, names)
+    cost = storage(state_bytes(network.state_dict()), meta["arch"], network.tasks[: len(names)],
+                   input_shape=tuple(meta["input_shape"]))
+    network = first_tasks(network, len(names))
+    matrix: metrics.Matrix = [[None] * len(names) for _ in names]
+    curve = []
+    for count in range(len(names), 0, -1):
+        column = task_accuracies(network, {name: data[name] for name in names[:count]}, device)
+        right_task = right_both = images_seen = 0
+        for task, name in enumerate(names[:count]):
+            matrix[task][count - 1] = column[name]
+            if count == 1:
+                continue
+            images = torch.cat([images for images, _ in data[name].test_batches(500)])
+            real = network.tasks[task].num_classes
+            with torch.enable_grad():
+                inferred = infer_tasks(network, images, "oneshot", objective, real, group)
+            network.set_task(task + 1)
+            with torch.no_grad():
+                right_class = network(images).argmax(1) == data[name].test_labels
+            right_task += int((inferred == task).sum())
+            right_both += int(((inferred == task) & right_class).sum())
+            images_seen += len(images)
+        if count > 1:
+            curve.append({"num_tasks": count, "task_inference_accuracy": round(right_task / images_seen, 4),
+                          "accuracy_inferred_task": round(right_both / images_seen, 4),
+                          "accuracy_given_task": round(sum(column.values()) / count, 4)})
+        network = first_tasks(network, count - 1)
+    return matrix, cost, curve[::-1]
+
+
+def _meta_of(root: Path, names: list[str]) -> dict:
+    from utils.checkpoint import read_meta
+
+    return read_meta(root / "model" if (root / "model" / "meta.json").is_file() else root / names[0])
