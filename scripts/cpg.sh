@@ -10,11 +10,13 @@
 #   VAL_FRACTION (choose on held-out training images), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
+#   SEEDS (e.g. "1 2 3": one run each in <setting>_seed<seed>, spread over GPUS or SEED_WORKERS, then a table),
 #   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -eq 4 ]] || usage_error "usage: $0 <benchmark> <data_root> <setting> <max_width_multiplier>"
+for_each_seed "$@"
 BENCHMARK=$1
 DATA_ROOT=$2  # the argument, not the environment: DATA_ROOT only picks the data of drivers without one
 SETTING=$3
@@ -53,7 +55,7 @@ case $METHOD in
   packnet) METHOD_DIR=PackNet ;;
   *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
 esac
-ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING/$ARCH"
+ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/$SETTING${SEED_SUFFIX:-}/$ARCH"
 lock_run_root "$ROOT"
 
 COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "${BATCH_SIZE:-32}"
@@ -136,3 +138,4 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
 done
 
 run_child "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
+write_run_card "$ROOT" "$METHOD" "${SEED:-1}"

@@ -352,18 +352,21 @@ flag_value() {
 # Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read) naming the
 # stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see=""; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     say "$name: done before (exit $STAGE_RC), skipped"
     return 0
   fi
   say "$name: running"
+  started=$EPOCHREALTIME
   run_child "$@" || true
   STAGE_RC=$CHILD_RC
   [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
     mkdir -p "$marker_dir"
+    # the stage's wall time beside its marker: tools.report --runs adds them up into the run's cost
+    awk -v end="$EPOCHREALTIME" -v start="$started" 'BEGIN { printf "%.3f\n", end - start }' > "$marker.seconds"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
     mv "$marker.tmp" "$marker"
     return 0
@@ -420,18 +423,23 @@ ensure_venv() {
 }
 
 # run_plain_models BENCHMARK NAME LOGFILE START: one plain model (ARCH, default the benchmark's
-# architecture) per task of BENCHMARK (the baselines), each task's test accuracy added to LOGFILE, an
-# accuracy-goal file that cpg.sh takes as GOALS. START is from_scratch, or from_random_earlier_task (the
-# finetune baseline: lr 5e-3 from the model of a random earlier task of the same run, chosen with seed
-# ITER_ID). Models go to $CKPT_ROOT/baselines/<benchmark>/<name>/<arch>/<task>/.
+# architecture) per task of BENCHMARK, each task's test accuracy added to LOGFILE, an accuracy-goal file
+# that cpg.sh takes as GOALS. START is from_scratch (the independent baselines), from_previous_task (the
+# sequential finetune baseline: each task starts from the model the previous one left, head included, and
+# forgets the earlier tasks), or from_random_earlier_task (the reference's finetune baseline: lr 5e-3 from
+# the model of a random earlier task of the same run, chosen with seed ITER_ID). Models go to
+# $CKPT_ROOT/baselines/<benchmark>/<name><SEED_SUFFIX>/<arch>/<task>/; the first two end with the run's
+# accuracy matrix (tools.report: metrics.json, accuracy_matrix.png) and its run.json.
 run_plain_models() {
   PLAIN_BENCHMARK=$1 PLAIN_START=$4
+  require_commands jq
   PLAIN_LOGFILE=$(realpath -m "$3")
   [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
   load_benchmark "$PLAIN_BENCHMARK"
+  BENCHMARK=$PLAIN_BENCHMARK
   limit_cpu_threads
-  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2/$ARCH"
+  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2${SEED_SUFFIX:-}/$ARCH"
   lock_run_root "$PLAIN_ROOT"
   use_gpus
   if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then
@@ -441,6 +449,15 @@ run_plain_models() {
     plain_models_share 0 1
   fi
   say "accuracies written to $PLAIN_LOGFILE"
+  local layout=independent method=independent
+  case $PLAIN_START in
+    from_scratch) ;;
+    from_previous_task) layout=task method=finetune ;;
+    *) return 0 ;;
+  esac
+  run_child "$PYTHON" -m tools.report --root "$PLAIN_ROOT" --checkpoints "$layout" --benchmark "$PLAIN_BENCHMARK" \
+    --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
+  write_run_card "$PLAIN_ROOT" "$method" "${SEED:-1}"
 }
 
 # plain_models_share WORKER WORKERS: run_plain_models' tasks WORKER+1, WORKER+1+WORKERS, ... one after another.
@@ -455,6 +472,9 @@ plain_models_share() {
       earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
       load=(--load_folder "$PLAIN_ROOT/${TASKS[earlier - 1]}")
       lr=5e-3
+    elif [[ $PLAIN_START == from_previous_task ]] && ((k > 1)); then
+      load=(--load_folder "$PLAIN_ROOT/${TASKS[k - 2]}")
+      lr=${FINETUNE_LR:-5e-3}
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
@@ -527,6 +547,8 @@ gpu_worker() {
   trap 'stop_children; exit 143' TERM
   if [[ $gpu == cpu ]]; then
     export CUDA_VISIBLE_DEVICES="" GPUS=cpu:1
+  elif [[ $gpu == any ]]; then
+    :  # the device the driver would use anyway (for_each_seed without GPUS)
   else
     select_gpu "$gpu"
     export GPUS=$gpu
@@ -557,4 +579,58 @@ spread_over_gpus() {
   failed="${failed%, }; see $logs"
   [[ " ${codes[*]} " != *" 64 "* ]] || usage_error "workers stopped on bad input: $failed"
   die "workers failed: $failed"
+}
+
+# for_each_seed ARGS...: with SEEDS (e.g. SEEDS="1 2 3") run this driver once per seed instead, as
+# `SEED=<seed> SEED_SUFFIX=_seed<seed> $0 ARGS` (each driver puts SEED_SUFFIX into its run folder's name),
+# spread over GPUS (one worker per GPU id, each running its seeds one after another on that GPU alone) or,
+# without GPUS, over SEED_WORKERS workers on the device the driver would use (default 1); then print the
+# seeds' table (tools.report --runs) and exit. Without SEEDS it returns and the driver runs once, on SEED.
+for_each_seed() {
+  [[ -n ${SEEDS:-} ]] || return 0
+  local seed workers=() count
+  read -r -a SEED_LIST <<< "$SEEDS"
+  ((${#SEED_LIST[@]})) || usage_error "SEEDS must list at least one seed"
+  for seed in "${SEED_LIST[@]}"; do
+    [[ $seed =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '$seed'"
+  done
+  if [[ -n ${GPUS:-} ]]; then
+    [[ $GPUS =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "with SEEDS, GPUS must list GPU ids such as 0,1 (one seed at a time on each), got '$GPUS'"
+    IFS=, read -r -a workers <<< "$GPUS"
+  else
+    count=${SEED_WORKERS:-1}
+    require_count SEED_WORKERS "$count" 64
+    for ((seed = 0; seed < count; seed++)); do workers+=(any); done
+  fi
+  SEED_DRIVER=("$0" "$@")
+  SEED_ROOTS_FILE=$(mktemp)
+  on_exit "rm -f '$SEED_ROOTS_FILE'"
+  say "seeds ${SEED_LIST[*]}: ${#workers[@]} worker(s)"
+  spread_over_gpus "the seeds' train.log files" seed_share "${workers[@]}"
+  mapfile -t SEED_ROOTS < <(sort -u "$SEED_ROOTS_FILE")
+  [[ -z ${RUN_ROOTS_FILE:-} ]] || printf '%s\n' "${SEED_ROOTS[@]}" >> "$RUN_ROOTS_FILE"  # a comparison's
+  run_child "$PYTHON" -m tools.report --runs "${SEED_ROOTS[@]}"
+  exit 0
+}
+
+# seed_share WORKER WORKERS: for_each_seed's seeds WORKER, WORKER + WORKERS, ... one after another.
+seed_share() {
+  local k seed
+  for ((k = $1; k < ${#SEED_LIST[@]}; k += $2)); do
+    seed=${SEED_LIST[k]}
+    say "seed $seed: $(basename "${SEED_DRIVER[0]}") ${SEED_DRIVER[*]:1}"
+    CHILD_IS_DRIVER=1
+    run_child env -u SEEDS SEED="$seed" SEED_SUFFIX="_seed$seed" RUN_ROOTS_FILE="$SEED_ROOTS_FILE" \
+      bash "${SEED_DRIVER[@]}" || return "$CHILD_RC"
+  done
+}
+
+# write_run_card ROOT METHOD SEED: ROOT/run.json names the finished run for tools.report --runs (the
+# method as the comparison table labels it, the benchmark, the seed and the command), and ROOT is added to
+# RUN_ROOTS_FILE when a caller (for_each_seed, a comparison script) collects the runs.
+write_run_card() {
+  jq -n --arg method "$2" --arg benchmark "$BENCHMARK" --argjson seed "$3" --arg command "$DRIVER_COMMAND" \
+    '{method: $method, benchmark: $benchmark, seed: $seed, command: $command}' > "$1/run.json.tmp"
+  mv "$1/run.json.tmp" "$1/run.json"
+  [[ -z ${RUN_ROOTS_FILE:-} ]] || printf '%s\n' "$1" >> "$RUN_ROOTS_FILE"
 }

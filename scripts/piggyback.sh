@@ -8,17 +8,19 @@
 # environment: PRETRAINED (a torchvision state dict as the backbone, task "imagenet"), NUM_TASKS,
 #   BACKBONE_EPOCHS (first task without PRETRAINED, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
 #   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run folder
-#   instead of the benchmark), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun)
+#   instead of the benchmark), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun),
+#   SEEDS (e.g. "1 2 3": one run each in <setting>_seed<seed>, spread over GPUS or SEED_WORKERS, then a table)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -ge 1 && $# -le 2 ]] || usage_error "usage: $0 <benchmark> [setting]"
+for_each_seed "$@"
 BENCHMARK=$1
 require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
-ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}/$ARCH"
+ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}${SEED_SUFFIX:-}/$ARCH"
 lock_run_root "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
         --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
@@ -52,4 +54,9 @@ run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS
 jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accuracy_final)"),
   "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \
   "$ROOT/summary.json"
+if [[ -z ${PRETRAINED:-} ]]; then  # a pretrained backbone's ImageNet task has no data here to fill its row
+  run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints model --benchmark "$BENCHMARK" \
+    --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
+fi
+write_run_card "$ROOT" piggyback "${SEED:-1}"
 say "summary: $ROOT/summary.json"

@@ -8,16 +8,18 @@
 #
 # usage: scripts/supsup_gg.sh [gpu list, e.g. 0 1 2 or 0,1,2; default 0]
 # environment: NUM_TASKS, EPOCHS (250), SPARSITY (ER factor, 32), LR (1e-3), BATCH_SIZE (128), SEED (0),
-#   BENCHMARK (rand_split_cifar100), ARCH (gem_resnet18), DATA_ROOT, CKPT_ROOT, DEVICE
+#   BENCHMARK (rand_split_cifar100), ARCH (gem_resnet18), DATA_ROOT, CKPT_ROOT, DEVICE,
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+for_each_seed "$@"
 read -r -a gpu_ids <<< "${*//,/ }"
 ((${#gpu_ids[@]})) || gpu_ids=(0)
 for gpu in "${gpu_ids[@]}"; do
   [[ $gpu =~ ^[0-9]+$ ]] || usage_error "usage: $0 [gpu ids, e.g. 0 1 2]; got '$gpu'"
 done
-require_commands "$PYTHON"
+require_commands jq "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
 resolve_roots
 load_benchmark "$BENCHMARK"
@@ -56,5 +58,8 @@ say "evaluating every task with its own mask"
 run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
   --supsup_adaptor gt --supsup_task_folders "$folders" --supsup_results "$ROOT/results.csv" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" --val_batch_size 500 --device "${DEVICE:-auto}"
+run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints supsup --benchmark "$BENCHMARK" \
+  --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
+write_run_card "$ROOT" supsup_gg "$SEED"
 say "results: $ROOT/results.csv, summary: $ROOT/summary.json"
 cat "$ROOT/results.csv"

@@ -21,12 +21,15 @@ LIB = REPO / "scripts" / "lib.sh"
 QUICK = {"FINETUNE_EPOCHS": "6", "PRUNE_EPOCHS": "3", "RETRAIN_EPOCHS": "2", "BATCH_SIZE": "16",
          "PRUNING_INTERVAL": "1", "PRUNING_FREQUENCY": "3", "OMP_NUM_THREADS": "1"}
 
-# A stand-in for PYTHON: `-m tools.list_tasks` runs for real (the drivers need the task names); any other call
-# appends its arguments, its thread settings and its PID to STUB_LOG as a JSON line, sleeps STUB_SLEEP seconds
-# if set, and exits with STUB_CODES[its --dataset] (default 0).
+# A stand-in for PYTHON: `-m tools.<module>` runs for real (the drivers need the task names), but for the run
+# report (the stand-in trains nothing to report on), which succeeds at once; any other call appends its
+# arguments, its thread settings and its PID to STUB_LOG as a JSON line, sleeps STUB_SLEEP seconds if set, and
+# exits with STUB_CODES[its --dataset] (default 0).
 STUB = f"""#!{sys.executable}
 import json, os, sys, time
 args = sys.argv[1:]
+if args[:2] == ["-m", "tools.report"]:
+    sys.exit(0)
 if args[:1] == ["-m"] and args[1].startswith("tools."):
     os.execv(sys.executable, [sys.executable, *args])
 threads = {{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}

@@ -81,24 +81,3 @@ def test_cpg_run_matrix_never_forgets_and_its_plots_are_drawn(data_root, tmp_pat
     assert (root / "accuracy_matrix.csv").read_text().splitlines()[2].startswith("digits_23,,")
     for name in ("accuracy_matrix.png", "pruning_curves.png", "capacity.png"):
         assert _png_is_drawn(root / name), name
-
-
-@pytest.mark.slow
-def test_a_sequential_finetune_baseline_forgets(data_root, tmp_path, capsys):
-    from tests.conftest import run_main
-    from tools import report
-
-    names = ["digits_01", "digits_23", "digits_45"]
-    for k, name in enumerate(names):
-        load = ["--load_folder", str(tmp_path / names[k - 1])] if k else []
-        result = run_main("--method", "baseline", "--mode", "finetune", "--benchmark", "split_digits", "--arch",
-                          "digits_convnet", "--dataset", name, "--data_root", str(data_root), "--epochs", "3",
-                          "--lr", "1e-2", "--batch_size", "16", "--save_folder", str(tmp_path / name),
-                          "--log_path", str(tmp_path / name / "train.log"), "--device", "cpu", *load)
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert report.main(["--root", str(tmp_path), "--checkpoints", "task", "--data_root", str(data_root),
-                        "--num_tasks", "3"]) == 0
-    assert "BWT -" in capsys.readouterr().out
-    summary = json.loads((tmp_path / "metrics.json").read_text())
-    assert summary["metrics"]["backward_transfer"] < 0 and summary["metrics"]["forgetting"] > 0
-    assert _png_is_drawn(tmp_path / "accuracy_matrix.png")
