@@ -32,7 +32,6 @@ from utils.logs import RunLog
 from utils.methods.gg_baseline.settings import LAYERS, GGBaselineSettings
 from utils.optim import Adam
 
-
 CARRIED = ("input_shape", "outputs", "accuracy_after_learning")
 """What a checkpoint's meta passes on to the next task's (the rest, the task list included, is the new one's)."""
 
