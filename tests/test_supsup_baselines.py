@@ -153,6 +153,10 @@ def test_transfer_starts_each_task_at_the_mean_of_the_earlier_tasks_final_scores
     for layer in range(len(final[0])):
         assert torch.equal(start[1][layer], final[0][layer])
         assert torch.equal(start[2][layer], (final[0][layer] + final[1][layer]) / 2)
+    data = get_benchmark("split_digits").load_task(data_root, DIGITS[0]).on_device(torch.device("cpu"), 0, False)
+    first, last = (supsup_stages.load(folder)[0] for folder in (folders[0], folders[-1]))
+    last.set_task(1)
+    assert torch.equal(predict(first, data), predict(last, data))  # task 1 as it was before tasks 2 and 3
 
 
 def test_transfer_refuses_one_folder_for_two_tasks_and_a_folder_without_score_sum(tmp_path, data_root, capsys):
