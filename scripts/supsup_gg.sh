@@ -5,20 +5,29 @@
 # then every task is evaluated with its own mask in one merged network, and results.csv (per task
 # accuracy right after learning and at the end, average) and summary.json are written.
 # Rerunning after an interruption skips the tasks that finished.
+# BASELINE runs one of the paper's Figure 3 baselines instead (scripts/supsup_gg_baselines.sh):
+# upper_bound, separate_heads, separate_heads_randw, batche, batche_randw or transfer (default supsup).
 #
 # usage: scripts/supsup_gg.sh [gpu list, e.g. 0 1 2 or 0,1,2; default 0]
 # environment: NUM_TASKS, EPOCHS (250), SPARSITY (ER factor, 32), LR (1e-3), BATCH_SIZE (128), SEED (0),
-#   BENCHMARK (rand_split_cifar100), ARCH (gem_resnet18), DATA_ROOT, CKPT_ROOT, DEVICE,
-#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table)
+#   BENCHMARK (rand_split_cifar100; the embedded permuted_digits, or split_digits with ARCH=lenet_300_100),
+#   ARCH (gem_resnet18), BASELINE, BODY_LR (baselines that train a body), DATA_ROOT, CKPT_ROOT, DEVICE,
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table; SupSup itself)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-for_each_seed "$@"
 read -r -a gpu_ids <<< "${*//,/ }"
 ((${#gpu_ids[@]})) || gpu_ids=(0)
 for gpu in "${gpu_ids[@]}"; do
   [[ $gpu =~ ^[0-9]+$ ]] || usage_error "usage: $0 [gpu ids, e.g. 0 1 2]; got '$gpu'"
 done
+BASELINE=${BASELINE:-supsup}
+case $BASELINE in
+  supsup) for_each_seed "$@" ;;
+  upper_bound | separate_heads | separate_heads_randw | batche | batche_randw | transfer) ;;
+  *) usage_error "BASELINE must be supsup, upper_bound, separate_heads, separate_heads_randw, batche," \
+    "batche_randw or transfer; got '$BASELINE'" ;;
+esac
 require_commands jq "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
 resolve_roots
@@ -26,6 +35,12 @@ load_benchmark "$BENCHMARK"
 limit_cpu_threads
 SPARSITY=${SPARSITY:-32}
 SEED=${SEED:-0}
+if [[ $BASELINE != supsup ]]; then
+  # shellcheck source=scripts/supsup_gg_baselines.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/supsup_gg_baselines.sh"
+  run_gg_baseline "${gpu_ids[0]}"
+  exit 0
+fi
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
 lock_run_root "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")

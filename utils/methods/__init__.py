@@ -43,6 +43,8 @@ METHODS: dict[str, Method] = {
     "piggyback": Method("piggyback", "PiggybackSettings", ("cpg",), "one learned binary mask per task over a backbone",
                   data_parallel=True),
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
+    "gg_baseline": Method("gg_baseline", "GGBaselineSettings", ("plain", "fixed_body*", "batche*"),
+                          "SupSup's GG baselines: upper bound, separate heads, BatchE"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),
 }

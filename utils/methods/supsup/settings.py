@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from utils.cli import UsageError
@@ -41,6 +42,8 @@ class SupSupSettings(StageSettings):
                                     "whenever it runs", at_least=1)
     supsup_task_folders: str | None = flag(
         None, "comma-separated single-task checkpoint folders (GG) merged into one network for inference")
+    supsup_transfer: bool = flag(False, "SupSup Transfer: a new task's scores start at the mean of the earlier "
+                                 "tasks' final scores (each task saves to its own folder)")
     supsup_results: str | None = flag(None, "CSV the inference rows are added to (a rerun replaces its own rows)")
     supsup_summary: str | None = flag(None, "run summary JSON the inference writes")
 
@@ -51,5 +54,9 @@ class SupSupSettings(StageSettings):
                              f"not {self.arch}")
         if not 0.0 < self.supsup_density <= 1.0:
             raise UsageError(f"--supsup_density must be in (0, 1], got {self.supsup_density}")
+        if (self.supsup_transfer and self.mode == "finetune" and self.load_folder
+                and Path(self.load_folder).resolve() == Path(self.save_folder).resolve()):
+            raise UsageError("--supsup_transfer saves each task to a folder of its own: --save_folder must differ "
+                             "from --load_folder, whose score sum the task starts from")
         if self.mode == "inference" and not (self.load_folder or self.supsup_task_folders):
             raise UsageError("--method supsup --mode inference needs --load_folder or --supsup_task_folders")

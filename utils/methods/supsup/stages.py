@@ -31,6 +31,7 @@ from utils.device import resolve_device
 from utils.engine import TrainLoop, evaluate, predict, run_epochs
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
+from utils.methods.supsup import transfer
 from utils.methods.supsup.infer import infer_tasks
 from utils.methods.supsup.settings import SupSupSettings
 from utils.optim import Adam, RMSprop
@@ -119,6 +120,8 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
     torch.manual_seed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
     task_id = network.add_task(settings.dataset, task.num_classes)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
+    if settings.supsup_transfer:
+        transfer.start_from_mean(network, task_id, settings.load_folder)
     network.to(device)
     data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
     scores = network.task_parameters(task_id)
@@ -146,6 +149,8 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
         run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs,
                    schedule=schedule, log=log_epoch, description=f"supsup {settings.dataset}",
                    process_start=process_start)
+    if settings.supsup_transfer:
+        transfer.save_sum(network, task_id, settings.load_folder, settings.save_folder)
     store_masks(network)
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)

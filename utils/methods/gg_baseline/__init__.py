@@ -1,0 +1,1 @@
+"""The GG baselines of SupSup's Figure 3: upper bound, separate heads (trained or random body) and BatchE."""
