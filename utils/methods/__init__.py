@@ -44,5 +44,6 @@ METHODS: dict[str, Method] = {
                   data_parallel=True),
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
+    "lottery": Method("lottery", "LotterySettings", ("packnet",), "lottery tickets: iterative magnitude pruning, rewinding"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),
 }
