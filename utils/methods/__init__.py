@@ -43,7 +43,7 @@ METHODS: dict[str, Method] = {
     "piggyback": Method("piggyback", "PiggybackSettings", ("cpg",), "one learned binary mask per task over a backbone",
                   data_parallel=True),
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
+    "lottery": Method("lottery", "LotterySettings", ("packnet",), "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
-    "lottery": Method("lottery", "LotterySettings", ("packnet",), "lottery tickets: iterative magnitude pruning, rewinding"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),
 }
