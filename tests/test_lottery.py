@@ -13,6 +13,7 @@ import torch
 
 import main_normal
 from models import build_network
+from tests.conftest import run_driver
 from tools import lottery_report
 from utils.methods.lottery import stages
 from utils.methods.lottery.pruning import magnitude_masks, random_masks
@@ -185,3 +186,39 @@ def test_the_report_tool_tables_and_plots_the_run(run, capsys, tmp_path):
     with pytest.raises(SystemExit) as stop:
         lottery_report.main([str(tmp_path)])
     one_line_64(capsys, stop.value.code, "no lottery run under")
+
+
+@pytest.mark.slow
+def test_the_driver_runs_levels_and_controls_over_seeds_and_reports(data_root, tmp_path):
+    env = {"DATA_ROOT": str(data_root), "CKPT_ROOT": str(tmp_path), "EPOCHS": "1", "SEEDS": "1 2",
+           "TARGETS": "0.2 0.4", "ARCH": "digits_mlp_16"}
+    done = run_driver("lottery_digits.sh", **env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    root = next((tmp_path / "lottery" / "digits10" / "digits10" / "digits_mlp_16").iterdir())
+    for seed in (1, 2):
+        run = root / f"seed{seed}"
+        assert sorted(path.name for path in run.glob("level_*")) == ["level_0", "level_1", "level_2"]
+        for level in (1, 2):
+            assert all((run / f"level_{level}" / c / "checkpoint.pth").is_file() for c in ("reinit", "random_mask"))
+    assert "| 40% | 2 | 36.0% |" in (root / "report.md").read_text() and (root / "accuracy.png").is_file()
+    again = run_driver("lottery_digits.sh", **env)
+    assert again.returncode == 0 and again.stdout.count("done before") == 2 * 7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env, message", [
+    ({"TARGETS": "0.5 1.2"}, "TARGETS must be sparsities between 0 and 1"),
+    ({"PRUNE_FRACTION": "0"}, "PRUNE_FRACTION must be a number between 0 and 1"),
+    ({"SEEDS": "one"}, "SEEDS must be whole numbers"),
+])
+def test_bad_driver_settings_exit_64_with_one_line(env, message, tmp_path):
+    done = run_driver("lottery_digits.sh", CKPT_ROOT=str(tmp_path), **env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 64 and len(lines) == 1 and message in lines[0], done.stderr
+
+
+@pytest.mark.slow
+def test_cifar10_without_its_files_stops_naming_where_they_go(tmp_path):
+    done = run_driver("lottery.sh", "cifar10", DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"), FAST_START="0")
+    assert done.returncode == 64, done.stderr
+    assert "cifar-10-batches-py" in done.stderr and "Traceback" not in done.stderr
