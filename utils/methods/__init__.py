@@ -45,6 +45,7 @@ METHODS: dict[str, Method] = {
     "supsup": Method("supsup", "SupSupSettings", ("supsup",), "one supermask per task over fixed weights"),
     "gg_baseline": Method("gg_baseline", "GGBaselineSettings", ("plain", "fixed_body*", "batche*"),
                           "SupSup's GG baselines: upper bound, separate heads, BatchE"),
+    "lottery": Method("lottery", "LotterySettings", ("packnet",), "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", ("line", "curve", "simplex*"), "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", ("students",), "Expand-and-Cluster weight recovery"),
 }

@@ -1,0 +1,52 @@
+"""Report of lottery runs: accuracy of the ticket and its controls against remaining weights.
+
+Usage: python -m tools.lottery_report ROOT [--targets 0.5,0.8,0.9,0.95] [--title TEXT]
+ROOT is one run (it holds level_0/) or a folder of runs (e.g. one per seed). Writes ROOT/report.md
+and ROOT/accuracy.png and prints the table.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from utils.atomic import atomic_write
+from utils.cli import UsageParser
+from utils.exit_codes import ExitCode
+from utils.methods.lottery.report import ReportError, collect, markdown, plot
+
+DEFAULT_TARGETS = "0.5,0.8,0.9,0.95"
+
+
+def targets(text: str) -> list[float]:
+    values = [float(part) for part in text.split(",") if part.strip()]
+    if any(not 0.0 <= value < 1.0 for value in values):
+        raise ValueError("sparsities must be in [0, 1)")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = UsageParser(prog="tools.lottery_report", description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="a lottery run folder, or a folder of runs")
+    parser.add_argument("--targets", default=DEFAULT_TARGETS, help="comma-separated sparsities to pick levels at")
+    parser.add_argument("--title", default=None, help="title of the table and the plot (default: ROOT's name)")
+    args = parser.parse_args(argv)
+    try:
+        chosen = targets(args.targets)
+    except ValueError as error:
+        parser.error(f"--targets {args.targets!r}: {error}")
+    try:
+        levels, runs = collect(args.root)
+    except ReportError as error:
+        parser.error(str(error))
+    title = args.title or args.root.resolve().name
+    text = markdown(levels, runs, chosen, title)
+    atomic_write(args.root / "report.md", lambda file: file.write(text), binary=False)
+    plot(levels, args.root / "accuracy.png", title)
+    print(text, end="")
+    print(f"plot: {args.root / 'accuracy.png'}")
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The lottery stages: level 0 trains dense, level k prunes and rewinds, and two controls per level.
+
+finetune (level 0) trains the dense network from its seeded initialisation and keeps its weights at
+iteration --rewind_step in `level_0/rewind/` (before the first step when 0). prune (level k >= 1)
+prunes --prune_fraction of the weights level k-1 kept, by magnitude after its training, writes the
+level's `mask.pth` and `sparsity_report.json`, rewinds the kept weights (and the biases, batch-norm
+and head) to `level_0/rewind/` and trains again. retrain trains a control of level k: its mask on a
+fresh initialisation (`reinit/`), or a random mask of the same per-layer sparsity on the rewound
+weights (`random_mask/`). Every level trains --epochs epochs from its start (OpenLTH trains a
+rewound level only for the steps after the rewind point; with the constant learning rate used here
+the difference is those --rewind_step steps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import build_network
+from models.layers.base import SharedConv2d, SharedLinear
+from models.network import TaskNetwork
+from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
+from utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.cli import UsageError
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
+from utils.engine import TrainLoop, evaluate, run_epochs
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.lottery.folders import LotteryFolders
+from utils.methods.lottery.pruning import apply_masks, magnitude_masks, random_masks, read_masks, sparsity_report
+from utils.methods.lottery.settings import LotterySettings
+from utils.optim import SGD
+
+LAYER_MODE = "packnet"
+FLATTENING = ("lenet_300_100", "fc_1024_1024")
+"""architectures that read flattened images of any size: they are built for the task's image shape"""
+REINIT_SEED = 1_000_003
+"""added to --seed for the random-reinit control's initialisation, so it differs from level 0's"""
+SAME_AS_LEVEL_0 = ("benchmark", "dataset", "arch", "rewind_step")
+"""settings a later level must share with the level 0 it builds on"""
+
+
+def load_data(settings: LotterySettings, device: torch.device) -> DeviceTaskData:
+    benchmark = get_benchmark(settings.benchmark)
+    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
+
+
+def arch_options(arch: str, data: DeviceTaskData) -> dict:
+    return {"input_shape": tuple(data.train_images.shape[1:])} if arch in FLATTENING else {}
+
+
+@torch.no_grad()
+def kaiming_init(network: TaskNetwork) -> None:
+    """OpenLTH's default: kaiming-normal (fan-in, ReLU gain) on every conv and linear weight, head included
+    (biases start at zero in every mode); the architectures' reference init (linear N(0, 0.01)) leaves an
+    MLP without batch-norm barely trained after a few epochs."""
+    for module in network.modules():
+        if isinstance(module, (SharedConv2d, SharedLinear)):
+            nn.init.kaiming_normal_(module.weights.weight, nonlinearity="relu")
+
+
+def fresh_network(settings: LotterySettings, data: DeviceTaskData, seed: int) -> TaskNetwork:
+    torch.manual_seed(seed)
+    network = build_network(settings.arch, 1.0, mode=LAYER_MODE, **arch_options(settings.arch, data))
+    network.add_task(settings.dataset, data.num_classes)
+    if settings.init == "kaiming_normal":
+        kaiming_init(network)
+    return network.to(data.device)
+
+
+def stored_network(folder: Path, settings: LotterySettings, data: DeviceTaskData) -> TaskNetwork:
+    return network_from_checkpoint(load_checkpoint(folder), **arch_options(settings.arch, data)).to(data.device)
+
+
+def train(network: TaskNetwork, data: DeviceTaskData, settings: LotterySettings, log: RunLog, stage: str,
+          process_start: float, after_step=None) -> float:
+    """--epochs of SGD at the constant --lr on the same seeded data order for every level; the final
+    test accuracy. Pruned weights get no gradient and stay zero (see pruning.py)."""
+    optimizer = SGD(network.parameters(), settings.lr, settings.momentum, settings.weight_decay)
+    loop = TrainLoop(network, [optimizer], data.device, after_step=after_step)
+
+    def log_epoch(epoch: int, result, fields: dict) -> None:
+        log.line(stage=stage, method="lottery", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
+                 loss=result.loss, train_acc=result.accuracy, **fields)
+
+    run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, log=log_epoch,
+               description=f"lottery {stage}", process_start=process_start)
+    return evaluate(network, data, settings.val_batch_size)
+
+
+def finish(folder: Path, network: TaskNetwork, settings: LotterySettings, accuracy: float, meta: dict,
+           log: RunLog, stage: str) -> ExitCode:
+    """The trained network, its sparsity report and the decision line."""
+    report = sparsity_report(read_masks(network))
+    atomic_json_dump(report, folder / "sparsity_report.json")
+    save_checkpoint(folder, network, settings.arch, settings, {
+        "benchmark": settings.benchmark, "task": settings.dataset, "accuracy": round(accuracy, 4),
+        "sparsity": report["sparsity"], "remaining": round(report["unpruned"] / report["total"], 6), **meta})
+    log.decision(stage=stage, method="lottery", task=settings.dataset, exit=0, state="OK", accuracy=accuracy,
+                 sparsity=report["sparsity"], folder=str(folder))
+    return ExitCode.OK
+
+
+def level_zero(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
+               process_start: float) -> ExitCode:
+    total_steps = settings.epochs * data.steps_per_epoch(settings.batch_size)
+    if settings.rewind_step > total_steps:
+        raise UsageError(f"--rewind_step {settings.rewind_step} is past training: level 0 trains {total_steps} steps "
+                         f"(--epochs {settings.epochs} of {data.steps_per_epoch(settings.batch_size)})")
+    network = fresh_network(settings, data, settings.seed)
+    rewind = folders.rewind()
+    meta = {"level": 0, "rewind_step": settings.rewind_step}
+
+    def keep_rewind_point() -> None:
+        save_checkpoint(rewind, network, settings.arch, settings, {**meta, "step": settings.rewind_step})
+
+    steps = 0
+
+    def count_step() -> None:
+        nonlocal steps
+        steps += 1
+        if steps == settings.rewind_step:
+            keep_rewind_point()
+
+    if settings.rewind_step == 0:
+        keep_rewind_point()
+    accuracy = train(network, data, settings, log, "level_0", process_start, count_step)
+    return finish(folders.level(0), network, settings, accuracy, meta, log, "level_0")
+
+
+def checked_level_zero(settings: LotterySettings, folders: LotteryFolders) -> None:
+    """Level 0 and its rewind point exist and were made with the settings later levels must share."""
+    for folder in (folders.level(0), folders.rewind()):
+        if not (folder / "meta.json").is_file():
+            raise UsageError(f"level {settings.level} needs level 0 at {folder}, which is missing: run --mode finetune "
+                             "first")
+    made = read_meta(folders.rewind())["settings"]
+    for name in SAME_AS_LEVEL_0:
+        if made.get(name) != getattr(settings, name):
+            raise UsageError(f"level 0 at {folders.level(0)} has --{name} {made.get(name)}, this level "
+                             f"{getattr(settings, name)}")
+
+
+def rewound(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData) -> TaskNetwork:
+    return stored_network(folders.rewind(), settings, data)
+
+
+def level_k(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
+            process_start: float) -> ExitCode:
+    level = settings.level
+    previous = folders.level(level - 1)
+    if not (previous / "meta.json").is_file():
+        raise UsageError(f"level {level} prunes the trained level {level - 1}, but {previous} holds none: "
+                         f"make level {level - 1} first")
+    checked_level_zero(settings, folders)
+    masks = magnitude_masks(stored_network(previous, settings, data), settings.prune_fraction, settings.prune_scope)
+    folder = folders.level(level)
+    atomic_torch_save({name: mask.cpu() for name, mask in masks.items()}, folder / "mask.pth")
+    network = rewound(settings, folders, data)
+    apply_masks(network, masks)
+    accuracy = train(network, data, settings, log, f"level_{level}", process_start)
+    meta = {"level": level, "rewind_step": settings.rewind_step, "prune_fraction": settings.prune_fraction,
+            "prune_scope": settings.prune_scope}
+    return finish(folder, network, settings, accuracy, meta, log, f"level_{level}")
+
+
+def level_masks(folders: LotteryFolders, level: int) -> dict[str, torch.Tensor]:
+    path = folders.level(level) / "mask.pth"
+    if not path.is_file():
+        raise UsageError(f"a control of level {level} needs its mask at {path}: make level {level} first "
+                         "(--mode prune)")
+    try:
+        masks = read_torch_file(path)
+    except UnreadableFile as error:
+        raise CheckpointError(f"mask file {path} is unreadable ({error})") from error
+    if not isinstance(masks, dict) or not all(isinstance(mask, torch.Tensor) for mask in masks.values()):
+        raise CheckpointError(f"mask file {path} holds no masks")
+    return {name: mask.bool() for name, mask in masks.items()}
+
+
+def control(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
+            process_start: float) -> ExitCode:
+    checked_level_zero(settings, folders)
+    masks = level_masks(folders, settings.level)
+    if settings.control == "reinit":
+        network = fresh_network(settings, data, settings.seed + REINIT_SEED)
+    else:
+        network = rewound(settings, folders, data)
+        masks = random_masks(masks, torch.Generator().manual_seed((settings.seed * 1009 + settings.level) % 2 ** 64))
+    try:
+        apply_masks(network, masks)
+    except ValueError as error:
+        path = folders.level(settings.level) / "mask.pth"
+        raise CheckpointError(f"{path} does not fit the network: {error}") from error
+    stage = f"level_{settings.level}_{settings.control}"
+    accuracy = train(network, data, settings, log, stage, process_start)
+    meta = {"level": settings.level, "control": settings.control, "rewind_step": settings.rewind_step}
+    return finish(folders.control(settings.level, settings.control), network, settings, accuracy, meta, log, stage)
+
+
+def run(settings: LotterySettings, process_start: float) -> ExitCode:
+    device = resolve_device(settings.device)
+    folders = LotteryFolders(Path(settings.save_folder))
+    log = RunLog(Path(settings.log_path) if settings.log_path else folders.root / "train.log")
+    data = load_data(settings, device)
+    if settings.mode == "finetune":
+        return level_zero(settings, folders, data, log, process_start)
+    if settings.mode == "prune":
+        return level_k(settings, folders, data, log, process_start)
+    return control(settings, folders, data, log, process_start)
