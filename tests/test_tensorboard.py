@@ -88,9 +88,13 @@ def test_a_rerun_replaces_the_stage_run(cpg_task, data_root, tmp_path):
 @pytest.mark.parametrize("method, benchmark, dataset, run, tags", [
     ("supsup", "split_digits", "digits_01", "supsup_finetune_digits_01", {"loss", "train_acc", "lr", "seconds"}),
     ("subspace", "digits10", "digits10", "subspace_finetune_digits10", {"loss", "train_acc", "lr", "cos2", "seconds"}),
+    ("lottery", "digits10", "digits10", "lottery_level_0", {"loss", "train_acc", "lr", "seconds"}),
+    ("gg_baseline", "split_digits", "digits_01", "gg_batche_digits_01", {"loss", "train_acc", "seconds"}),
 ])
-def test_supsup_and_subspace_finetunes_write_their_scalars(data_root, tmp_path, method, benchmark, dataset, run, tags):
-    arch = ["--arch", "lenet_300_100"] if method == "supsup" else []
+def test_other_methods_write_their_scalars(data_root, tmp_path, method, benchmark, dataset, run, tags):
+    arch = ["--arch", "lenet_300_100"] if method in ("supsup", "lottery", "gg_baseline") else []
+    if method == "gg_baseline":
+        arch += ["--gg_layers", "batche"]
     code = _main(data_root, "--method", method, "--mode", "finetune", "--benchmark", benchmark, "--dataset", dataset,
                  "--lr", "0.01", *arch, "--save_folder", str(tmp_path / "model"), "--log_path",
                  str(tmp_path / "train.log"))

@@ -84,12 +84,16 @@ def train(network: TaskNetwork, data: DeviceTaskData, settings: LotterySettings,
     optimizer = SGD(network.parameters(), settings.lr, settings.momentum, settings.weight_decay)
     loop = TrainLoop(network, [optimizer], data.device, after_step=after_step)
 
+    board = log.board(f"lottery_{stage}")
+
     def log_epoch(epoch: int, result, fields: dict) -> None:
         log.line(stage=stage, method="lottery", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
                  loss=result.loss, train_acc=result.accuracy, **fields)
+        board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, lr=settings.lr, **fields)
 
-    run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, log=log_epoch,
-               description=f"lottery {stage}", process_start=process_start)
+    with board:
+        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, log=log_epoch,
+                   description=f"lottery {stage}", process_start=process_start)
     return evaluate(network, data, settings.val_batch_size)
 
 
