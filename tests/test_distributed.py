@@ -314,3 +314,20 @@ def test_a_bad_gpu_list_is_a_usage_error(tmp_path, gpus):
     assert done.returncode == 64 and done.stderr.splitlines() == [
         f"cpg.sh: error: GPUS must be GPU ids such as 0,1,2,3, or cpu:N for N processes on the CPU; got '{gpus}'"]
     assert not _calls(env)
+
+
+def test_seeds_spread_over_the_gpus_each_run_on_one(tmp_path):
+    """SEEDS with GPUS=0,1: one worker per GPU takes every other seed, and each seed's stages see that GPU
+    alone and run in one process (no torchrun), in a run folder of its own."""
+    env = {**_stub(tmp_path), "FAST_START": "0"}
+    done = run_driver("finetune.sh", "split_digits", SEEDS="1 2 3", GPUS="0,1", NUM_TASKS="2", DATA_ROOT=str(tmp_path),
+                      CKPT_ROOT=str(tmp_path / "ck"), LOGFILE=str(tmp_path / "goals.json"), **env)
+    assert done.returncode == 0, done.stderr
+    calls = [call for call in _calls(env) if call["args"][:1] == ["main_normal.py"]]
+    seeds = {(flag(call["args"], "--seed"), call["visible"]) for call in calls}
+    assert seeds == {("1", "0"), ("2", "1"), ("3", "0")}
+    for call in calls:
+        seed = flag(call["args"], "--seed")
+        assert f"/finetune_seed{seed}/" in flag(call["args"], "--save_folder")
+    cards = sorted((tmp_path / "ck").rglob("run.json"))
+    assert [json.loads(card.read_text())["seed"] for card in cards] == [1, 2, 3]
