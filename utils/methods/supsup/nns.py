@@ -28,6 +28,7 @@ from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import save_checkpoint
+from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
 from utils.device import resolve_device
@@ -128,16 +129,19 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     device = resolve_device(settings.device)
     benchmark = get_benchmark(settings.benchmark)
     names = stream_names(settings)
-    tasks = [benchmark.load_task(Path(settings.data_root), name) for name in names]
-    classes = max(task.num_classes for task in tasks)
+    first = benchmark.load_task(Path(settings.data_root), names[0])  # each task is read when its turn comes
+    classes = first.num_classes
     outputs = settings.supsup_output_size or classes
-    network = build_network(settings.arch, 1.0, mode="supsup", input_shape=tasks[0].image_shape, outputs=outputs)
+    network = build_network(settings.arch, 1.0, mode="supsup", input_shape=first.image_shape, outputs=outputs)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
     network.to(device)
     network.train()
     masks = MaskStream(network, settings, classes)
     mask, seen, stream = masks.allocate(), 0, []
-    for position, (name, task) in enumerate(zip(names, tasks, strict=True)):
+    for position, name in enumerate(names):
+        task = first if position == 0 else benchmark.load_task(Path(settings.data_root), name)
+        if task.num_classes > outputs:
+            raise UsageError(f"task {name} has {task.num_classes} classes, the network {outputs} outputs")
         data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
         used: Counter[int] = Counter()
         for images, labels in _task_batches(data, settings.batch_size, settings.seed + position,
@@ -157,7 +161,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     store_masks(network)
     keep_first(network, masks.allocated)
     save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
-        "input_shape": list(tasks[0].image_shape), "outputs": outputs, "accuracy_after_learning": {},
+        "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
         "masks_allocated": masks.allocated, "stream": stream})
     log.decision(stage="supsup_nns", exit=0, state="OK", masks_allocated=masks.allocated, batches=seen,
