@@ -65,14 +65,14 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     names = stream_names(settings)
     tasks = [benchmark.load_task(Path(settings.data_root), name) for name in names]
     offsets = [sum(task.num_classes for task in tasks[:position]) for position in range(len(tasks))]
-    outputs = settings.supsup_output_size or sum(task.num_classes for task in tasks)
+    classes = sum(task.num_classes for task in tasks)
+    outputs = settings.supsup_output_size or classes
+    if classes > outputs:
+        raise UsageError(f"--supsup_output_size {outputs} is too few for the stream's {classes} classes")
     network = build_network(ARCH, 1.0, mode="plain", input_shape=tasks[0].image_shape, outputs=outputs,
                             hidden=settings.supsup_hop_hidden).to(device)
     learned = {}
     for position, (name, task) in enumerate(zip(names, tasks, strict=True)):
-        if offsets[position] + task.num_classes > outputs:
-            raise UsageError(f"--supsup_output_size {outputs} is too few for the stream's "
-                             f"{offsets[position] + task.num_classes} classes")
         index = network.add_task(name, task.num_classes)
         data = _shifted(task.on_device(device, benchmark.crop_padding, benchmark.flip), offsets[position])
         loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], device)
