@@ -139,3 +139,23 @@ def test_bad_nns_inputs_exit_64_with_one_line(tmp_path, data_root, capsys, flags
     err = capsys.readouterr().err
     assert stop.value.code == 64 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_root):
+    from tests.conftest import run_driver
+
+    env = {"BENCHMARK": "permuted_digits", "NUM_TASKS": "2", "TASK_BATCHES": "20", "CHECK_EVERY": "10",
+           "LR": "3e-3", "OUTPUT_SIZE": "10", "DATA_ROOT": str(data_root), "CKPT_ROOT": str(tmp_path)}
+    result = run_driver("supsup_nns_permuted_mnist.sh", "0", **env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    root = tmp_path / "SupSup/permuted_digits/nns/lenet_300_100"
+    checks = [line for line in (root / "train.log").read_text().splitlines() if " batch=" in line]
+    assert [int(line.split(" batch=")[1].split()[0]) for line in checks] == [10, 20, 30]
+    assert all("decision=" in line and "masks_allocated=" in line for line in checks)
+    summary = json.loads((root / "summary.json").read_text())
+    assert [row["task"] for row in summary["tasks"]] == list(NAMES[:2])
+    assert all(row["num_tasks_learned"] == summary["masks_allocated"] and "accuracy_inferred_mask" in row
+               and "mapped_mask" in row for row in summary["tasks"])
+    assert (root / "results.csv").read_text().startswith("num_tasks_learned,task,mapped_mask")
+
