@@ -159,3 +159,14 @@ def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_r
                and "mapped_mask" in row for row in summary["tasks"])
     assert (root / "results.csv").read_text().startswith("num_tasks_learned,task,mapped_mask")
 
+
+
+def test_nns_inference_of_a_gnu_checkpoint_exits_64(tmp_path, data_root, capsys):
+    assert _main("--method", "supsup", "--mode", "finetune", "--benchmark", "permuted_digits", "--dataset", NAMES[0],
+                 "--arch", "lenet_300_100", "--data_root", str(data_root), "--epochs", "1",
+                 "--save_folder", str(tmp_path / "m")) == 0
+    capsys.readouterr()
+    code = _main("--method", "supsup", "--mode", "inference", "--benchmark", "permuted_digits", "--dataset", NAMES[0],
+                 "--data_root", str(data_root), "--supsup_scenario", "nns", "--load_folder", str(tmp_path / "m"))
+    err = capsys.readouterr().err
+    assert code == 64 and "was not learned by --supsup_scenario nns" in err and len(err.strip().splitlines()) == 1

@@ -194,6 +194,8 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
     from utils.methods.supsup.stages import _add_csv_rows, load
 
     network, meta = load(Path(settings.load_folder))
+    if meta.get("scenario") != "nns":
+        raise UsageError(f"{settings.load_folder} was not learned by --supsup_scenario nns (no stream to evaluate)")
     device = resolve_device(settings.device)
     network.to(device)
     benchmark = get_benchmark(settings.benchmark)
