@@ -67,33 +67,34 @@ def check(network: TaskNetwork, images: torch.Tensor, epsilon: float) -> tuple[b
 
 
 class MaskStream:
-    """The masks of an NNs run: allocated count, candidates, one optimizer per allocated mask."""
+    """The masks of an NNs run: allocated count, candidates, one optimizer per allocated mask, and the masks
+    trained since the last check (only their bits in the stack are stale)."""
 
     def __init__(self, network: TaskNetwork, settings: SupSupSettings, num_classes: int):
         self.network, self.settings, self.num_classes = network, settings, num_classes
         self.allocated = 0
         self.optimizers: dict[int, Adam | RMSprop] = {}
+        self.stale: set[int] = set()
         while len(network.tasks) < settings.supsup_nns_maxn:
             new_candidate(network, num_classes)
 
     def allocate(self) -> int | None:
-        """The next mask (1-based), a fresh candidate added to keep maxn unallocated-or-not candidates;
-        None once the budget is spent."""
+        """The next mask (1-based; a new candidate when every one is taken), or None once the budget is spent."""
         if self.allocated >= self.settings.supsup_nns_budget:
             return None
         self.allocated += 1
         if len(self.network.tasks) < self.allocated:
             new_candidate(self.network, self.num_classes)
         params = self.network.task_parameters(self.allocated)
-        lr = self.settings.lr
-        self.optimizers[self.allocated] = Adam(params, lr=lr) if self.settings.supsup_optimizer == "adam" \
-            else RMSprop(params, lr=lr)
+        kind = Adam if self.settings.supsup_optimizer == "adam" else RMSprop
+        self.optimizers[self.allocated] = kind(params, lr=self.settings.lr)
         return self.allocated
 
     def decide(self, images: torch.Tensor) -> tuple[int | None, dict]:
         """The mask the coming batches train, and the check's log fields."""
-        for mask in self.optimizers:
+        for mask in self.stale:
             _pack_live(self.network, mask)
+        self.stale.clear()
         new, winner, share = check(self.network, images, self.settings.supsup_nns_epsilon)
         fields = {"candidates": len(self.network.tasks), "n_max_nu": share}
         if not new and winner < self.allocated:
@@ -109,6 +110,7 @@ class MaskStream:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        self.stale.add(mask)
         return loss.item()
 
 
