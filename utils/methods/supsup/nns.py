@@ -103,7 +103,8 @@ class MaskStream:
         decision = "budget_spent" if mask is None else "new" if new else "new_untrained_won"
         return mask, {**fields, "decision": decision}
 
-    def step(self, mask: int, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def step(self, mask: int, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """One optimizer step of `mask` (no host sync: the loss stays on the device)."""
         self.network.set_task(mask)
         loss = F.cross_entropy(self.network(images), labels)
         optimizer = self.optimizers[mask]
@@ -111,7 +112,6 @@ class MaskStream:
         loss.backward()
         optimizer.step()
         self.stale.add(mask)
-        return loss.item()
 
 
 def _task_batches(data: DeviceTaskData, batch_size: int, seed: int, count: int):
