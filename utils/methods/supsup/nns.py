@@ -36,6 +36,7 @@ from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.supsup.infer import alpha_gradient, infer_tasks
 from utils.methods.supsup.settings import SupSupSettings
+from utils.methods.supsup.stages import _add_csv_rows, first_tasks, load
 from utils.optim import Adam, RMSprop
 
 
@@ -59,11 +60,9 @@ def new_candidate(network: TaskNetwork, num_classes: int) -> int:
 
 def check(network: TaskNetwork, images: torch.Tensor, epsilon: float) -> tuple[bool, int, float]:
     """(new task?, winning 0-based candidate, n max nu) for one batch over every mask in the stack."""
-    grad = alpha_gradient(network, images, "h", 0)
-    share = F.softmax(-grad, 0)
-    count = share.numel()
-    top = share.max()
-    return bool(count * top.item() < 1.0 + epsilon), int(share.argmax().item()), round(count * top.item(), 4)
+    share = F.softmax(-alpha_gradient(network, images, "h", 0), 0)
+    top = share.numel() * share.max().item()
+    return top < 1.0 + epsilon, int(share.argmax().item()), round(top, 4)
 
 
 class MaskStream:
@@ -161,7 +160,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
                        "batches_per_mask": {str(m): n for m, n in sorted(used.items())}})
         log.decision(stage="supsup_nns", task=name, mapped_mask=mapped or "none", masks_allocated=masks.allocated)
     store_masks(network)
-    keep_first(network, masks.allocated)
+    first_tasks(network, masks.allocated)  # the candidates no check allocated were never trained
     save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
         "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
@@ -169,14 +168,6 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     log.decision(stage="supsup_nns", exit=0, state="OK", masks_allocated=masks.allocated, batches=seen,
                  reason="stream learned, masks stored")
     return ExitCode.OK
-
-
-def keep_first(network: TaskNetwork, count: int) -> None:
-    """Drop the candidates no check allocated (their masks were never trained)."""
-    for layer in supsup_layers(network):
-        layer.stack = layer.stack[:count].clone()
-    network.tasks = network.tasks[:count]
-    network.set_task(count)
 
 
 @torch.no_grad()
@@ -193,8 +184,6 @@ def classify(network: TaskNetwork, images: torch.Tensor, masks: torch.Tensor) ->
 
 def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
     """Per stream task: its mapped mask, how often inference picks it, accuracy with the inferred mask."""
-    from utils.methods.supsup.stages import _add_csv_rows, load
-
     network, meta = load(Path(settings.load_folder))
     if meta.get("scenario") != "nns":
         raise UsageError(f"{settings.load_folder} was not learned by --supsup_scenario nns (no stream to evaluate)")
