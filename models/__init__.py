@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from models.bn_mask_net import BNMaskNet
 from models.digits import DigitsConvNet, DigitsConvNetRGB
 from models.imagenet import VGG16BN, ResNet18, ResNet34, ResNet50
 from models.lenet import FC10241024, LeNet300100
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "resnet34": ResNet34,
     "resnet50": ResNet50,
     "vgg16_bn": VGG16BN,
+    "bn_mask_net": BNMaskNet,
 }
 
 

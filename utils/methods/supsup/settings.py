@@ -46,10 +46,26 @@ class SupSupSettings(StageSettings):
                                  "tasks' final scores (each task saves to its own folder)")
     supsup_results: str | None = flag(None, "CSV the inference rows are added to (a rerun replaces its own rows)")
     supsup_summary: str | None = flag(None, "run summary JSON the inference writes")
+    supsup_scenario: str = flag(
+        "given", "given: the task is known while training (GG, GNu, GNs); nns: never known, the model finds new tasks "
+        "in the stream and allocates masks itself; hopfield: per-task batch-norm masks kept in a Hopfield network "
+        "and recovered by descent (HopSupSup)", choices=("given", "nns", "hopfield"))
+    supsup_stream: str | None = flag(None, "nns, hopfield: comma-separated tasks in the order their data arrives")
+    supsup_nns_every: int = flag(100, "nns: training batches between two new-task checks", at_least=1)
+    supsup_nns_task_batches: int = flag(1000, "nns: training batches each task of the stream brings", at_least=1)
+    supsup_nns_budget: int = flag(2500, "nns: most masks the model may allocate", at_least=1)
+    supsup_nns_epsilon: float = flag(0.125, "nns: a check allocates a new mask when n max_i softmax(-dH/dalpha)_i "
+                                     "< 1 + epsilon over its n candidate masks", at_least=0.0)
+    supsup_nns_maxn: int = flag(5, "nns: least candidates in a check (untrained masks fill up to it)", at_least=2)
+    supsup_hop_hidden: int = flag(2048, "hopfield: units of each of the two hidden layers", at_least=1)
+    supsup_hop_steps: int = flag(30, "hopfield: recovery steps (SGD on entropy, then energy)", at_least=1)
+    supsup_hop_lr: float = flag(500.0, "hopfield: learning rate of the recovery", at_least=0.0)
+    supsup_hop_gamma: float = flag(1.5e-3, "hopfield: weight of the Hopfield energy in the recovery", at_least=0.0)
 
     def validate(self) -> None:
         super().validate()
-        if self.mode == "finetune" and self.arch not in ARCHITECTURES:  # inference takes the checkpoint's
+        own_network = self.supsup_scenario == "hopfield"  # inference takes the checkpoint's
+        if self.mode == "finetune" and not own_network and self.arch not in ARCHITECTURES:
             raise UsageError(f"--method supsup needs one of the architectures {', '.join(ARCHITECTURES)}, "
                              f"not {self.arch}")
         if not 0.0 < self.supsup_density <= 1.0:
@@ -58,5 +74,22 @@ class SupSupSettings(StageSettings):
                 and Path(self.load_folder).resolve() == Path(self.save_folder).resolve()):
             raise UsageError("--supsup_transfer saves each task to a folder of its own: --save_folder must differ "
                              "from --load_folder, whose score sum the task starts from")
+        if self.supsup_scenario != "given":
+            self._validate_stream()
         if self.mode == "inference" and not (self.load_folder or self.supsup_task_folders):
             raise UsageError("--method supsup --mode inference needs --load_folder or --supsup_task_folders")
+
+    def _validate_stream(self) -> None:
+        from utils.data.registry import get_benchmark
+
+        if self.supsup_nns_epsilon <= 0.0:
+            raise UsageError(f"--supsup_nns_epsilon must be above 0, got {self.supsup_nns_epsilon}")
+        if self.mode == "finetune" and not self.supsup_stream:
+            raise UsageError(f"--supsup_scenario {self.supsup_scenario} --mode finetune needs --supsup_stream")
+        names = get_benchmark(self.benchmark).task_names
+        stream = [name for name in (self.supsup_stream or "").split(",") if name]
+        for name in stream:
+            if name not in names:
+                raise UsageError(f"--supsup_stream: {name!r} is not a task of {self.benchmark}")
+        if len(set(stream)) != len(stream):
+            raise UsageError("--supsup_stream names a task twice")

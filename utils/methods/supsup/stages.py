@@ -237,6 +237,10 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
 
 def run(settings: SupSupSettings, process_start: float) -> ExitCode:
     log = RunLog(settings.log_path)
+    if settings.supsup_scenario != "given":  # NNs and HopSupSup: a stream of tasks in one stage
+        from utils.methods.supsup.scenarios import run_scenario
+
+        return run_scenario(settings, log)
     if settings.mode == "finetune":
         return finetune(settings, log, process_start)
     return inference(settings, log)

@@ -1,0 +1,154 @@
+"""HopSupSup (SupSup section 3.7): task masks kept in a Hopfield network, recovered by gradient descent.
+
+finetune: learn each task of --supsup_stream in turn (its identity is given while training): SGD with
+momentum 0.9 on the batch-norm channel scores of the fixed network, then store the mask in each layer's
+Hopfield weights (Storkey's rule) and as bits. inference: for every stored task, recover a mask from the
+Hopfield weights alone, without the task's identity: the score starts at the mean stored pattern and takes
+--supsup_hop_steps SGD steps (momentum 0.9, weight decay 1e-4) on test batches of the task, step b of B
+minimising (1 - b/B) entropy + gamma (b/B) sum_layers energy, so the data pick the attractor and the energy
+then snaps onto it. The summary gives, per task, the accuracy with the stored and with the recovered mask,
+the step from which the recovered mask equals the stored one, and the bytes of the Hopfield weights
+against those of the bit-packed mask stack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from models import build_network
+from models.bn_mask_net import BNMaskNet
+from models.layers.base import unpack_bits
+from models.layers.hopfield import hopfield_norms
+from utils.atomic import atomic_json_dump
+from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.cli import UsageError
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData
+from utils.device import resolve_device
+from utils.engine import TrainLoop, run_epochs
+from utils.engine import evaluate as accuracy_of
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.supsup.infer import objective
+from utils.methods.supsup.nns import stream_names
+from utils.methods.supsup.settings import SupSupSettings
+from utils.optim import SGD
+
+ARCH = "bn_mask_net"
+RECOVERY_MOMENTUM, RECOVERY_DECAY = 0.9, 1e-4
+
+
+def storage_bytes(network: BNMaskNet) -> dict:
+    """Bytes of what recovery needs (Hopfield weights and pattern sums) against the bit-packed masks."""
+    norms = hopfield_norms(network)
+    hopfield = sum(n.memory.numel() * n.memory.element_size() + n.pattern_sum.numel() * n.pattern_sum.element_size()
+                   for n in norms)
+    return {"hopfield_bytes": hopfield, "mask_stack_bytes": sum(n.stack.numel() for n in norms)}
+
+
+def _shifted(data: DeviceTaskData, offset: int) -> DeviceTaskData:
+    """The task's labels moved past the earlier tasks' classes: every task shares one output layer, each
+    class its own unit (the reference's split MNIST keeps the digits' own labels)."""
+    data.train_labels = data.train_labels + offset
+    data.test_labels = data.test_labels + offset
+    return data
+
+
+def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
+    """Learn the stream's tasks one after another and store each mask in the Hopfield weights."""
+    torch.manual_seed(settings.seed)
+    device = resolve_device(settings.device)
+    benchmark = get_benchmark(settings.benchmark)
+    names = stream_names(settings)
+    tasks = [benchmark.load_task(Path(settings.data_root), name) for name in names]
+    offsets = [sum(task.num_classes for task in tasks[:position]) for position in range(len(tasks))]
+    classes = sum(task.num_classes for task in tasks)
+    outputs = settings.supsup_output_size or classes
+    if classes > outputs:
+        raise UsageError(f"--supsup_output_size {outputs} is too few for the stream's {classes} classes")
+    network = build_network(ARCH, 1.0, mode="plain", input_shape=tasks[0].image_shape, outputs=outputs,
+                            hidden=settings.supsup_hop_hidden).to(device)
+    learned = {}
+    for position, (name, task) in enumerate(zip(names, tasks, strict=True)):
+        index = network.add_task(name, task.num_classes)
+        data = _shifted(task.on_device(device, benchmark.crop_padding, benchmark.flip), offsets[position])
+        loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], device)
+        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed + position), settings.epochs,
+                   log=lambda epoch, result, fields, name=name: log.line(
+                       stage="supsup_hopfield", task=name, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
+                       train_acc=result.accuracy, **fields))
+        for norm in hopfield_norms(network):
+            norm.store()
+        learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)
+        log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
+    save_checkpoint(Path(settings.save_folder), network.cpu(), ARCH, settings, {
+        "input_shape": list(tasks[0].image_shape), "outputs": outputs, "hidden": settings.supsup_hop_hidden,
+        "label_offsets": offsets,
+        "accuracy_after_learning": learned, "benchmark": settings.benchmark, "stage": "finetune",
+        "seed": settings.seed, "scenario": "hopfield", **storage_bytes(network)})
+    return ExitCode.OK
+
+
+def load(folder: Path) -> tuple[BNMaskNet, dict]:
+    payload, meta = load_checkpoint(folder), read_meta(folder)
+    if payload["arch"] != ARCH:
+        raise UsageError(f"{folder} holds a {payload['arch']} checkpoint, not a HopSupSup one")
+    network = network_from_checkpoint(payload, input_shape=tuple(meta["input_shape"]), outputs=meta["outputs"],
+                                      hidden=meta["hidden"])
+    return network, meta
+
+
+def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSupSettings) -> dict:
+    """Recover a mask for the task's test data from the Hopfield weights; the step from which it equals
+    task `task`'s stored mask (None: it does not by the last step) and its distance to it at the end."""
+    norms = hopfield_norms(network)
+    scores = [norm.start_recovery() for norm in norms]
+    optimizer = SGD(scores, lr=settings.supsup_hop_lr, momentum=RECOVERY_MOMENTUM, weight_decay=RECOVERY_DECAY)
+    stored = [unpack_bits(norm.stack[task - 1], (norm.channels,)) for norm in norms]
+    batches = [images for images, _ in data.test_batches(settings.val_batch_size)]
+    steps, since = settings.supsup_hop_steps, None
+    network.train()
+    try:
+        for step in range(steps):
+            share = step / steps
+            loss = (1 - share) * objective(network(batches[step % len(batches)]), "h", 0).mean()
+            loss = loss + settings.supsup_hop_gamma * share * sum(norm.energy() for norm in norms)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            same = all(torch.equal(norm.recovered(), bits) for norm, bits in zip(norms, stored, strict=True))
+            since = (since or step + 1) if same else None
+        distance = sum(int((norm.recovered() != bits).sum()) for norm, bits in zip(norms, stored, strict=True))
+        accuracy = accuracy_of(network, data, settings.val_batch_size)
+    finally:
+        for norm in norms:
+            norm.end_recovery()
+    return {"recovered_from_step": since, "bits_off_after_recovery": distance,
+            "accuracy_recovered_mask": round(accuracy, 4)}
+
+
+def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
+    """Per stored task: accuracy with its stored mask, then a recovery and the accuracy with its result."""
+    network, meta = load(Path(settings.load_folder))
+    device = resolve_device(settings.device)
+    network.to(device)
+    benchmark = get_benchmark(settings.benchmark)
+    rows = []
+    for task, spec in enumerate(network.tasks, start=1):
+        data = _shifted(benchmark.load_task(Path(settings.data_root), spec.name).on_device(device, 0, False),
+                        meta["label_offsets"][task - 1])
+        network.set_task(task)
+        row = {"task": spec.name, "accuracy_stored_mask": round(accuracy_of(network, data, settings.val_batch_size), 4)}
+        row.update(recover(network, data, task, settings))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        log.line(stage="supsup_hopfield_recovery", steps=settings.supsup_hop_steps, **row)
+    if settings.supsup_summary:
+        atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "scenario": "hopfield",
+                          "hidden": meta["hidden"], "recovery_steps": settings.supsup_hop_steps,
+                          "num_tasks_learned": len(rows), "tasks": rows, **storage_bytes(network)},
+                         Path(settings.supsup_summary))
+    return ExitCode.OK

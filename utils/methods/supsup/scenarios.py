@@ -1,0 +1,17 @@
+"""The SupSup scenarios whose stages see a whole stream of tasks: NNs and HopSupSup."""
+
+from __future__ import annotations
+
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.methods.supsup.settings import SupSupSettings
+
+
+def run_scenario(settings: SupSupSettings, log: RunLog) -> ExitCode:
+    if settings.supsup_scenario == "nns":
+        from utils.methods.supsup import nns
+
+        return nns.train(settings, log) if settings.mode == "finetune" else nns.evaluate(settings, log)
+    from utils.methods.supsup import hopfield
+
+    return hopfield.train(settings, log) if settings.mode == "finetune" else hopfield.evaluate(settings, log)
