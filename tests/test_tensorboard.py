@@ -104,6 +104,24 @@ def test_other_methods_write_their_scalars(data_root, tmp_path, method, benchmar
     assert [step for step, _ in scalars["loss"]] == [1, 2]
 
 
+@pytest.mark.parametrize("scenario, runs, tags, steps", [
+    ("nns", ["supsup_nns"], {"masks_allocated", "n_max_nu", "candidates"}, [4, 8, 12]),
+    ("hopfield", ["supsup_hopfield_digits_01", "supsup_hopfield_digits_23"], {"loss", "train_acc", "lr"}, [1, 2]),
+])
+def test_supsup_streams_write_their_scalars(data_root, tmp_path, scenario, runs, tags, steps):
+    """NNs puts a point at each new-task check (step: the stream's batch), HopSupSup a run per task."""
+    scale = (["--supsup_nns_task_batches", "8", "--supsup_nns_every", "4", "--arch", "lenet_300_100"]
+             if scenario == "nns" else ["--supsup_hop_hidden", "32", "--arch", "bn_mask_net"])
+    code = _main(data_root, "--method", "supsup", "--mode", "finetune", "--benchmark", "split_digits", "--dataset",
+                 "digits_01", "--supsup_scenario", scenario, "--supsup_stream", "digits_01,digits_23", "--lr", "0.01",
+                 *scale, "--save_folder", str(tmp_path / "model"), "--log_path", str(tmp_path / "train.log"))
+    assert code == 0
+    for run in runs:
+        scalars = _scalars(tmp_path / "tensorboard" / run)
+        assert tags <= set(scalars), run
+        assert [step for step, _ in scalars[min(tags)]] == steps, run
+
+
 def test_no_log_file_or_a_quiet_rank_writes_nothing(tmp_path):
     for log in (RunLog(None), RunLog(tmp_path / "train.log", quiet=True)):
         with log.board("finetune_w1.0") as board:

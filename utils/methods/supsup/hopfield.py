@@ -76,10 +76,14 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
         index = network.add_task(name, task.num_classes)
         data = _shifted(task.on_device(device, benchmark.crop_padding, benchmark.flip), offsets[position])
         loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], device)
-        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed + position), settings.epochs,
-                   log=lambda epoch, result, fields, name=name: log.line(
-                       stage="supsup_hopfield", task=name, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
-                       train_acc=result.accuracy, **fields))
+        with log.board(f"supsup_hopfield_{name}") as board:
+            def log_epoch(epoch: int, result, fields: dict, name: str = name) -> None:
+                log.line(stage="supsup_hopfield", task=name, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
+                         train_acc=result.accuracy, **fields)
+                board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, lr=settings.lr, **fields)
+
+            run_epochs(loop, data, settings.batch_size, data.generator(settings.seed + position), settings.epochs,
+                       log=log_epoch)
         for norm in hopfield_norms(network):
             norm.store()
         learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)

@@ -139,6 +139,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     network.train()
     masks = MaskStream(network, settings, classes)
     mask, seen, stream = masks.allocate(), 0, []
+    board = log.board("supsup_nns")  # one point per check, at its batch of the stream
     for position, name in enumerate(names):
         task = first if position == 0 else benchmark.load_task(Path(settings.data_root), name)
         if task.num_classes > outputs:
@@ -151,6 +152,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
                 mask, fields = masks.decide(images)
                 log.line(stage="supsup_nns", batch=seen, stream_task=name, mask=mask or "none",
                          masks_allocated=masks.allocated, **fields)
+                board.epoch(seen, masks_allocated=masks.allocated, mask=mask or 0, **fields)
             if mask is not None:
                 masks.step(mask, images, labels)
             used[mask or 0] += 1
@@ -159,6 +161,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
         stream.append({"task": name, "batches": sum(used.values()), "mapped_mask": mapped or None,
                        "batches_per_mask": {str(m): n for m, n in sorted(used.items())}})
         log.decision(stage="supsup_nns", task=name, mapped_mask=mapped or "none", masks_allocated=masks.allocated)
+    board.close()
     store_masks(network)
     first_tasks(network, masks.allocated)  # the candidates no check allocated were never trained
     save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
