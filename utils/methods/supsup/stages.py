@@ -55,8 +55,7 @@ def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             if not torch.equal(ours.weight, theirs.weight):
                 raise UsageError(f"{folder} was trained on other fixed weights (another --seed or arch)")
-        for spec in part.tasks:
-            network.restore_task(spec)
+        network.restore_tasks(part.tasks)
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
         for ours, theirs in zip(_task_norms(network), _task_norms(part), strict=True):
@@ -72,7 +71,7 @@ def first_tasks(network: TaskNetwork, count: int) -> TaskNetwork:
     if count > len(network.tasks):
         raise UsageError(f"--supsup_tasks {count}: the checkpoint holds only {len(network.tasks)} tasks")
     for layer in supsup_layers(network):
-        layer.stack = layer.stack[:count].clone()
+        layer.keep_tasks(count)
     for norm in _task_norms(network):
         del norm.per_task[count:]
     network.tasks = network.tasks[:count]
