@@ -42,6 +42,12 @@ class SupSupSettings(StageSettings):
     supsup_task_folders: str | None = flag(
         None, "comma-separated single-task checkpoint folders (GG) merged into one network for inference")
     supsup_results: str | None = flag(None, "CSV the inference rows are added to (a rerun replaces its own rows)")
+    supsup_adapt_results: str | None = flag(
+        None, "CSV written with this evaluation's rows in the reference's adapt_results.csv format (Date Finished, "
+        "Name, Task, Num Tasks Learned, Current Val: accuracy right after learning, Adapt Val: accuracy now)")
+    supsup_labels: str = flag("unshared", "inferred-task scenarios: unshared labels (GNu: right only when the task "
+                              "and the class are) or shared (GNs: the class predicted with the inferred task's mask)",
+                              choices=("unshared", "shared"))
     supsup_summary: str | None = flag(None, "run summary JSON the inference writes")
 
     def validate(self) -> None:
