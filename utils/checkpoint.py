@@ -35,8 +35,8 @@ def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, settings: Set
     payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
                "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
-    atomic_json_dump({"arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"], **meta,
-                      "settings": settings.to_json()}, folder / META)
+    atomic_json_dump({**meta, "arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"],
+                      "settings": settings.to_json()}, folder / META)  # a loaded meta's stale task list never wins
 
 
 def _compact(tensor: torch.Tensor) -> torch.Tensor:
