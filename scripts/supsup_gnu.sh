@@ -39,13 +39,14 @@ require_count INFER_BATCH "$INFER_BATCH" 999999999
 require_count REAL_NEURONS "$REAL_NEURONS" 999999999
 select_gpu "${4:-0}"
 require_commands "$PYTHON"
-resolve_roots
-load_benchmark "$BENCHMARK"
-limit_cpu_threads
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
 for count in "${EVAL_AT[@]}"; do
   [[ $count =~ ^[1-9][0-9]{0,8}$ ]] || usage_error "EVAL_AT must list task counts (whole numbers from 1), got '$count'"
 done
+limit_cpu_threads
+launch_stage_server supsup  # it imports torch while the benchmark's tasks are listed
+resolve_roots
+load_benchmark "$BENCHMARK"
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/$SCENARIO/$ARCH"
 MODEL="$ROOT/model"
 EVAL="$ROOT/${ADAPTOR}_$OBJECTIVE"
@@ -64,7 +65,7 @@ fi
 mkdir -p "$EVAL"
 printf '%s\n' "$settings" > "$EVAL/settings"
 
-start_stage_server supsup
+await_stage_server
 for ((k = 1; k <= NUM_TASKS; k++)); do
   task=${TASKS[k - 1]}
   load=()

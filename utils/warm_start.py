@@ -16,8 +16,8 @@ sends that code to its client first.
 
 from __future__ import annotations
 
-import argparse
 import array
+import importlib
 import json
 import os
 import signal
@@ -147,10 +147,13 @@ def serve(path: str, methods: tuple[str, ...] = ("cpg",)) -> None:
     signal.signal(signal.SIGINT, _exit_quietly)  # a stop, not a crash: no KeyboardInterrupt traceback
     signal.signal(signal.SIGTERM, _exit_quietly)
     import main_normal  # noqa: F401  (warms the imports the children use)
+    from utils.data.registry import BENCHMARKS
     from utils.methods import METHODS
 
     for method in methods:
         METHODS[method].runner()
+    for benchmark in BENCHMARKS.values():  # the data loaders, which a stage imports when it reads its task
+        importlib.import_module(benchmark.loader.split(":")[0])
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     driver = os.getppid()
@@ -178,6 +181,8 @@ def serve(path: str, methods: tuple[str, ...] = ("cpg",)) -> None:
 
 
 if __name__ == "__main__":
+    import argparse  # here, not above: every client imports this module before its stage
+
     parser = argparse.ArgumentParser(description="Serve main_normal.py stages from a warm process.")
     parser.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
     parser.add_argument("--method", action="append", default=None,
