@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.cifar_fixtures import write_cifar100_pickle
-from tests.conftest import run_driver
+from tests.conftest import run_driver, without_dates
 from utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS
 
 pytestmark = pytest.mark.slow
@@ -42,15 +42,8 @@ def _gnu(tmp_path, data_root):
     result = run_driver("supsup_gnu_permuted_mnist.sh", "0", DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path),
                         **GNU)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return {path.name: _without_dates(path) for path in tmp_path.rglob("*") if path.suffix in (".csv", ".json")
+    return {path.name: without_dates(path) for path in tmp_path.rglob("*") if path.suffix in (".csv", ".json")
             and path.parent.name != "model" and path.name != "meta.json"}
-
-
-def _without_dates(path) -> bytes:
-    """The file's bytes; adapt_results.csv rows without their first column, the time the evaluation ran."""
-    if path.name != "adapt_results.csv" and path.parent.name != "adapt":
-        return path.read_bytes()
-    return b"\n".join(line.split(b",", 1)[1] for line in path.read_bytes().splitlines())
 
 
 @pytest.mark.parametrize("meta_written", [True, False])
