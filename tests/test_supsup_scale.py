@@ -208,3 +208,22 @@ def test_every_rand_split_task_of_a_process_comes_from_one_read_of_cifar100(tmp_
     fresh = benchmark.load_task(tmp_path, benchmark.task_names[1])  # the same task as a cold read gives it
     assert torch.equal(fresh.train_images, tasks[1].train_images) and torch.equal(fresh.test_labels,
                                                                                   tasks[1].test_labels)
+
+
+def test_bench_builds_checkpoints_of_k_stored_masks_and_times_inference(tmp_path, capsys):
+    """tools/bench_supsup.py (not a timing test): its checkpoints hold k random masks that load, and its
+    inference part reports one row per k."""
+    from tools import bench_supsup
+    from utils.methods.supsup.stages import load
+
+    (tmp_path / "data").mkdir()
+    bench_supsup.stored_checkpoint(tmp_path / "k3", tmp_path / "data", 3, "permuted_digits", "lenet_300_100", 12)
+    network, meta = load(tmp_path / "k3")
+    assert len(network.tasks) == 3 and meta["outputs"] == 12
+    assert all(layer.num_tasks == 3 and layer.stack.any() for layer in supsup_layers(network))
+    out = tmp_path / "bench.json"
+    assert bench_supsup.main(["--part", "inference", "--counts", "2", "5", "--repeats", "1", "--images", "4",
+                              "--outputs", "12", "--work", str(tmp_path), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["inference"]
+    assert [(row["tasks"], row["images"]) for row in rows] == [(2, 4), (5, 4)]
+    assert "us/image/task" in capsys.readouterr().out
