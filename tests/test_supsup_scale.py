@@ -21,7 +21,7 @@ from utils.data import rand_cifar100
 from utils.data.registry import get_benchmark
 from utils.methods.cpg.settings import CPGSettings
 from utils.methods.supsup.settings import SupSupSettings
-from utils.methods.supsup.stages import first_tasks
+from utils.methods.supsup.stages import first_tasks, merge
 
 SUPSUP_SHAPE = {"input_shape": (1, 8, 8), "outputs": 12}
 
@@ -36,10 +36,10 @@ def _logits(network: TaskNetwork, inputs: torch.Tensor) -> list[torch.Tensor]:
     return outputs
 
 
-def _learn_supsup_tasks(network: TaskNetwork, count: int) -> None:
+def _learn_supsup_tasks(network: TaskNetwork, count: int, prefix: str = "t") -> None:
     """Tasks added as a stage adds them: fresh scores (random here, instead of trained), then stored."""
     for _ in range(count):
-        network.add_task(f"t{len(network.tasks) + 1}", 10)
+        network.add_task(f"{prefix}{len(network.tasks) + 1}", 10)
         set_density(network, None)
         store_masks(network)
 
@@ -119,6 +119,26 @@ def test_forgotten_rows_are_cleared_before_they_are_reused():
     assert all(layer.num_tasks == 2 and not layer.stack[1].any() for layer in supsup_layers(network))
     store_masks(network)
     assert torch.equal(_logits(network, inputs)[0], first)
+
+
+def test_merging_single_task_checkpoints_sizes_the_stack_once_and_keeps_every_task(tmp_path):
+    """GG: one network from k single-task runs (same weights) gives each task the logits of its own run."""
+    inputs, expected, folders = torch.randn(4, 1, 8, 8), [], []
+    meta = {"input_shape": [1, 8, 8], "outputs": SUPSUP_SHAPE["outputs"]}
+    for index in range(3):
+        network = _supsup_network(0)
+        torch.manual_seed(10 + index)  # each run's own scores
+        _learn_supsup_tasks(network, 1, prefix=f"run{index}_")
+        expected += _logits(network, inputs)
+        folders.append(tmp_path / f"run{index}")
+        save_checkpoint(folders[-1], network, "lenet_300_100", SupSupSettings(mode="finetune", dataset="t1"),
+                        {**meta, "accuracy_after_learning": {network.tasks[0].name: 0.5}})
+    merged, meta = merge(folders)
+    assert [spec.name for spec in merged.tasks] == ["run0_1", "run1_1", "run2_1"]
+    assert len(meta["accuracy_after_learning"]) == 3
+    assert all(layer.capacity == 3 for layer in supsup_layers(merged))
+    for old, new in zip(expected, _logits(merged, inputs), strict=True):
+        assert torch.equal(old, new)
 
 
 def _cpg_network(tasks: int) -> TaskNetwork:

@@ -48,21 +48,23 @@ def load(folder: Path) -> tuple[TaskNetwork, dict]:
 
 def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
     """One network holding the tasks of several checkpoints, each with its masks and batch-norm: the
-    first checkpoint's network, with the others' tasks restored into it."""
+    first checkpoint's network, with room made for all the others' tasks at once, then filled in."""
     parts = [load(folder) for folder in folders]
     network, meta = parts[0]
-    for folder, (part, part_meta) in zip(folders[1:], parts[1:], strict=True):
-        offset = len(network.tasks)
+    for folder, (part, _) in zip(folders[1:], parts[1:], strict=True):
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             if not torch.equal(ours.weight, theirs.weight):
                 raise UsageError(f"{folder} was trained on other fixed weights (another --seed or arch)")
-        network.restore_tasks(part.tasks)
+    offset = len(network.tasks)
+    network.restore_tasks([spec for part, _ in parts[1:] for spec in part.tasks])
+    for part, part_meta in parts[1:]:
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
         for ours, theirs in zip(_task_norms(network), _task_norms(part), strict=True):
             for index, norm in enumerate(theirs.per_task):
                 ours.per_task[offset + index].load_state_dict(norm.state_dict())
         meta["accuracy_after_learning"].update(part_meta["accuracy_after_learning"])
+        offset += len(part.tasks)
     return network, meta
 
 
