@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from models import build_network
+from models.layers.base import TaskSpec
 from models.layers.cpg import CPGWeights
+from models.layers.per_task import TaskBatchNorm2d, TaskHeads
 from models.layers.supsup import SupSupWeights, set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
 from tests.cifar_fixtures import write_cifar100_pickle
@@ -52,12 +54,13 @@ def _supsup_network(tasks: int) -> TaskNetwork:
 
 
 def _no_replay(monkeypatch) -> None:
-    """Loading must never learn a task again: adding one (scores drawn, picks filled) fails the test."""
+    """Loading must never learn a task again: adding one (scores drawn, picks filled, a batch-norm copied, a
+    head initialised) fails the test."""
     def refuse(self, spec):
         raise AssertionError(f"{type(self).__name__}.add_task called while restoring {spec.name}")
 
-    monkeypatch.setattr(SupSupWeights, "add_task", refuse)
-    monkeypatch.setattr(CPGWeights, "add_task", refuse)
+    for kind in (SupSupWeights, CPGWeights, TaskBatchNorm2d, TaskHeads):
+        monkeypatch.setattr(kind, "add_task", refuse)
 
 
 def test_supsup_checkpoint_loads_the_saved_stacks_at_their_size_and_the_same_logits(tmp_path, monkeypatch):
@@ -79,13 +82,16 @@ def test_supsup_checkpoint_loads_the_saved_stacks_at_their_size_and_the_same_log
         assert torch.equal(old, new)
 
 
-def test_restoring_supsup_tasks_draws_no_random_numbers():
-    """No score is drawn for a stored task: building with k stored tasks uses the generator as with none."""
-    specs = _supsup_network(3).tasks
+@pytest.mark.parametrize("mode, arch, options", [("supsup", "lenet_300_100", SUPSUP_SHAPE),
+                                                  ("cpg", "digits_convnet", {})])
+def test_restoring_tasks_draws_no_random_numbers(mode, arch, options):
+    """Nothing is drawn for a stored task (no scores, no head init): building with k stored tasks uses the
+    generator exactly as building with none."""
+    specs = [TaskSpec(f"t{index}", 10, 1.0) for index in range(3)]
     states = []
     for tasks in ([], specs):
         torch.manual_seed(1)
-        build_network("lenet_300_100", 1.0, tasks, mode="supsup", **SUPSUP_SHAPE)
+        build_network(arch, 1.0, tasks, mode=mode, **options)
         states.append(torch.get_rng_state())
     assert torch.equal(*states)
 
