@@ -17,6 +17,19 @@ INTERRUPTED = 130  # the shell's code for a Ctrl-C
 import os  # noqa: E402
 import sys  # noqa: E402
 
+if __name__ == "__main__" and os.environ.get("CPG_STAGE_SERVER"):
+    # a driver's warm start: hand the stage to the server before importing the stage machinery (a driver
+    # pays that import once per stage); without a reachable server, or as a torchrun rank, run it here
+    from utils.ranks import world_size as _world_size  # noqa: E402
+    from utils.warm_start import run_remote  # noqa: E402
+
+    os.environ[START_ENV] = repr(PROCESS_START)  # a warm child measures from this process's start
+    _code = run_remote(sys.argv[1:]) if _world_size() == 1 else None
+    if _code is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_code)
+
 from utils.cli import UsageError, UsageParser  # noqa: E402
 from utils.data.registry import DataError  # noqa: E402
 from utils.exit_codes import ExitCode  # noqa: E402
@@ -100,12 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from utils.warm_start import run_remote
-
-    os.environ[START_ENV] = repr(PROCESS_START)  # a warm child measures from this process's start
-    code = run_remote(sys.argv[1:]) if world_size() == 1 else None  # a torchrun rank is its own process
-    if code is None:
-        code = report_state(main)
+    os.environ[START_ENV] = repr(PROCESS_START)  # not a stale value from the environment
+    code = report_state(main)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # every file is written and synced; skip the interpreter's ~1 s teardown of torch

@@ -44,6 +44,5 @@ def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str
     if arch not in ARCHITECTURES:
         raise UnknownArchitecture(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     network = ARCHITECTURES[arch](width=width, mode=mode, **options)
-    for spec in tasks:
-        network.restore_task(spec)
+    network.restore_tasks(tasks)
     return network

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -39,24 +40,40 @@ class TaskNetwork(nn.Module):
         self.layers: LayerMode = layer_mode(mode)
         self.tasks: list[TaskSpec] = []
 
-    def _append(self, name: str, num_classes: int, width: float | None, restoring: bool) -> int:
+    def _spec(self, name: str, num_classes: int, width: float | None) -> TaskSpec:
         width = self.width if width is None else width
         if width > self.width:
             raise ValueError(f"task {name!r} has width {width}, wider than the network ({self.width})")
-        spec = TaskSpec(name, num_classes, width)
-        self.tasks.append(spec)
-        for module in [m for m in self.modules() if isinstance(m, TaskState)]:  # body first, heads last
-            (module.restore_task if restoring else module.add_task)(spec)
-        self.set_task(len(self.tasks))
-        return len(self.tasks)
+        return TaskSpec(name, num_classes, width)
+
+    def _per_task_modules(self) -> list[TaskState]:
+        return [m for m in self.modules() if isinstance(m, TaskState)]  # body first, heads last
 
     def add_task(self, name: str, num_classes: int, width: float | None = None) -> int:
         """Append a task to learn at `width` (default: the network's width); returns its 1-based id."""
-        return self._append(name, num_classes, width, restoring=False)
+        spec = self._spec(name, num_classes, width)
+        self.tasks.append(spec)
+        for module in self._per_task_modules():
+            module.add_task(spec)
+        self.set_task(len(self.tasks))
+        return len(self.tasks)
+
+    def restore_tasks(self, specs: Sequence[TaskSpec]) -> int:
+        """Append stored tasks whose values a checkpoint fills in next: every per-task module makes room
+        for all of them in one call (a stack sized once, no learning state built), so rebuilding k tasks
+        costs O(k), not a replay of k additions; returns the last task's id."""
+        specs = [self._spec(spec.name, spec.num_classes, spec.width) for spec in specs]
+        modules = self._per_task_modules()
+        self.tasks.extend(specs)
+        for module in modules:
+            module.restore_tasks(specs)
+        if self.tasks:
+            self.set_task(len(self.tasks))
+        return len(self.tasks)
 
     def restore_task(self, spec: TaskSpec) -> int:
-        """Append a stored task whose values a checkpoint fills in next (no learning state is built)."""
-        return self._append(spec.name, spec.num_classes, spec.width, restoring=True)
+        """Append one stored task (see `restore_tasks`)."""
+        return self.restore_tasks([spec])
 
     def take_over(self, name: str, num_classes: int) -> int:
         """Let a new task continue from the latest task's weights, batch-norm and head (the

@@ -58,6 +58,8 @@ train_share() {
   done
 }
 
+launch_stage_server supsup  # one warm interpreter forks every stage, whichever GPU worker asks
+await_stage_server
 say "training $NUM_TASKS tasks on GPU(s) ${gpu_ids[*]}"
 spread_over_gpus "$ROOT/*/train.log" train_share "${gpu_ids[@]}"
 

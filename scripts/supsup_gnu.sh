@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# SupSup GNu (task given at train time, inferred at test time, labels unshared): learn one supermask
-# per task in sequence over fixed weights, then infer each test image's task by superposing the masks.
-# Training does not depend on the adaptor or the objective: the masks are learned once per benchmark and
-# architecture, in <run folder>/model, and each evaluation writes to a subfolder of its own,
-# <run folder>/<adaptor>_<objective>/, so evaluating the same masks another way trains nothing. After each
-# task listed in EVAL_AT a copy of the model is kept (<run folder>/after_task_<k>/) and the newest task is
-# evaluated on it (adapt_results.csv); at the end every task is (results.csv, summary.json). Called by the
-# supsup_gnu_*.sh scenario scripts.
+# SupSup GNu or GNs (task given at train time, inferred at test time; labels unshared in GNu, shared in GNs):
+# learn one supermask per task in sequence over fixed weights, then infer each test image's task by
+# superposing the masks. GNu counts an image right only when its task and class are both right; GNs
+# classifies with the inferred task's mask and counts the class. Training does not depend on the adaptor or
+# the objective: the masks are learned once per benchmark, scenario and architecture, in <run folder>/model,
+# and each evaluation writes to a subfolder of its own, <run folder>/<adaptor>_<objective>/, so evaluating the
+# same masks another way trains nothing. After each task count k listed in EVAL_AT, and at the end, every task
+# learned so far is evaluated on the model as it was after task k (adapt_results.csv, the reference's format:
+# accuracy right after learning and now); at the end also results.csv and summary.json. Every stage runs in
+# a child of one warm interpreter (start_stage_server). Called by the supsup_gnu_*.sh and supsup_gns_*.sh
+# scenario scripts.
 #
 # usage: scripts/supsup_gnu.sh <benchmark> <oneshot|binary|gt> <g|h> [gpu id]
-# environment: NUM_TASKS, EVAL_AT (task counts, e.g. "10 50"), EPOCHS (2), LR (1e-4), BATCH_SIZE (128),
-#   OUTPUT_SIZE (100), REAL_NEURONS (10), INFER_BATCH (1), ARCH, SEED (1), DATA_ROOT, CKPT_ROOT, DEVICE
+# environment: SCENARIO (gnu or gns), NUM_TASKS, EVAL_AT (task counts, e.g. "10 50"), EPOCHS (2), LR (1e-4),
+#   BATCH_SIZE (128), OUTPUT_SIZE (100), REAL_NEURONS (10), INFER_BATCH (1), ARCH, SEED (1), DATA_ROOT,
+#   CKPT_ROOT, DEVICE, FAST_START (0: every stage starts its own interpreter)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -23,27 +27,34 @@ case $ADAPTOR in
   *) usage_error "the adaptor must be oneshot, binary or gt, got '$ADAPTOR'" ;;
 esac
 [[ $OBJECTIVE == [gh] ]] || usage_error "the objective must be g or h, got '$OBJECTIVE'"
+SCENARIO=${SCENARIO:-gnu}
+case $SCENARIO in
+  gnu) LABELS=unshared ;;
+  gns) LABELS=shared ;;
+  *) usage_error "SCENARIO must be gnu or gns, got '$SCENARIO'" ;;
+esac
 INFER_BATCH=${INFER_BATCH:-1}
 REAL_NEURONS=${REAL_NEURONS:-10}
 require_count INFER_BATCH "$INFER_BATCH" 999999999
 require_count REAL_NEURONS "$REAL_NEURONS" 999999999
 select_gpu "${4:-0}"
 require_commands "$PYTHON"
-resolve_roots
-load_benchmark "$BENCHMARK"
-limit_cpu_threads
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
 for count in "${EVAL_AT[@]}"; do
   [[ $count =~ ^[1-9][0-9]{0,8}$ ]] || usage_error "EVAL_AT must list task counts (whole numbers from 1), got '$count'"
 done
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gnu/$ARCH"
+limit_cpu_threads
+launch_stage_server supsup  # it imports torch while the benchmark's tasks are listed
+resolve_roots
+load_benchmark "$BENCHMARK"
+ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/$SCENARIO/$ARCH"
 MODEL="$ROOT/model"
 EVAL="$ROOT/${ADAPTOR}_$OBJECTIVE"
 lock_run_root "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "${SEED:-1}"
         --device "${DEVICE:-auto}" --val_batch_size 500)
 INFER=(--supsup_adaptor "$ADAPTOR" --supsup_objective "$OBJECTIVE" --supsup_infer_batch "$INFER_BATCH"
-       --supsup_real_neurons "$REAL_NEURONS")
+       --supsup_real_neurons "$REAL_NEURONS" --supsup_labels "$LABELS")
 
 # The evaluation folder's results hold for its inference settings: other settings redo its evaluations.
 settings="infer_batch=$INFER_BATCH real_neurons=$REAL_NEURONS"
@@ -54,20 +65,7 @@ fi
 mkdir -p "$EVAL"
 printf '%s\n' "$settings" > "$EVAL/settings"
 
-# keep_model_after K: <run folder>/after_task_K, a copy of the model as task K left it, made right after
-# task K trained; false, with a note, when the model went on before a copy was kept (EVAL_AT changed).
-keep_model_after() {
-  local copy="$ROOT/after_task_$1"
-  [[ ! -d $copy ]] || return 0
-  if stage_done "task_$(($1 + 1))" "$ROOT/.stages" "0"; then
-    say "no copy of the model after task $1 was kept (EVAL_AT changed after training): its evaluation is skipped"
-    return 1
-  fi
-  rm -rf "$copy.tmp"
-  cp -R "$MODEL" "$copy.tmp"
-  mv "$copy.tmp" "$copy"
-}
-
+await_stage_server
 for ((k = 1; k <= NUM_TASKS; k++)); do
   task=${TASKS[k - 1]}
   load=()
@@ -77,42 +75,36 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
     --supsup_masks threshold --supsup_optimizer rmsprop --supsup_weight_decay 0 --supsup_schedule constant \
     --supsup_output_size "${OUTPUT_SIZE:-100}" --lr "${LR:-1e-4}" --epochs "${EPOCHS:-2}" \
     --batch_size "${BATCH_SIZE:-128}" --save_folder "$MODEL" --log_path "$ROOT/train.log"
-  if [[ " ${EVAL_AT[*]} " == *" $k "* ]] && ((k < NUM_TASKS)) && keep_model_after "$k"; then
-    part="$EVAL/adapt/after_task_$k.csv"  # the rows of this evaluation alone: a redone one starts afresh
-    stage_done "adapt_$k" "$EVAL/.stages" "0" || rm -f "$part"
+  if [[ " ${EVAL_AT[*]} " == *" $k "* ]] && ((k < NUM_TASKS)); then
+    # the model as task k left it (--supsup_tasks: later tasks' masks left out, so a rerun gives the same rows)
     run_stage "adapt_$k" "$EVAL/.stages" "$EVAL/eval.log" "0" \
       "$PYTHON" main_normal.py --mode inference --dataset "$task" "${COMMON[@]}" "${INFER[@]}" \
-      --load_folder "$ROOT/after_task_$k" --supsup_eval last --supsup_results "$part" --log_path "$EVAL/eval.log"
+      --load_folder "$MODEL" --supsup_tasks "$k" --supsup_adapt_results "$EVAL/adapt/after_task_$k.csv" \
+      --log_path "$EVAL/eval.log"
   fi
 done
-
-# adapt_results.csv: the header and rows of each evaluation after a task in EVAL_AT, in task order, written
-# whole (a temporary file renamed) so that a reader never sees half of it.
-parts=()
-for ((k = 1; k < NUM_TASKS; k++)); do
-  if [[ " ${EVAL_AT[*]} " == *" $k "* && -f $EVAL/adapt/after_task_$k.csv ]]; then
-    parts+=("$EVAL/adapt/after_task_$k.csv")
-  fi
-done
-adapt="$EVAL/adapt_results.csv"
-if ((${#parts[@]})); then
-  {
-    cat "${parts[0]}"
-    for part in "${parts[@]:1}"; do
-      tail -n +2 "$part"
-    done
-  } > "$adapt.tmp"
-  mv "$adapt.tmp" "$adapt"
-else
-  rm -f "$adapt"
-fi
 
 rm -f "$EVAL/results.csv.tmp"
 run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" "${INFER[@]}" \
   --load_folder "$MODEL" --supsup_results "$EVAL/results.csv.tmp" --supsup_summary "$EVAL/summary.json" \
-  --log_path "$EVAL/eval.log"
+  --supsup_adapt_results "$EVAL/adapt/after_task_$NUM_TASKS.csv" --log_path "$EVAL/eval.log"
 mv "$EVAL/results.csv.tmp" "$EVAL/results.csv"
-written="results: $EVAL/results.csv, summary: $EVAL/summary.json"
-[[ ! -f $adapt ]] || written+=", after each task in EVAL_AT: $adapt"
-say "$written"
+
+# adapt_results.csv: the header, then the rows of each evaluation (after each task count in EVAL_AT and at the
+# end) in task-count order, written whole (a temporary file renamed) so that a reader never sees half of it.
+parts=()
+for ((k = 1; k <= NUM_TASKS; k++)); do
+  if [[ " ${EVAL_AT[*]} $NUM_TASKS " == *" $k "* && -f $EVAL/adapt/after_task_$k.csv ]]; then
+    parts+=("$EVAL/adapt/after_task_$k.csv")
+  fi
+done
+adapt="$EVAL/adapt_results.csv"
+{
+  cat "${parts[0]}"
+  for part in "${parts[@]:1}"; do
+    tail -n +2 "$part"
+  done
+} > "$adapt.tmp"
+mv "$adapt.tmp" "$adapt"
+say "results: $EVAL/results.csv, summary: $EVAL/summary.json, every task after each of ${EVAL_AT[*]} $NUM_TASKS tasks: $adapt"
 cat "$EVAL/results.csv"

@@ -57,3 +57,11 @@ def run_main(*args: str, **env: str) -> subprocess.CompletedProcess:
 def run_driver(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
                           env=environment(**env), cwd=REPO, timeout=900)
+
+
+def without_dates(path: Path) -> bytes:
+    """A result file's bytes, but SupSup's adapt_results.csv (and its per-evaluation parts) without the first
+    column, the time each evaluation ran: what a rerun must reproduce."""
+    if path.name != "adapt_results.csv" and path.parent.name != "adapt":
+        return path.read_bytes()
+    return b"\n".join(line.split(b",", 1)[1] for line in path.read_bytes().splitlines())

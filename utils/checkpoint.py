@@ -31,12 +31,20 @@ def save_checkpoint(folder: Path, network: TaskNetwork, arch: str, settings: Set
     standard layout, whatever memory format the run trained in; each layer mode decides what of it the
     state dict carries."""
     folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    state = {k: _compact(v.detach().cpu().contiguous()) for k, v in network.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "mode": network.mode, "width": network.width,
                "tasks": [spec.to_json() for spec in network.tasks], "model": state}
     atomic_torch_save(payload, folder / CHECKPOINT)
-    atomic_json_dump({"arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"], **meta,
-                      "settings": settings.to_json()}, folder / META)
+    atomic_json_dump({**meta, "arch": arch, "mode": network.mode, "width": network.width, "tasks": payload["tasks"],
+                      "settings": settings.to_json()}, folder / META)  # a loaded meta's stale task list never wins
+
+
+def _compact(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor alone: a view into a larger buffer (a stack with spare rows) is copied, since saving
+    a view writes its whole storage."""
+    if tensor.untyped_storage().nbytes() > tensor.numel() * tensor.element_size():
+        return tensor.clone()
+    return tensor
 
 
 def _checked(payload: object) -> dict:

@@ -16,8 +16,8 @@ sends that code to its client first.
 
 from __future__ import annotations
 
-import argparse
 import array
+import importlib
 import json
 import os
 import signal
@@ -142,12 +142,18 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os._exit(int(code))
 
 
-def serve(path: str) -> None:
-    """Import the stage machinery once, then fork one child per request."""
+def serve(path: str, methods: tuple[str, ...] = ("cpg",)) -> None:
+    """Import the stage machinery (of `methods`) once, then fork one child per request."""
     signal.signal(signal.SIGINT, _exit_quietly)  # a stop, not a crash: no KeyboardInterrupt traceback
     signal.signal(signal.SIGTERM, _exit_quietly)
     import main_normal  # noqa: F401  (warms the imports the children use)
-    import utils.methods.cpg.stages  # noqa: F401
+    from utils.data.registry import BENCHMARKS
+    from utils.methods import METHODS
+
+    for method in methods:
+        METHODS[method].runner()
+    for benchmark in BENCHMARKS.values():  # the data loaders, which a stage imports when it reads its task
+        importlib.import_module(benchmark.loader.split(":")[0])
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     driver = os.getppid()
@@ -175,6 +181,11 @@ def serve(path: str) -> None:
 
 
 if __name__ == "__main__":
+    import argparse  # here, not above: every client imports this module before its stage
+
     parser = argparse.ArgumentParser(description="Serve main_normal.py stages from a warm process.")
     parser.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
-    serve(parser.parse_args().socket)
+    parser.add_argument("--method", action="append", default=None,
+                        help="a method whose stages to import before serving, repeatable (default: cpg)")
+    args = parser.parse_args()
+    serve(args.socket, tuple(args.method or ["cpg"]))

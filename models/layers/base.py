@@ -108,6 +108,11 @@ class TaskState(nn.Module):
         """Make room for a stored task whose values a checkpoint is about to fill in."""
         self.add_task(task)
 
+    def restore_tasks(self, tasks: list[TaskSpec]) -> None:
+        """Make room for several stored tasks at once (modes with per-task stacks size them once)."""
+        for task in tasks:
+            self.restore_task(task)
+
     def set_task(self, task: int) -> None:
         """Compute as 1-based task `task` from now on."""
 

@@ -43,10 +43,17 @@ class TaskBatchNorm2d(PerTask):
         super().__init__()
         self.channels, self.scale = channels, scale
 
-    def add_task(self, spec: TaskSpec) -> None:
-        size = scaled(self.channels, spec.width) if self.scale else self.channels
+    def _size(self, spec: TaskSpec) -> int:
+        return scaled(self.channels, spec.width) if self.scale else self.channels
+
+    def restore_task(self, spec: TaskSpec) -> None:
+        """A stored task's batch-norm, which the checkpoint fills in (nothing copied from the previous one)."""
         device = self.per_task[-1].weight.device if len(self.per_task) else None
-        norm = nn.BatchNorm2d(size, device=device)
+        self.append_task(nn.BatchNorm2d(self._size(spec), device=device))
+
+    def add_task(self, spec: TaskSpec) -> None:
+        device = self.per_task[-1].weight.device if len(self.per_task) else None
+        norm = nn.BatchNorm2d(self._size(spec), device=device)
         if len(self.per_task):
             with torch.no_grad():
                 for name, value in self.per_task[-1].state_dict().items():
@@ -78,13 +85,21 @@ class TaskHeads(PerTask):
         super().__init__()
         self.in_features, self.scale_in = in_features, scale_in
 
-    def add_task(self, spec: TaskSpec) -> None:
+    def _append_head(self, spec: TaskSpec, initialise: bool) -> None:
         head = SharedLinear(self.in_features, spec.num_classes, width=spec.width, mode="plain",
                             scale_in=self.scale_in, scale_out=False)
-        nn.init.normal_(head.weights.weight, 0.0, 0.01)
+        if initialise:  # drawn on the CPU whatever the device, so a task's head starts the same everywhere
+            nn.init.normal_(head.weights.weight, 0.0, 0.01)
         if len(self.per_task):
             head.to(self.per_task[-1].weights.weight.device)
         self.append_task(head)
+
+    def restore_task(self, spec: TaskSpec) -> None:
+        """A stored task's head, which the checkpoint fills in (no initial values drawn)."""
+        self._append_head(spec, initialise=False)
+
+    def add_task(self, spec: TaskSpec) -> None:
+        self._append_head(spec, initialise=True)
 
 
 def affine_norm(channels: int, width: float) -> TaskBatchNorm2d:

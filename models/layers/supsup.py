@@ -77,9 +77,15 @@ class SupSupWeights(WeightMode):
     task's mask as 1 bit per weight into row t-1 of `stack` [T, ceil(P/8)] and drops the
     scores. Stored task t runs with W * M_t (unpacked once per task switch); with
     `alphas` [T] set, the layer runs in superposition, W * sum_i alpha_i M_i.
+
+    `stack` is a view of the first T rows of a larger buffer whose capacity doubles when full,
+    so adding k tasks one by one copies O(k) rows in all; a checkpoint's tasks are restored
+    into a stack sized once for all of them.
     """
 
-    CHUNK_ELEMENTS = 1 << 24
+    CHUNK_ELEMENTS = 1 << 20
+    """mask elements unpacked per pass over the stack (4 MiB of float32): a chunk that stays in the CPU's cache
+    keeps task inference linear in the number of tasks (at 2,500 LeNet tasks, 2.5x faster than 16M elements)"""
     initialises_itself = True
 
     def __init__(self, geometry: Geometry, width: float, bias: bool):
@@ -91,6 +97,7 @@ class SupSupWeights(WeightMode):
         signs = torch.randint(0, 2, shape).mul_(2).sub_(1).to(torch.float32)
         self.register_buffer("weight", signs * math.sqrt(2.0 / fan_in))
         self.register_buffer("stack", torch.zeros(0, packed_size(shape), dtype=torch.uint8))
+        self._rows = self.stack
         self.scores = nn.ParameterDict()
         self.density: float | None = 0.5
         self.alphas: torch.Tensor | None = None
@@ -101,20 +108,44 @@ class SupSupWeights(WeightMode):
     def num_tasks(self) -> int:
         return self.stack.shape[0]
 
-    def _grow_stack(self) -> None:
-        self.stack = torch.cat([self.stack, self.stack.new_zeros(1, self.stack.shape[1])])
+    @property
+    def capacity(self) -> int:
+        """Rows the stack can hold before it is reallocated."""
+        return self._rows.shape[0]
+
+    def _resize(self, count: int, spare: bool) -> None:
+        """Make `stack` the first `count` rows (new ones zero); when they do not fit, reallocate
+        with room for `count` rows, or with `spare`, for at least twice as many as now."""
+        used = self.num_tasks
+        if count > self.capacity:
+            rows = self._rows.new_zeros(max(count, 2 * self.capacity) if spare else count, self._rows.shape[1])
+            rows[:used] = self.stack
+            self._rows = rows
+        elif count > used:
+            self._rows[used:count].zero_()
+        self.stack = self._rows[:count]
 
     def add_task(self, spec: TaskSpec) -> None:
         bound = 1.0 / math.sqrt(math.prod(self.weight.shape[1:]))
         scores = torch.empty_like(self.weight).uniform_(-bound, bound)
         self.scores[str(self.num_tasks + 1)] = nn.Parameter(scores)
-        self._grow_stack()
+        self._resize(self.num_tasks + 1, spare=True)
+        self.set_task(self.num_tasks)
+
+    def restore_tasks(self, specs: list[TaskSpec]) -> None:
+        """Stored tasks: stack rows for the checkpoint's mask bits, allocated once, and no scores."""
+        self._resize(self.num_tasks + len(specs), spare=False)
         self.set_task(self.num_tasks)
 
     def restore_task(self, spec: TaskSpec) -> None:
-        """A stored task: one more stack row for the checkpoint's mask bits, no scores."""
-        self._grow_stack()
-        self.set_task(self.num_tasks)
+        self.restore_tasks([spec])
+
+    def keep_tasks(self, count: int) -> None:
+        """Forget every task after the first `count` (their masks; no live scores may remain)."""
+        if any(int(key) > count for key in self.scores):
+            raise ValueError("a task to forget is still being learned")
+        self.stack = self._rows[:count]
+        self.set_task(min(self.active_task, count))
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
         """The task's live scores (nothing once its mask is stored)."""
@@ -149,9 +180,13 @@ class SupSupWeights(WeightMode):
         self._mask = None
 
     def _apply(self, fn, *args, **kwargs):
+        """Move or convert the whole stack buffer, then view its used rows again."""
         self._mask = None
         if self.alphas is not None:
             self.alphas = fn(self.alphas)
+        used = self.num_tasks
+        self._rows = fn(self._rows)
+        self.stack = self._rows[:used]
         return super()._apply(fn, *args, **kwargs)
 
     def forward(self) -> tuple[torch.Tensor, None]:

@@ -10,6 +10,7 @@ pair of digits. `permuted_digits` applies the same permutations to the embedded 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import socket
@@ -87,7 +88,13 @@ def _decode_mnist(root: Path) -> TaskData:
 
 
 def _base_mnist(root: Path) -> TaskData:
-    root = Path(root)
+    return _read_base(Path(root).resolve())
+
+
+@functools.lru_cache(maxsize=1)
+def _read_base(root: Path) -> TaskData:
+    """Decoded MNIST, read once per process: a stage evaluating k permuted or rotated tasks transforms
+    one copy k times instead of reading the cache k times (the tasks never change it in place)."""
     return cached_task(root / "mnist_cache" / f"mnist.v{CACHE_VERSION}.pt", lambda: _decode_mnist(root))
 
 

@@ -4,6 +4,7 @@ order within a task. Built from the CIFAR-100 reader's cached superclass tasks."
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,17 @@ def task_classes(index: int) -> np.ndarray:
     return order[index * CLASSES_PER_TASK:(index + 1) * CLASSES_PER_TASK]
 
 
+@functools.lru_cache(maxsize=1)
+def _all_classes(root: Path) -> list:
+    """All 100 classes, assembled once per process: a stage evaluating every task (GG inference) selects each
+    task from one copy instead of reading the 20 superclass caches again per task (none changes it in place)."""
+    return load_all_classes(root)
+
+
 def load_task(data_root: Path, task_name: str) -> TaskData:
     classes = torch.from_numpy(task_classes(TASK_NAMES.index(task_name)))
     splits = []
-    for images, labels in load_all_classes(Path(data_root)):
+    for images, labels in _all_classes(Path(data_root).resolve()):
         member = (labels.unsqueeze(1) == classes).any(1)
         splits.append((images[member], (labels[member].unsqueeze(1) == classes).int().argmax(1)))
     (train_images, train_labels), (test_images, test_labels) = splits

@@ -45,6 +45,12 @@ class SupSupSettings(StageSettings):
     supsup_transfer: bool = flag(False, "SupSup Transfer: a new task's scores start at the mean of the earlier "
                                  "tasks' final scores (each task saves to its own folder)")
     supsup_results: str | None = flag(None, "CSV the inference rows are added to (a rerun replaces its own rows)")
+    supsup_adapt_results: str | None = flag(
+        None, "CSV written with this evaluation's rows in the reference's adapt_results.csv format (Date Finished, "
+        "Name, Task, Num Tasks Learned, Current Val: accuracy right after learning, Adapt Val: accuracy now)")
+    supsup_labels: str = flag("unshared", "inferred-task scenarios: unshared labels (GNu: right only when the task "
+                              "and the class are) or shared (GNs: the class predicted with the inferred task's mask)",
+                              choices=("unshared", "shared"))
     supsup_summary: str | None = flag(None, "run summary JSON the inference writes")
     supsup_scenario: str = flag(
         "given", "given: the task is known while training (GG, GNu, GNs); nns: never known, the model finds new tasks "

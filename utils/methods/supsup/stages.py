@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -48,22 +49,23 @@ def load(folder: Path) -> tuple[TaskNetwork, dict]:
 
 def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
     """One network holding the tasks of several checkpoints, each with its masks and batch-norm: the
-    first checkpoint's network, with the others' tasks restored into it."""
+    first checkpoint's network, with room made for all the others' tasks at once, then filled in."""
     parts = [load(folder) for folder in folders]
     network, meta = parts[0]
-    for folder, (part, part_meta) in zip(folders[1:], parts[1:], strict=True):
-        offset = len(network.tasks)
+    for folder, (part, _) in zip(folders[1:], parts[1:], strict=True):
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             if not torch.equal(ours.weight, theirs.weight):
                 raise UsageError(f"{folder} was trained on other fixed weights (another --seed or arch)")
-        for spec in part.tasks:
-            network.restore_task(spec)
+    offset = len(network.tasks)
+    network.restore_tasks([spec for part, _ in parts[1:] for spec in part.tasks])
+    for part, part_meta in parts[1:]:
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
         for ours, theirs in zip(_task_norms(network), _task_norms(part), strict=True):
             for index, norm in enumerate(theirs.per_task):
                 ours.per_task[offset + index].load_state_dict(norm.state_dict())
         meta["accuracy_after_learning"].update(part_meta["accuracy_after_learning"])
+        offset += len(part.tasks)
     return network, meta
 
 
@@ -73,7 +75,7 @@ def first_tasks(network: TaskNetwork, count: int) -> TaskNetwork:
     if count > len(network.tasks):
         raise UsageError(f"--supsup_tasks {count}: the checkpoint holds only {len(network.tasks)} tasks")
     for layer in supsup_layers(network):
-        layer.stack = layer.stack[:count].clone()
+        layer.keep_tasks(count)
     for norm in _task_norms(network):
         del norm.per_task[count:]
     network.tasks = network.tasks[:count]
@@ -164,7 +166,9 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
 
 
 def _evaluate_task(network: TaskNetwork, data: DeviceTaskData, task: int, settings: SupSupSettings) -> dict:
-    """The task's accuracy with its own mask and, unless GG, task-inference and inferred accuracy."""
+    """The task's accuracy with its own mask and, unless GG, task-inference accuracy and the accuracy with the
+    inferred task: GNu (unshared labels) counts an image right when its task and class are, GNs (shared
+    labels) when the class predicted with the inferred task's mask is."""
     network.set_task(task)
     logits = predict(network, data, settings.val_batch_size)
     right_class = logits.argmax(1) == data.test_labels
@@ -174,9 +178,26 @@ def _evaluate_task(network: TaskNetwork, data: DeviceTaskData, task: int, settin
         inferred = infer_tasks(network, images, settings.supsup_adaptor, settings.supsup_objective,
                                settings.supsup_real_neurons, settings.supsup_infer_batch)
         right_task = inferred == task - 1
+        if settings.supsup_labels == "shared":
+            right_class = _predict_with_tasks(network, images, inferred, settings.val_batch_size) == data.test_labels
+        else:
+            right_class &= right_task
         row["task_inference_accuracy"] = round(right_task.float().mean().item(), 4)
-        row["accuracy_inferred_task"] = round((right_task & right_class).float().mean().item(), 4)
+        row["accuracy_inferred_task"] = round(right_class.float().mean().item(), 4)
     return row
+
+
+@torch.no_grad()
+def _predict_with_tasks(network: TaskNetwork, images: torch.Tensor, tasks: torch.Tensor, batch: int) -> torch.Tensor:
+    """Each image's predicted class with the mask of its own (0-based) task in `tasks`."""
+    network.eval()
+    predictions = torch.empty(len(images), dtype=torch.long, device=images.device)
+    for task in tasks.unique().tolist():
+        chosen = (tasks == task).nonzero().flatten()
+        network.set_task(task + 1)
+        for part in chosen.split(batch):
+            predictions[part] = network(images[part]).argmax(1)
+    return predictions
 
 
 def _same_folder(first: str, second: str | None) -> bool:
@@ -196,6 +217,27 @@ def _add_csv_rows(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
     writer.writeheader()
     writer.writerows([*kept, *rows])
+    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
+
+
+ADAPT_HEADER = ("Date Finished", "Name", "Task", "Num Tasks Learned", "Current Val", "Adapt Val")
+
+
+def _write_adapt_results(path: Path, rows: list[dict], settings: SupSupSettings) -> None:
+    """One evaluation's rows in the reference's adapt_results.csv format (written whole, atomically): per task
+    learned so far, its accuracy right after learning (Current Val) and now, with the adaptor (Adapt Val)."""
+    now = time.strftime("%m-%d-%y_%H:%M:%S")
+    adapt_key = "accuracy_final" if settings.supsup_adaptor == "gt" else "accuracy_inferred_task"
+    name = (f"supsup~benchmark={settings.benchmark}~labels={settings.supsup_labels}~adaptor={settings.supsup_adaptor}"
+            f"~objective={settings.supsup_objective}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ADAPT_HEADER)
+    for number, row in enumerate(rows):
+        learned = row["num_tasks_learned"]
+        current = row["accuracy_after_learning"]
+        writer.writerow([now, f"{name}~task={row['task']}~numtaskslearned={learned}~tasknumber={number}", row["task"],
+                         learned, "" if current is None else f"{current:.4f}", f"{row[adapt_key]:.4f}"])
     atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
 
 
@@ -226,8 +268,11 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
         average = {"num_tasks_learned": len(network.tasks), "task": "average", "accuracy_after_learning": None,
                    **averages}
         _add_csv_rows(Path(settings.supsup_results), [*rows, average])
+    if settings.supsup_adapt_results:
+        _write_adapt_results(Path(settings.supsup_adapt_results), rows, settings)
     if settings.supsup_summary:
         atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "adaptor": settings.supsup_adaptor,
+                          "labels": settings.supsup_labels,
                           "objective": settings.supsup_objective, "infer_batch": settings.supsup_infer_batch,
                           "num_tasks_learned": len(network.tasks), "tasks": rows,
                           **{f"average_{key}": value for key, value in averages.items()}},
