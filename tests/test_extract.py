@@ -1,4 +1,5 @@
-"""Expand-and-Cluster pieces on hand-made arrays: symmetry, cut rule, clustering, collapse, recovery."""
+"""Expand-and-Cluster pieces on hand-made arrays (symmetry, cut rule, clustering, collapse, recovery,
+input mask), the fine-tune's recovery check, one small end-to-end recovery and bad teachers."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import run_driver, run_main
 from utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons
 from utils.methods.extract.folders import settings_hash
-from utils.methods.extract.reconstruct import collapse
+from utils.methods.extract.inputs import InputMask
+from utils.methods.extract.reconstruct import RebuiltLayer, assemble, collapse, fine_tune
 from utils.methods.extract.recovery import layer_recovery
 from utils.methods.extract.symmetry import canonicalise
+from utils.methods.extract.teachers import gaussian_probes, synthetic_teacher
+from utils.methods.extract.training import TrainSettings
 
 RNG = np.random.default_rng(0)
 
@@ -127,3 +132,80 @@ def test_synthetic_driver_trains_clusters_and_reports(tmp_path):
     report = json.loads(reports[0].read_text())
     assert report and "| seed |" in result.stdout
     assert (reports[0].parent / "recovery.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_input_mask_drops_exactly_the_constant_inputs_and_folds_them_into_the_bias():
+    x = torch.tensor(RNG.normal(size=(50, 9)))
+    constant = [0, 4, 7]
+    x[:, constant] = torch.tensor([-0.8, 0.0, 2.5], dtype=torch.float64)
+    x[3, 5] = x[4, 5] = 1.0  # a varying input may repeat values
+    mask = InputMask.of(x)
+    assert mask.dropped == constant
+    weight, bias = RNG.normal(size=(4, 9)), RNG.normal(size=4)
+    rows = mask.fold(weight, bias)
+    assert rows.shape == (4, 9 - len(constant) + 1)
+    unfolded_weight, unfolded_bias = mask.unfold(rows)
+    np.testing.assert_array_equal(unfolded_weight[:, constant], 0.0)
+    np.testing.assert_allclose(x.numpy() @ unfolded_weight.T + unfolded_bias, x.numpy() @ weight.T + bias)
+
+
+def test_input_mask_share_drops_inputs_that_rarely_leave_their_usual_value():
+    x = torch.tensor(RNG.normal(size=(100, 4)))
+    x[:, 1] = 0.0
+    x[:2, 1] = 1.0  # leaves 0 on 2% of the probes
+    assert InputMask.of(x).dropped == []
+    assert InputMask.of(x, min_share=0.05).dropped == [1]
+
+
+def first_layer_count(teacher_weights: list, network) -> int:
+    rebuilt = [tuple(t[0].detach().double().numpy() for t in network.weights(i)) for i in range(len(teacher_weights))]
+    return layer_recovery(teacher_weights, rebuilt)[0]["recovered"]
+
+
+def test_fine_tune_never_reduces_the_recovered_count():
+    """A rebuilt layer missing one teacher neuron: a free fine-tune bends the recovered neurons to make up
+    for it (the count falls), the checked fine-tune keeps them."""
+    teacher = synthetic_teacher([5, 4, 1], "relu", 3)
+    probes = gaussian_probes(teacher, 300, 3)
+    (w1, b1), (w2, b2) = teacher.layers
+    truth = [(w.double().numpy(), b.double().numpy()) for w, b in teacher.layers]
+    settings = TrainSettings(1e-2, 200, 1000)
+
+    def rebuilt():
+        return assemble([RebuiltLayer(w1[1:], b1[1:], w2[:, 1:].T)], b2, "relu", probes.x_train, probes.y_train)
+
+    before = first_layer_count(truth, rebuilt())
+    assert before == 3
+    free = rebuilt()
+    fine_tune(free, probes.x_train, probes.y_train, settings)
+    assert first_layer_count(truth, free) < before
+    checked = rebuilt()
+    tuned = fine_tune(checked, probes.x_train, probes.y_train, settings,
+                      recovered=lambda net: first_layer_count(truth, net), check_every=20)
+    assert first_layer_count(truth, checked) == tuned.recovered >= before
+
+
+def test_a_small_teacher_is_recovered_end_to_end(tmp_path):
+    common = ["--method", "extract", "--benchmark", "gaussian_teacher", "--dataset", "gaussian", "--data_root",
+              str(tmp_path), "--save_folder", str(tmp_path), "--ec_sizes", "6,3,1", "--ec_students", "6",
+              "--ec_samples", "300", "--lr", "1e-2", "--epochs", "2000", "--batch_size", "1000", "--seed", "2",
+              "--ec_finetune_epochs", "300", "--device", "cpu"]
+    assert run_main(*common, "--mode", "finetune").returncode == 0
+    result = run_main(*common, "--mode", "retrain", "--ec_report", str(tmp_path / "report.json"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [layer["recovered"] for layer in report["after_tuning"]["layers"]] == [3]
+    assert len(report["student_losses"][0]) == 6
+
+
+def test_a_teacher_that_is_not_fully_connected_exits_64_with_one_line(tmp_path):
+    (tmp_path / "data").mkdir()
+    data = ["--benchmark", "digits10", "--dataset", "digits10", "--data_root", str(tmp_path / "data"),
+            "--device", "cpu"]
+    trained = run_main("--method", "baseline", "--mode", "finetune", "--arch", "digits_convnet", *data, "--epochs", "1",
+                       "--save_folder", str(tmp_path / "teacher"))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    result = run_main("--method", "extract", "--mode", "finetune", *data, "--load_folder", str(tmp_path / "teacher"),
+                      "--save_folder", str(tmp_path / "out"))
+    assert result.returncode == 64
+    assert len(result.stderr.strip().splitlines()) == 1 and "not a fully connected" in result.stderr
