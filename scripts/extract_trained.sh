@@ -18,7 +18,7 @@ seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 gamma=${GAMMA:-0.5}
 beta=${BETA:-6}
-mask_share=${MASK_SHARE:-0.02}
+mask_share=${MASK_SHARE:-0.1}
 threshold=${THRESHOLD:-1e-2}
 resolve_roots
 limit_cpu_threads

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import run_driver, run_main
-from utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons
+from utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons, merge_duplicates
 from utils.methods.extract.folders import settings_hash
 from utils.methods.extract.inputs import InputMask
 from utils.methods.extract.reconstruct import RebuiltLayer, assemble, collapse, fine_tune
@@ -27,11 +27,11 @@ def test_relu_scale_and_sign_are_canonical_and_keep_the_function():
     copies = np.vstack([neuron, 3.0 * neuron, -0.2 * neuron])
     canonical = canonicalise(copies, np.array([[1.0], [1.0], [1.0]]), "relu")
     np.testing.assert_allclose(canonical.vectors, np.repeat(canonical.vectors[:1], 3, 0))
-    assert canonical.vectors[0, 0] > 0 and np.isclose(np.linalg.norm(canonical.vectors[0]), 1.0)
-    np.testing.assert_array_equal(canonical.signs, [1.0, 1.0, -1.0])
+    assert canonical.vectors[0, 1] > 0 and np.isclose(np.linalg.norm(canonical.vectors[0]), 1.0)  # pivot: largest
+    np.testing.assert_array_equal(canonical.signs, [-1.0, -1.0, 1.0])
     x = np.array([[0.3, -0.7, 1.0], [2.0, 1.0, 1.0]])  # inputs with the bias' 1 appended
-    original = np.maximum(x @ copies[1], 0) * 1.0
-    rescaled = np.maximum(x @ canonical.vectors[1], 0) * canonical.outgoing[1, 0]
+    original = np.maximum(x @ copies[2], 0) * 1.0  # the copy whose sign was kept
+    rescaled = np.maximum(x @ canonical.vectors[2], 0) * canonical.outgoing[2, 0]
     np.testing.assert_allclose(original, rescaled)
     np.testing.assert_allclose(canonical.outgoing[:, 0], np.array([1.0, 3.0, 0.2]) * np.linalg.norm(neuron))
 
@@ -39,9 +39,9 @@ def test_relu_scale_and_sign_are_canonical_and_keep_the_function():
 def test_tanh_sign_is_canonical_and_flips_outgoing_weights():
     neuron = np.array([-0.5, 2.0, 0.3])
     canonical = canonicalise(np.vstack([neuron, -neuron]), np.array([[2.0, -1.0], [2.0, -1.0]]), "tanh")
-    np.testing.assert_allclose(canonical.vectors[0], -neuron)
-    np.testing.assert_allclose(canonical.vectors[1], -neuron)
-    np.testing.assert_allclose(canonical.outgoing, [[-2.0, 1.0], [2.0, -1.0]])
+    np.testing.assert_allclose(canonical.vectors[0], neuron)  # the pivot is the largest coordinate, 2.0
+    np.testing.assert_allclose(canonical.vectors[1], neuron)
+    np.testing.assert_allclose(canonical.outgoing, [[2.0, -1.0], [-2.0, 1.0]])
     np.testing.assert_allclose(canonical.norms, 1.0)
     x = np.array([0.4, -1.1, 1.0])
     assert np.isclose(np.tanh(x @ neuron) * 2.0, np.tanh(x @ canonical.vectors[0]) * canonical.outgoing[0, 0])
@@ -81,6 +81,23 @@ def pooled_students(students: int = 10, noise: float = 1e-3):
         rows.extend(RNG.normal(size=(3, 12)))
         student_of += [student] * 6
     return directions, np.array(rows), np.array(student_of)
+
+
+def test_a_neuron_split_by_the_cut_is_merged_back_and_distinct_neurons_are_not():
+    directions = RNG.normal(size=(2, 12))
+    halves = [directions[0] + RNG.normal(scale=1e-3, size=(5, 12)) for _ in range(2)]
+    other = directions[1] + RNG.normal(scale=1e-3, size=(5, 12))
+    vectors = np.vstack([*halves, other])
+    clusters = merge_duplicates(vectors, [np.arange(5), np.arange(5, 10), np.arange(10, 15)], tolerance=0.01)
+    assert sorted(len(members) for members in clusters) == [5, 10]
+    assert sorted(np.concatenate(clusters).tolist()) == list(range(15))
+
+
+def test_near_zero_first_coordinates_do_not_split_a_neuron():
+    neuron = np.array([1e-4, -2.0, 1.5, 0.7])
+    copies = neuron + RNG.normal(scale=1e-3, size=(20, 4))  # the first coordinate changes sign among copies
+    canonical = canonicalise(copies, np.ones((20, 1)), "relu")
+    assert np.all(canonical.vectors @ canonical.vectors[0] > 0.99)
 
 
 def test_clustering_finds_the_neurons_most_students_share():
