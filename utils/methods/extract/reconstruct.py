@@ -3,11 +3,10 @@
 Hidden layer l is clustered from students trained on top of layers 0..l-1 as already rebuilt
 (refined by one student, then kept fixed), so every layer is clustered from students that see the
 same inputs (the published code clustered a stale copy of the first students for every layer, so
-only one hidden layer worked). Each cluster becomes one neuron: the mean direction of its members
-in the best students, with the outgoing weights of its members in the best-ranked student that
-has any. The output layer comes from those outgoing weights; for ReLU a linear skip theta, fitted
-by least squares, absorbs the linear terms of neurons recovered with flipped sign. Then everything
-is fine-tuned, with a recovery check that keeps the fine-tune from losing neurons.
+only one hidden layer worked). Each cluster becomes one neuron: the mean direction of its members in the best students.
+The output layer is fitted by least squares on the rebuilt hidden layers, for ReLU together with a
+linear skip theta that absorbs the linear terms of neurons recovered with flipped sign. Then
+everything is fine-tuned, with a recovery check that keeps the fine-tune from losing neurons.
 """
 
 from __future__ import annotations
@@ -35,11 +34,10 @@ class ExtractionFailed(Exception):
 
 @dataclass
 class RebuiltLayer:
-    """One rebuilt hidden layer: weight [K, in], bias [K], merged outgoing weights [K, next]."""
+    """One rebuilt hidden layer: weight [K, in] and bias [K]."""
 
     weight: torch.Tensor
     bias: torch.Tensor
-    outgoing: torch.Tensor
 
     @property
     def size(self) -> int:
@@ -59,30 +57,26 @@ def neuron_table(students: StudentsMLP, mask: InputMask) -> tuple[np.ndarray, np
 
 def collapse(clusters: list[np.ndarray], canonical: Canonical, student_of: np.ndarray, losses: np.ndarray,
              activation: str, mask: InputMask | None = None) -> RebuiltLayer:
-    """One neuron per cluster. Its incoming [w; b] is the mean direction of the members in the top
-    (lowest-loss) students: their errors are independent, so averaging cancels them, where one
-    student's copy can be off (for ReLU it takes the sign most members have). Its outgoing weights
-    are the summed outgoing weights of the members of the best-ranked of those students that has
-    any: relu(-z) = relu(z) - z, so members of either sign carry relu(z), and the linear terms go to
-    the skip theta. Rows are in `mask`'s folded form (see `InputMask`), unfolded into the layer's
-    weight and bias."""
+    """One neuron per cluster: the mean direction of its members in the top (lowest-loss) students
+    (their errors are independent, so averaging cancels them, where one student's copy can be off;
+    for ReLU it takes the sign most members have); a cluster without such members is dropped. Rows
+    are in `mask`'s folded form (see `InputMask`), unfolded into the layer's weight and bias."""
     ranked = np.argsort(losses)[:TOP_STUDENTS]
-    rows, outs = [], []
+    rows = []
     for members in clusters:
+        best = members[np.isin(student_of[members], ranked)]
+        if len(best) == 0:
+            continue
         orientation = 1.0
         if SYMMETRIES[activation] == "even_linear_positive_scaling":
             orientation = 1.0 if canonical.signs[members].sum() >= 0 else -1.0
-        chosen = next((s for s in ranked if np.any(student_of[members] == s)), None)
-        if chosen is None:
-            continue
-        direction = canonical.vectors[members[np.isin(student_of[members], ranked)]].mean(0)
+        direction = canonical.vectors[best].mean(0)
         rows.append(direction / np.linalg.norm(direction) * orientation)
-        outs.append(canonical.outgoing[members[student_of[members] == chosen]].sum(0))
     if not rows:
         raise ExtractionFailed("no cluster has a member among the best students")
     mask = mask or InputMask.everything(len(rows[0]) - 1)
     weight, bias = (torch.tensor(t, dtype=torch.float32) for t in mask.unfold(np.array(rows)))
-    return RebuiltLayer(weight, bias, torch.tensor(np.array(outs), dtype=torch.float32))
+    return RebuiltLayer(weight, bias)
 
 
 def rebuild_layer(students: StudentsMLP, losses: torch.Tensor, activation: str, gamma: float,
@@ -97,27 +91,29 @@ def rebuild_layer(students: StudentsMLP, losses: torch.Tensor, activation: str, 
     return collapse(clusters, canonical, student_of, losses.detach().cpu().numpy(), activation, mask)
 
 
-def assemble(layers: list[RebuiltLayer], output_bias: torch.Tensor, activation: str, x: torch.Tensor,
+def assemble(layers: list[RebuiltLayer], outputs: int, activation: str, x: torch.Tensor,
              y: torch.Tensor) -> StudentsMLP:
-    """The rebuilt network (N = 1): hidden layers, output weights from the last layer's merged
-    outgoing weights, then theta (ReLU; from the last hidden layer's input) or the output bias (tanh)
-    fitted to the residual by least squares."""
-    sizes = [layers[0].weight.shape[1], *(layer.size for layer in layers), layers[-1].outgoing.shape[1]]
+    """The rebuilt network (N = 1): the hidden layers, then the output layer that fits `y` best by least
+    squares on the last hidden layer's activity, for ReLU together with theta (the skip from that
+    layer's input, which also carries the output bias)."""
+    sizes = [layers[0].weight.shape[1], *(layer.size for layer in layers), outputs]
     skip = SYMMETRIES[activation] == "even_linear_positive_scaling"
     network = StudentsMLP(sizes, 1, activation, skip=skip).to(x.device)
     with torch.no_grad():
         for index, layer in enumerate(layers):
             network.weights(index)[0].copy_(layer.weight.unsqueeze(0))
             network.weights(index)[1].copy_(layer.bias.unsqueeze(0))
-        network.weights(len(layers))[0].copy_(layers[-1].outgoing.T.unsqueeze(0))
-        network.weights(len(layers))[1].copy_(output_bias.reshape(1, -1))
-        residual = y - network(x)[0]
+        below = network.below_last(x).reshape(len(x), -1)
+        last = network.act(network.layers[-2](below)).reshape(len(x), -1)
+        ones = torch.ones(len(x), 1, device=x.device)
+        design = torch.cat([last, below, ones] if skip else [last, ones], 1).double()
+        solution = torch.linalg.lstsq(design, y.double(), driver="gelsd").solution.float()
+        network.weights(len(layers))[0].copy_(solution[:layers[-1].size].T.unsqueeze(0))
         if skip:
-            below = network.below_last(x).reshape(len(x), -1)
-            design = torch.cat([below, torch.ones(len(x), 1, device=x.device)], 1).double()
-            network.theta.copy_(torch.linalg.lstsq(design, residual.double()).solution.float().unsqueeze(0))
+            network.weights(len(layers))[1].zero_()
+            network.theta.copy_(solution[layers[-1].size:].unsqueeze(0))
         else:
-            network.weights(len(layers))[1].add_(residual.mean(0))
+            network.weights(len(layers))[1].copy_(solution[-1:])
     return network
 
 
@@ -150,9 +146,8 @@ class OnRebuilt(nn.Module):
         return self.students(x)
 
     def rebuilt(self, layers: list[RebuiltLayer]) -> list[RebuiltLayer]:
-        """`layers` with the weights and biases held here (outgoing weights unchanged)."""
-        return [RebuiltLayer(*(t.detach().clone() for t in self.below(index)), layer.outgoing)
-                for index, layer in enumerate(layers)]
+        """`layers` with the weights and biases held here."""
+        return [RebuiltLayer(*(t.detach().clone() for t in self.below(index))) for index in range(len(layers))]
 
 
 def extract(first: StudentsMLP, first_losses: torch.Tensor, student_widths: list[int], x: torch.Tensor,
@@ -176,9 +171,7 @@ def extract(first: StudentsMLP, first_losses: torch.Tensor, student_widths: list
             students = model.students
         layer_mask = mask if index == 0 else InputMask.everything(layers[-1].size)
         layers.append(rebuild_layer(students, losses, activation, gamma, beta, layer_mask))
-    best = int(torch.argmin(losses))
-    output_bias = students.weights(len(students.layers) - 1)[1][best].detach()
-    return layers, assemble(layers, output_bias, activation, x, y)
+    return layers, assemble(layers, y.shape[1], activation, x, y)
 
 
 @dataclass
