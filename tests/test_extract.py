@@ -226,3 +226,10 @@ def test_a_teacher_that_is_not_fully_connected_exits_64_with_one_line(tmp_path):
                       "--save_folder", str(tmp_path / "out"))
     assert result.returncode == 64
     assert len(result.stderr.strip().splitlines()) == 1 and "not a fully connected" in result.stderr
+
+
+def test_extract_mnist_without_mnist_stops_naming_the_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_driver("extract_mnist.sh", str(tmp_path / "out"), DATA_ROOT=str(tmp_path / "empty"), SEEDS="1")
+    assert result.returncode == 64
+    assert "MNIST/raw" in result.stderr and "teacher_seed1" in result.stderr

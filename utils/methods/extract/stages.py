@@ -149,7 +149,8 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
         log.decision(stage="retrain", exit=1, state="FAILED", reason=str(error))
         return ExitCode.FAILED
     report = {"settings": {**student_settings(settings), **clustering_settings(settings)},
-              "teacher_sizes": teacher.sizes, "student_widths": widths, "rebuilt_sizes": network.sizes,
+              "teacher_sizes": teacher.sizes, "teacher_accuracy": teacher.accuracy, "student_widths": widths,
+              "rebuilt_sizes": network.sizes,
               "masked_inputs": mask.dropped, "student_losses": student_losses,
               "after_reconstruction": stage_summary(teacher, network, probes, mask, settings.ec_threshold)}
     tune = TrainSettings(settings.ec_finetune_lr, settings.ec_finetune_epochs, settings.batch_size,

@@ -27,6 +27,8 @@ REFERENCE_SEED = 1000  # their generator's seed, apart from the weights' (seed) 
 class Teacher:
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     activation: str
+    accuracy: float | None = None
+    """a trained teacher's accuracy on its task's test images"""
 
     @property
     def sizes(self) -> list[int]:
@@ -114,7 +116,8 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
             x_train = torch.randn(samples, x_train.shape[1], generator=torch.Generator().manual_seed(seed + 1))
         x_test = task.normalise(task.test_images).flatten(1)
         probes = Probes(x_train, network(x_train.view(-1, *shape)), x_test, network(x_test.view(-1, *shape)))
-    return Teacher(layers, "relu"), probes
+        accuracy = float((probes.y_test.argmax(1) == task.test_labels).float().mean())
+    return Teacher(layers, "relu", accuracy), probes
 
 
 def no_images(data_root: Path, task_name: str):
