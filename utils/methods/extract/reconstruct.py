@@ -1,7 +1,7 @@
 """Rebuilding the teacher layer by layer from clustered students, then fine-tuning it.
 
 Hidden layer l is clustered from students trained on top of layers 0..l-1 as already rebuilt
-(refined by one student, then kept fixed), so every layer is clustered from students that see the
+and kept fixed, so every layer is clustered from students that see the
 same inputs (the published code clustered a stale copy of the first students for every layer, so
 only one hidden layer worked). Each cluster becomes one neuron: the mean direction of its members in the best students.
 The output layer is fitted by least squares on the rebuilt hidden layers, for ReLU together with a
@@ -118,56 +118,37 @@ def assemble(layers: list[RebuiltLayer], outputs: int, activation: str, x: torch
 
 
 class OnRebuilt(nn.Module):
-    """Students on top of the layers rebuilt so far, one copy shared by every student. Fixed (buffers)
-    while the next layer's students train: each sees the same inputs, so their next layer can be
-    clustered coherently, and what was recovered below cannot drift while it is found. Trainable
-    (`refine`) before that, with one student on top: the layers come from cluster means, a little
-    off the teacher, and students cannot fit exactly on a base that is off, so one student first pulls
-    the shared copy to the teacher's activity there. Output [N, B, out] like the students'."""
+    """Students on top of the layers rebuilt so far, which stay fixed (buffers, one copy shared by every
+    student): each student sees the same inputs, so their next layer can be clustered coherently, and
+    what was recovered below cannot drift while it is found. Output [N, B, out] like the students'."""
 
-    def __init__(self, layers: list[RebuiltLayer], students: StudentsMLP, refine: bool = False):
+    def __init__(self, layers: list[RebuiltLayer], students: StudentsMLP):
         super().__init__()
         self.students = students
         self.depth = len(layers)
         for index, layer in enumerate(layers):
-            for name, tensor in ((f"weight_{index}", layer.weight), (f"bias_{index}", layer.bias)):
-                if refine:
-                    self.register_parameter(name, nn.Parameter(tensor.clone()))
-                else:
-                    self.register_buffer(name, tensor.clone())
-
-    def below(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return getattr(self, f"weight_{index}"), getattr(self, f"bias_{index}")
+            self.register_buffer(f"weight_{index}", layer.weight.clone())
+            self.register_buffer(f"bias_{index}", layer.bias.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for index in range(self.depth):
-            weight, bias = self.below(index)
-            x = self.students.act(x @ weight.T + bias)
+            x = self.students.act(x @ getattr(self, f"weight_{index}").T + getattr(self, f"bias_{index}"))
         return self.students(x)
-
-    def rebuilt(self, layers: list[RebuiltLayer]) -> list[RebuiltLayer]:
-        """`layers` with the weights and biases held here."""
-        return [RebuiltLayer(*(t.detach().clone() for t in self.below(index))) for index in range(len(layers))]
 
 
 def extract(first: StudentsMLP, first_losses: torch.Tensor, student_widths: list[int], x: torch.Tensor,
             y: torch.Tensor, activation: str, gamma: float, beta: float, mask: InputMask,
-            later_students: Callable[[str, OnRebuilt], tuple[OnRebuilt, torch.Tensor]],
+            later_students: Callable[[int, OnRebuilt], tuple[OnRebuilt, torch.Tensor]],
             ) -> tuple[list[RebuiltLayer], StudentsMLP]:
-    """Rebuild every hidden layer in turn, the first compared on `mask`'s inputs. For each layer l > 0,
-    `later_students(name, model)` trains (or reloads) `model`: first "L{l+1}_refine", one student on the
-    layers rebuilt below, which train with it; then "L{l+1}", N students on those layers kept fixed (see
-    `OnRebuilt`), which are clustered. Returns the layers and the assembled, not yet fine-tuned, network."""
+    """Rebuild every hidden layer in turn, the first compared on `mask`'s inputs; `later_students(l,
+    model)` trains (or reloads) the students of layer l > 0 on top of the layers rebuilt below, kept
+    fixed (see `OnRebuilt`). Returns the layers and the assembled, not yet fine-tuned, network."""
     layers: list[RebuiltLayer] = []
     students, losses = first, first_losses
     for index in range(len(student_widths)):
         if index > 0:
-            sizes = [layers[-1].size, *student_widths[index:], y.shape[1]]
-            refined, _ = later_students(f"L{index + 1}_refine",
-                                        OnRebuilt(layers, StudentsMLP(sizes, 1, activation), refine=True).to(x.device))
-            layers = refined.rebuilt(layers)
-            model, losses = later_students(f"L{index + 1}", OnRebuilt(layers, StudentsMLP(sizes, first.students,
-                                                                                          activation)).to(x.device))
+            fresh = StudentsMLP([layers[-1].size, *student_widths[index:], y.shape[1]], first.students, activation)
+            model, losses = later_students(index, OnRebuilt(layers, fresh).to(x.device))
             students = model.students
         layer_mask = mask if index == 0 else InputMask.everything(layers[-1].size)
         layers.append(rebuild_layer(students, losses, activation, gamma, beta, layer_mask))

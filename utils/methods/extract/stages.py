@@ -62,7 +62,7 @@ def clustering_settings(settings: ExtractSettings) -> dict:
     rebuilds whose deeper students train on the layers below kept fixed."""
     return {"gamma": settings.ec_gamma, "beta": settings.ec_beta, "finetune_lr": settings.ec_finetune_lr,
             "finetune_epochs": settings.ec_finetune_epochs, "mask_share": settings.ec_mask_share,
-            "threshold": settings.ec_threshold, "layers_below": "fixed"}
+            "threshold": settings.ec_threshold, "layers_below": "fixed as clustered"}
 
 
 def train_settings(settings: ExtractSettings) -> TrainSettings:
@@ -132,13 +132,12 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
         return ExitCode.OK
     clustering = folder / settings_hash("clustering", clustering_settings(settings))
 
-    def later(name: str, model: OnRebuilt) -> tuple[OnRebuilt, torch.Tensor]:
-        model, layer_losses, layer_seconds = train_or_load(clustering / f"students_{name}.pth", model,
+    def later(index: int, model: OnRebuilt) -> tuple[OnRebuilt, torch.Tensor]:
+        model, layer_losses, layer_seconds = train_or_load(clustering / f"students_L{index + 1}.pth", model,
                                                            probes.x_train, probes.y_train, training, log,
-                                                           f"students_{name}")
+                                                           f"students_L{index + 1}")
         student_seconds.append(layer_seconds)
-        if model.students.students > 1:
-            student_losses.append(layer_losses.tolist())
+        student_losses.append(layer_losses.tolist())
         return model, layer_losses
 
     mask = InputMask.of(probes.x_train, settings.ec_mask_share)
