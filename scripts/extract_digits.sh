@@ -8,5 +8,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
-exec bash "$REPO_ROOT/scripts/extract_trained.sh" digits10_plain digits10 digits_mlp_16 \
+# teachers train at learning rate 0.01: at 0.05 some of the 16 units die (never active on any image)
+TEACHER_LR=${TEACHER_LR:-0.01} exec bash "$REPO_ROOT/scripts/extract_trained.sh" digits10_plain digits10 digits_mlp_16 \
   "${1:-$REPO_ROOT/checkpoints/extract/digits}"
