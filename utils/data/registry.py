@@ -60,8 +60,6 @@ BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
               dict.fromkeys(DIGIT_TASKS, 0.97)),
     Benchmark("digits10", ("digits10",), "digits_convnet", "utils.data.digits:load_all_digits", 1, False,
               {"digits10": 0.95}),
-    # the same ten digits without random crops: fully connected teachers for --method extract
-    Benchmark("digits10_plain", ("digits10",), "digits_mlp_16", "utils.data.digits:load_all_digits", 0, False),
     Benchmark("permuted_digits", PERMUTED_DIGITS_TASKS, "lenet_300_100", f"{MNIST}:load_permuted_digits", 0, False),
     Benchmark("cifar100", CIFAR100_TASKS, "custom_vgg_cifar100", "utils.data.cifar100:load_task", 4, True,
               baseline_goals()),
