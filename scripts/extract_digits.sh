@@ -9,5 +9,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
+resolve_roots  # here too, so a bad data root is reported under this script's name
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-150} exec bash "$REPO_ROOT/scripts/extract_trained.sh" \
   digits10 digits10 digits_mlp_16 "${1:-$REPO_ROOT/checkpoints/extract/digits}"

@@ -9,6 +9,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
+resolve_roots  # here too, so a bad data root is reported under this script's name
 out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/mnist}")
 for depth in ${DEPTHS:-shallow deep}; do
   case $depth in
