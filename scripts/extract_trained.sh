@@ -17,7 +17,7 @@ out=$(realpath -m "${4:-$REPO_ROOT/checkpoints/extract/$arch}")
 seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 gamma=${GAMMA:-0.5}
-beta=${BETA:-6}
+beta=${BETA:-10}  # 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
 mask_share=${MASK_SHARE:-0.1}
 threshold=${THRESHOLD:-1e-2}
 resolve_roots
