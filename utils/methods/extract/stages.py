@@ -45,12 +45,15 @@ def load_teacher(settings: ExtractSettings, sizes: list[int]) -> tuple[Teacher, 
 
 def student_settings(settings: ExtractSettings) -> dict:
     """What the trained students depend on (the name of their folder)."""
-    deeper = {"deeper_biases": "centred"} if len(settings.sizes) > 3 else {}  # teachers drawn before differ
-    teacher = ({"sizes": settings.ec_sizes, "activation": settings.ec_activation, "samples": settings.ec_samples,
-                **deeper} if settings.benchmark == SYNTHETIC else
-               {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset,
-                "probe": settings.ec_probe, **({"samples": settings.ec_samples} if settings.ec_probe == "gaussian"
-                                               else {})})
+    if settings.benchmark == SYNTHETIC:
+        teacher = {"sizes": settings.ec_sizes, "activation": settings.ec_activation, "samples": settings.ec_samples}
+        if len(settings.sizes) > 3:  # deeper biases are centred now: students of older deep teachers do not fit
+            teacher["deeper_biases"] = "centred"
+    else:
+        teacher = {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset,
+                   "probe": settings.ec_probe}
+        if settings.ec_probe == "gaussian":
+            teacher["samples"] = settings.ec_samples
     return {"benchmark": settings.benchmark, "teacher": teacher, "students": settings.ec_students,
             "expansion": settings.ec_expansion, "lr": settings.lr, "epochs": settings.epochs,
             "batch_size": settings.batch_size, "patience": settings.ec_patience, "min_lr": settings.ec_min_lr,
