@@ -233,3 +233,23 @@ def test_extract_mnist_without_mnist_stops_naming_the_folder(tmp_path):
     result = run_driver("extract_mnist.sh", str(tmp_path / "out"), DATA_ROOT=str(tmp_path / "empty"), SEEDS="1")
     assert result.returncode == 64
     assert "MNIST/raw" in result.stderr and "teacher_seed1" in result.stderr
+
+
+def test_a_trained_teacher_is_probed_with_its_images_or_with_gaussian_inputs(tmp_path):
+    (tmp_path / "data").mkdir()
+    trained = run_main("--method", "baseline", "--mode", "finetune", "--arch", "digits_mlp_16", "--benchmark",
+                       "digits10", "--dataset", "digits10", "--data_root", str(tmp_path / "data"), "--device", "cpu",
+                       "--epochs", "1", "--save_folder", str(tmp_path / "teacher"))
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    from utils.methods.extract.teachers import checkpoint_teacher
+
+    teacher, images = checkpoint_teacher(tmp_path / "teacher", "digits10", "digits10", tmp_path / "data")
+    assert teacher.sizes == [64, 16, 10] and images.x_train.shape[1] == 64 and 0.0 <= teacher.accuracy <= 1.0
+    assert InputMask.of(images.x_train).dropped  # some 8x8 border pixels are always blank
+    network = teacher.network()
+    torch.testing.assert_close(network(images.x_test)[0], images.y_test, rtol=1e-4, atol=1e-4)
+    _, gaussian = checkpoint_teacher(tmp_path / "teacher" / "checkpoint.pth", "digits10", "digits10",
+                                     tmp_path / "data", probe="gaussian", samples=50, seed=3)
+    assert gaussian.x_train.shape == (50, 64) and not InputMask.of(gaussian.x_train).dropped
+    torch.testing.assert_close(network(gaussian.x_train)[0], gaussian.y_train, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gaussian.x_test, images.x_test)
