@@ -37,7 +37,7 @@ for seed in $seeds; do
   extract=(--method extract "${data[@]}" --load_folder "$folder/teacher" --save_folder "$folder" --log_path "$log"
     --ec_students "${STUDENTS:-10}" --ec_expansion "${EXPANSION:-4}" --ec_gamma "$gamma" --ec_beta "$beta"
     --ec_probe "${PROBE:-data}" --ec_samples "${SAMPLES:-2000}" --ec_mask_share "$mask_share"
-    --ec_threshold "$threshold" --lr "${LR:-1e-2}" --epochs "${EPOCHS:-30000}" --ec_patience "${PATIENCE:-200}"
+    --ec_threshold "$threshold" --lr "${LR:-1e-2}" --epochs "${EPOCHS:-25000}" --ec_patience "${PATIENCE:-200}"
     --ec_min_lr "${MIN_LR:-1e-7}" --ec_finetune_epochs "${FINETUNE_EPOCHS:-3000}"
     --ec_finetune_lr "${FINETUNE_LR:-1e-4}" --batch_size 1000000)
   run_stage "students_seed$seed" "$out/.stages" "$log" "0" "$PYTHON" main_normal.py --mode finetune "${extract[@]}"
