@@ -10,7 +10,7 @@ from models.imagenet import VGG16BN, ResNet18, ResNet34, ResNet50
 from models.lenet import FC10241024, LeNet300100
 from models.network import TaskNetwork, TaskSpec
 from models.resnet import GEMResNet18
-from models.students import DigitsTeacherMLP
+from models.students import DigitsTeacherMLP, MnistDeepTeacherMLP, MnistTeacherMLP
 from models.vgg import VGG16CIFAR
 
 ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
@@ -23,6 +23,8 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "subspace_convnet": DigitsConvNet,
     "subspace_convnet_rgb": DigitsConvNetRGB,
     "digits_mlp_16": DigitsTeacherMLP,
+    "mnist_mlp_32": MnistTeacherMLP,
+    "mnist_mlp_32_16": MnistDeepTeacherMLP,
     "resnet18": ResNet18,
     "resnet34": ResNet34,
     "resnet50": ResNet50,

@@ -168,16 +168,18 @@ def test_extract_synthetic_reads_the_report_it_asked_for(tmp_path):
 def test_extract_digits_writes_and_prints_its_report(tmp_path):
     out, data = tmp_path / "out", tmp_path / "data"
     data.mkdir()
-    env = {"TEACHER_EPOCHS": "10", "EPOCHS": "1500", "STUDENTS": "4", "DATA_ROOT": str(data), "OMP_NUM_THREADS": "1"}
+    env = {"SEEDS": "1", "TEACHER_EPOCHS": "10", "EPOCHS": "1500", "STUDENTS": "4", "FINETUNE_EPOCHS": "200",
+           "DATA_ROOT": str(data), "OMP_NUM_THREADS": "1"}
     first = run_driver("extract_digits.sh", str(out), **env)
     assert first.returncode == 0, first.stderr[-2000:]
-    text = (out / "report.txt").read_text()
-    assert json.loads((out / "report.json").read_text())["after_tuning"] and "after_tuning" in text
-    assert first.stdout.endswith(text) and f"report: {out}/report.txt" in first.stdout
-    with (out / "train.log").open("a") as log:
+    report = out / "seed_1" / "report.json"
+    assert json.loads(report.read_text())["after_tuning"] and "after_tuning" in report.with_suffix(".txt").read_text()
+    table = _table(first.stdout)
+    assert table[2].startswith("| 1 |") and (out / "seeds.md").read_text().splitlines() == table
+    with (out / "seed_1" / "train.log").open("a") as log:
         log.write(STRAY)
     again = run_driver("extract_digits.sh", str(out), **env)
-    assert again.returncode == 0 and again.stdout.count("done before") == 3 and again.stdout.endswith(text)
+    assert again.returncode == 0 and again.stdout.count("done before") == 3 and _table(again.stdout) == table
 
 
 def test_resolve_roots_creates_only_the_default_data_root(tmp_path):

@@ -1,4 +1,7 @@
-"""Table of Expand-and-Cluster runs, one row per report.json (e.g. one per seed), as Markdown.
+"""Table of Expand-and-Cluster runs, one row per report.json (e.g. one per seed), as Markdown: the
+teacher's test accuracy (trained teachers); after the final fine-tune, per hidden layer, the
+recovered / teacher neurons, the excess neurons, the rebuilt sizes and the worst 1-|cos|; the test
+loss against the teacher; the worst final student loss of each layer's students; the seconds spent.
 
 Usage: python -m tools.extract REPORT.json [REPORT.json ...]
 """
@@ -16,19 +19,25 @@ from utils.exit_codes import ExitCode
 
 def row(report: dict) -> str:
     tuned = report["after_tuning"]
-    recovered = " ".join(f"{layer['recovered']}/{layer['teacher_size']}" for layer in tuned["layers"])
-    worst = " ".join(f"{layer['max_incoming']:.1e}" for layer in tuned["layers"])
-    sizes = " ".join(f"{layer['rebuilt_size']}" for layer in tuned["layers"])
-    return (f"| {report['settings']['seed']} | {recovered} | {worst} | {sizes} | {tuned['test_loss']:.2e} "
-            f"| {report['seconds']:.0f} |")
+    layers = tuned["layers"]
+    recovered = " ".join(f"{layer['recovered']}/{layer['teacher_size']}" for layer in layers)
+    excess = " ".join(str(layer["excess"]) for layer in layers)
+    worst = " ".join(f"{layer['max_incoming']:.1e}" for layer in layers)
+    sizes = " ".join(f"{layer['rebuilt_size']}" for layer in layers)
+    students = " ".join(f"{max(losses):.1e}" for losses in report.get("student_losses", []))
+    accuracy = report.get("teacher_accuracy")
+    shown = "-" if accuracy is None else f"{accuracy:.3f}"
+    return (f"| {report['settings']['seed']} | {shown} | {recovered} | {excess} | {sizes} | {worst} "
+            f"| {tuned['test_loss']:.2e} | {students or '-'} | {report['seconds']:.0f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(prog="tools.extract", description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    lines = ["| seed | recovered (per layer) | max 1-abs(cos) | rebuilt sizes | test loss | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| seed | teacher accuracy | recovered / teacher neurons | excess | rebuilt sizes | max 1-abs(cos) "
+             "| test loss | worst student loss | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for path in args.reports:
         try:
             lines.append(row(json.loads(path.read_text())))

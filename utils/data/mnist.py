@@ -1,4 +1,4 @@
-"""The MNIST family of SupSup: permuted, rotated and split MNIST, plus permuted digits.
+"""The MNIST family of SupSup: permuted, rotated and split MNIST, plus permuted digits and plain MNIST.
 
 MNIST comes from torchvision's files under the data root (`MNIST/raw/*-ubyte`); it is decoded
 once into a uint8 cache, and every task is a cheap transform of that cache: a fixed pixel
@@ -119,6 +119,11 @@ def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=False)
     rotated = F.grid_sample(images.float(), grid, mode="nearest", align_corners=False)
     return rotated.round().to(torch.uint8)
+
+
+def load_mnist(data_root: Path, task_name: str) -> TaskData:
+    """Plain MNIST, all ten digits as one task (single-task methods, e.g. the teachers of --method extract)."""
+    return _base_mnist(data_root)
 
 
 def load_permuted(data_root: Path, task_name: str) -> TaskData:

@@ -71,6 +71,7 @@ BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
     Benchmark("permuted_mnist", PERMUTED_MNIST_TASKS, "lenet_300_100", f"{MNIST}:load_permuted", 0, False),
     Benchmark("rotated_mnist", ROTATED_MNIST_TASKS, "fc_1024_1024", f"{MNIST}:load_rotated", 0, False),
     Benchmark("split_mnist", SPLIT_MNIST_TASKS, "lenet_300_100", f"{MNIST}:load_split", 0, False),
+    Benchmark("mnist", ("mnist",), "mnist_mlp_32", f"{MNIST}:load_mnist", 0, False),
     Benchmark("gaussian_teacher", ("gaussian",), None, "utils.methods.extract.teachers:no_images", 0, False),
 )}
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist
+from scipy.spatial.distance import pdist, squareform
 
 
 def min_cluster_size(students: int, gamma: float) -> int:
@@ -56,8 +56,27 @@ def merge_limit(vectors: np.ndarray, beta: float) -> float:
     return float(np.median(np.linalg.norm(vectors, axis=1)) * math.sqrt(2.0 * alignment_tolerance(beta)))
 
 
+def merge_duplicates(vectors: np.ndarray, clusters: list[np.ndarray], tolerance: float) -> list[np.ndarray]:
+    """Clusters whose mean directions lie within `tolerance` (cosine distance) of each other, merged,
+    closest pair first. Students four times wider than the teacher hold two or three copies of a
+    neuron each, and the cut, which counts clusters, splits such a group in two whenever both halves
+    are big enough; two halves of one neuron are far closer to each other than the alignment filter
+    lets a cluster's own members be."""
+    clusters = list(clusters)
+    while len(clusters) > 1:
+        means = np.array([vectors[members].mean(0) for members in clusters])
+        distance = squareform(pdist(means, metric="cosine"))
+        np.fill_diagonal(distance, np.inf)
+        first, second = np.unravel_index(np.argmin(distance), distance.shape)
+        if distance[first, second] > tolerance:
+            break
+        merged = np.concatenate([clusters[first], clusters[second]])
+        clusters = [members for index, members in enumerate(clusters) if index not in (first, second)] + [merged]
+    return clusters
+
+
 def cluster_neurons(vectors: np.ndarray, students: int, gamma: float, beta: float) -> list[np.ndarray]:
-    """Member indices (rows of `vectors`) of each kept cluster, largest first."""
+    """Member indices (rows of `vectors`) of each kept cluster (duplicates merged), largest first."""
     min_size = min_cluster_size(students, gamma)
     tree = linkage(vectors, method="average", metric="euclidean")
     labels = fcluster(tree, best_cut(tree, min_size, merge_limit(vectors, beta)), criterion="distance")
@@ -69,4 +88,4 @@ def cluster_neurons(vectors: np.ndarray, students: int, gamma: float, beta: floa
         if np.median(pdist(vectors[members], metric="cosine")) > alignment_tolerance(beta):
             continue
         clusters.append(members)
-    return sorted(clusters, key=len, reverse=True)
+    return sorted(merge_duplicates(vectors, clusters, alignment_tolerance(beta)), key=len, reverse=True)

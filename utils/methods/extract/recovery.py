@@ -3,7 +3,8 @@
 Per teacher neuron (sorted by the norm of its outgoing weights, largest first): the smallest
 dissimilarity 1 - |cos| between its incoming [w; b] and any rebuilt neuron's (|cos| because
 both ReLU and tanh neurons are identifiable only up to sign), and for the last hidden layer the
-same for its outgoing weights. Deeper layers are compared in the teacher's coordinates: each
+same for its outgoing weights. First-layer neurons are compared on the inputs the probe data
+identifies (see `InputMask`). Deeper layers are compared in the teacher's coordinates: each
 rebuilt neuron below stands for its best-matching teacher neuron times a scale, so its
 incoming weights are mapped through that correspondence first. Excess neurons are rebuilt
 neurons that are no teacher neuron's best match.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-RECOVERED = 1e-3  # a teacher neuron counts as recovered below this dissimilarity
+from utils.methods.extract.inputs import InputMask
+
+RECOVERED = 1e-3  # by default a teacher neuron counts as recovered below this dissimilarity
 
 
 def dissimilarity(teacher: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
@@ -23,15 +26,20 @@ def dissimilarity(teacher: np.ndarray, rebuilt: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - np.abs(a @ b.T), 0.0, None)
 
 
-def layer_recovery(teacher: list[tuple[np.ndarray, np.ndarray]], rebuilt: list[tuple[np.ndarray, np.ndarray]]
-                   ) -> list[dict]:
-    """One entry per hidden layer; both lists hold (weight [out, in], bias [out]) per layer, output included."""
-    mapping = np.eye(teacher[0][0].shape[1])
+def layer_recovery(teacher: list[tuple[np.ndarray, np.ndarray]], rebuilt: list[tuple[np.ndarray, np.ndarray]],
+                   mask: InputMask | None = None, threshold: float = RECOVERED) -> list[dict]:
+    """One entry per hidden layer; both lists hold (weight [out, in], bias [out]) per layer, output included.
+    First-layer neurons are compared in `mask`'s folded form (the inputs the probes identify)."""
+    mask = mask or InputMask.everything(teacher[0][0].shape[1])
+    mapping = None
     results = []
     for index in range(len(teacher) - 1):
-        t_rows = np.hstack([teacher[index][0], teacher[index][1][:, None]])
         r_weight, r_bias = rebuilt[index]
-        r_rows = np.hstack([r_weight @ mapping, r_bias[:, None]])
+        if mapping is None:
+            t_rows, r_rows = mask.fold(*teacher[index]), mask.fold(r_weight, r_bias)
+        else:
+            t_rows = np.hstack([teacher[index][0], teacher[index][1][:, None]])
+            r_rows = np.hstack([r_weight @ mapping, r_bias[:, None]])
         distance = dissimilarity(t_rows, r_rows)
         order = np.argsort(-np.linalg.norm(teacher[index + 1][0], axis=0))
         match = distance.argmin(0)
@@ -45,7 +53,7 @@ def layer_recovery(teacher: list[tuple[np.ndarray, np.ndarray]], rebuilt: list[t
             mapped_out = rebuilt[index + 1][0] @ mapping
             out = dissimilarity(teacher[index + 1][0].T, mapped_out.T).diagonal()
             entry["outgoing"] = out[order].tolist()
-        entry["recovered"] = int((np.array(entry["incoming"]) < RECOVERED).sum())
+        entry["recovered"] = int((np.array(entry["incoming"]) < threshold).sum())
         entry["max_incoming"] = float(max(entry["incoming"]))
         results.append(entry)
     return results

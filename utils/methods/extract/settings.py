@@ -35,6 +35,13 @@ class ExtractSettings(StageSettings):
     ec_report: str | None = flag(None, "retrain: also write the recovery report here (JSON; its table beside it "
                                  "as .txt), a path drivers know")
     ec_min_lr: float = flag(1e-6, "training stops early once the learning rate falls below", at_least=0.0)
+    ec_probe: str = flag("data", "trained teachers: probe with the task's training images or with Gaussian inputs "
+                         "(--ec_samples of them)", choices=("data", "gaussian"))
+    ec_mask_share: float = flag(0.0, "first-layer neurons are compared on the inputs that leave their most common "
+                                "value on more than this share of the probes (0: drop the constant inputs only)",
+                                at_least=0.0, below=1.0)
+    ec_threshold: float = flag(1e-3, "a teacher neuron counts as recovered below this 1-|cos| (the report and the "
+                               "fine-tune's recovery check)", at_least=0.0)
 
     @property
     def sizes(self) -> list[int]:

@@ -24,6 +24,7 @@ from utils.device import resolve_device
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.extract.folders import settings_hash
+from utils.methods.extract.inputs import InputMask
 from utils.methods.extract.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune
 from utils.methods.extract.recovery import layer_recovery
 from utils.methods.extract.report import copy_report, write_report
@@ -39,14 +40,20 @@ def load_teacher(settings: ExtractSettings, sizes: list[int]) -> tuple[Teacher, 
         teacher = synthetic_teacher(sizes, settings.ec_activation, settings.seed)
         return teacher, gaussian_probes(teacher, settings.ec_samples, settings.seed)
     return checkpoint_teacher(Path(settings.load_folder), settings.benchmark, settings.dataset,
-                              Path(settings.data_root))
+                              Path(settings.data_root), settings.ec_probe, settings.ec_samples, settings.seed)
 
 
 def student_settings(settings: ExtractSettings) -> dict:
     """What the trained students depend on (the name of their folder)."""
-    teacher = ({"sizes": settings.ec_sizes, "activation": settings.ec_activation, "samples": settings.ec_samples}
-               if settings.benchmark == SYNTHETIC else
-               {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset})
+    if settings.benchmark == SYNTHETIC:
+        teacher = {"sizes": settings.ec_sizes, "activation": settings.ec_activation, "samples": settings.ec_samples}
+        if len(settings.sizes) > 3:  # deeper biases are centred now: students of older deep teachers do not fit
+            teacher["deeper_biases"] = "centred"
+    else:
+        teacher = {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset,
+                   "probe": settings.ec_probe}
+        if settings.ec_probe == "gaussian":
+            teacher["samples"] = settings.ec_samples
     return {"benchmark": settings.benchmark, "teacher": teacher, "students": settings.ec_students,
             "expansion": settings.ec_expansion, "lr": settings.lr, "epochs": settings.epochs,
             "batch_size": settings.batch_size, "patience": settings.ec_patience, "min_lr": settings.ec_min_lr,
@@ -54,8 +61,11 @@ def student_settings(settings: ExtractSettings) -> dict:
 
 
 def clustering_settings(settings: ExtractSettings) -> dict:
+    """What a rebuild depends on beyond its students (the name of its folder); `layers_below` marks
+    rebuilds whose deeper students train on the layers below kept fixed."""
     return {"gamma": settings.ec_gamma, "beta": settings.ec_beta, "finetune_lr": settings.ec_finetune_lr,
-            "finetune_epochs": settings.ec_finetune_epochs}
+            "finetune_epochs": settings.ec_finetune_epochs, "mask_share": settings.ec_mask_share,
+            "threshold": settings.ec_threshold, "layers_below": "fixed as clustered"}
 
 
 def train_settings(settings: ExtractSettings) -> TrainSettings:
@@ -83,7 +93,7 @@ def train_or_load(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
     atomic_json_dump({"seconds": seconds, "losses": losses.tolist()}, meta)
     log.decision(stage=stage, saved=str(path), best_loss=f"{float(losses.min()):.3e}",
-                 worst_loss=f"{float(losses.max()):.3e}")
+                 worst_loss=f"{float(losses.max()):.3e}", losses=" ".join(f"{loss:.2e}" for loss in losses.tolist()))
     return model, losses, seconds
 
 
@@ -91,9 +101,13 @@ def weights_of(network: StudentsMLP) -> list[tuple]:
     return [tuple(t[0].detach().cpu().double().numpy() for t in network.weights(i)) for i in range(len(network.layers))]
 
 
-def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes) -> dict:
+def recovery_of(teacher: Teacher, network: StudentsMLP, mask: InputMask, threshold: float) -> list[dict]:
     teacher_weights = [(w.double().numpy(), b.double().numpy()) for w, b in teacher.layers]
-    return {"layers": layer_recovery(teacher_weights, weights_of(network)),
+    return layer_recovery(teacher_weights, weights_of(network), mask, threshold)
+
+
+def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes, mask: InputMask, threshold: float) -> dict:
+    return {"layers": recovery_of(teacher, network, mask, threshold),
             "train_loss": float(evaluate(network, probes.x_train, probes.y_train)[0]),
             "test_loss": float(evaluate(network, probes.x_test, probes.y_test)[0])}
 
@@ -113,6 +127,7 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     first, losses, seconds = train_or_load(folder / STUDENTS_FILE, first, probes.x_train, probes.y_train, training,
                                            log, "students_L1")
     student_seconds = [seconds]
+    student_losses = [losses.tolist()]
     rebuild_started = time.monotonic()
     if settings.mode == "finetune":
         seconds = round(time.monotonic() - started)
@@ -125,21 +140,30 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
                                                            probes.x_train, probes.y_train, training, log,
                                                            f"students_L{index + 1}")
         student_seconds.append(layer_seconds)
+        student_losses.append(layer_losses.tolist())
         return model, layer_losses
 
+    mask = InputMask.of(probes.x_train, settings.ec_mask_share)
     try:
         layers, network = extract(first, losses, widths, probes.x_train, probes.y_train, teacher.activation,
-                                  settings.ec_gamma, settings.ec_beta, later)
+                                  settings.ec_gamma, settings.ec_beta, mask, later)
     except ExtractionFailed as error:
         log.decision(stage="retrain", exit=1, state="FAILED", reason=str(error))
         return ExitCode.FAILED
     report = {"settings": {**student_settings(settings), **clustering_settings(settings)},
-              "teacher_sizes": teacher.sizes, "student_widths": widths, "rebuilt_sizes": network.sizes,
-              "after_reconstruction": stage_summary(teacher, network, probes)}
+              "teacher_sizes": teacher.sizes, "teacher_accuracy": teacher.accuracy, "student_widths": widths,
+              "rebuilt_sizes": network.sizes,
+              "masked_inputs": mask.dropped, "student_losses": student_losses,
+              "after_reconstruction": stage_summary(teacher, network, probes, mask, settings.ec_threshold)}
     tune = TrainSettings(settings.ec_finetune_lr, settings.ec_finetune_epochs, settings.batch_size,
                          patience=settings.ec_patience, min_lr=settings.ec_min_lr, seed=settings.seed)
-    fine_tune(network, probes.x_train, probes.y_train, tune, lambda **fields: log.line(stage="fine_tune", **fields))
-    report["after_tuning"] = stage_summary(teacher, network, probes)
+    tuned = fine_tune(network, probes.x_train, probes.y_train, tune,
+                      lambda **fields: log.line(stage="fine_tune", **fields),
+                      lambda net: sum(layer["recovered"] for layer in recovery_of(teacher, net, mask,
+                                                                                   settings.ec_threshold)))
+    log.decision(stage="fine_tune", kept_epoch=tuned.kept_epoch, recovered=tuned.recovered, loss=f"{tuned.loss:.3e}")
+    report["after_tuning"] = {**stage_summary(teacher, network, probes, mask, settings.ec_threshold),
+                              "kept_epoch": tuned.kept_epoch}
     report["student_seconds"] = student_seconds
     report["seconds"] = round(student_seconds[0] + time.monotonic() - rebuild_started, 1)  # students + rebuild
     atomic_torch_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, clustering / "rebuilt.pth")

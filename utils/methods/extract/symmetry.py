@@ -3,8 +3,11 @@
 ReLU is positively homogeneous (relu(a z) = a relu(z), a > 0): each [w; b] is scaled to unit
 length and the norm moves onto its outgoing weights. Its sign flip relu(-z) = relu(z) - z only
 adds a linear term, and tanh is odd: for both, each vector is multiplied by the sign of its
-first coordinate; tanh's outgoing weights flip with it, ReLU's do not (the linear skip of the
-reconstructed network absorbs the difference).
+pivot coordinate; tanh's outgoing weights flip with it, ReLU's do not (the linear skip of the
+reconstructed network absorbs the difference). The pivot is the coordinate where the pooled
+neurons are largest (median magnitude), not the first as in the published code: a first input
+that is rarely active leaves weights near zero there, and then noise puts copies of one neuron on
+both sides, into two clusters pointing in opposite directions.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def canonicalise(vectors: np.ndarray, outgoing: np.ndarray, activation: str) -> 
         norms = np.where(norms > 0, norms, 1.0)
         vectors = vectors / norms[:, None]
         outgoing = outgoing * norms[:, None]
-    signs = np.where(vectors[:, 0] < 0, -1.0, 1.0)
+    pivot = int(np.argmax(np.median(np.abs(vectors), axis=0)))
+    signs = np.where(vectors[:, pivot] < 0, -1.0, 1.0)
     vectors = vectors * signs[:, None]
     if SYMMETRIES[activation] == "odd":
         outgoing = outgoing * signs[:, None]

@@ -3,7 +3,8 @@
 A teacher is a list of (weight [out, in], bias [out]) per layer plus its activation. It is either
 a random synthetic network probed with Gaussian inputs (controlled experiments: the truth is
 known exactly), or a network trained by `main_normal.py`, probed with its benchmark's training
-inputs (its test inputs measure generalisation). Targets are the teacher's raw outputs.
+inputs or with Gaussian inputs (its test inputs measure generalisation). Targets are the
+teacher's raw outputs.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ import torch
 from torch import nn
 
 from models.layers.base import SharedLinear
-from models.students import StudentsMLP
+from models.students import ACTIVATIONS, StudentsMLP
 
 TEST_SHARE = 4  # Gaussian test inputs: a quarter as many as training inputs
+REFERENCE_INPUTS = 4096  # Gaussian inputs that set a synthetic teacher's deeper biases
+REFERENCE_SEED = 1000  # their generator's seed, apart from the weights' (seed) and the probes' (seed + 1)
 
 
 @dataclass
 class Teacher:
     layers: list[tuple[torch.Tensor, torch.Tensor]]
     activation: str
+    accuracy: float | None = None
+    """a trained teacher's accuracy on its task's test images"""
 
     @property
     def sizes(self) -> list[int]:
@@ -53,13 +58,24 @@ class Probes:
 
 
 def synthetic_teacher(sizes: list[int], activation: str, seed: int) -> Teacher:
-    """Random weights N(0, 1/fan_in) and biases N(0, 0.25): every hidden neuron is active on part
-    of the Gaussian inputs and neurons point in distinct directions."""
+    """Random weights N(0, 1/fan_in) and first-layer biases N(0, 0.25): every first-layer neuron is
+    active on part of the Gaussian inputs and neurons point in distinct directions. A deeper hidden
+    neuron sees inputs that are not centred, so a bias drawn the same way could leave it active on
+    every input, where it is linear and no student can tell it from a mix of the others; its bias is
+    instead minus its pre-activation's mean plus 0.5 standard deviations times N(0, 1) (over Gaussian
+    reference inputs), so it too is active on part of the inputs. One hidden layer draws as before."""
     generator = torch.Generator().manual_seed(seed)
+    below = torch.randn(REFERENCE_INPUTS, sizes[0], generator=torch.Generator().manual_seed(seed + REFERENCE_SEED))
+    act = ACTIVATIONS[activation]()
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         weight = torch.randn(fan_out, fan_in, generator=generator) / fan_in ** 0.5
-        layers.append((weight, 0.5 * torch.randn(fan_out, generator=generator)))
+        bias = 0.5 * torch.randn(fan_out, generator=generator)
+        if 0 < index < len(sizes) - 2:
+            drive = below @ weight.T
+            bias = bias * drive.std(0) - drive.mean(0)
+        layers.append((weight, bias))
+        below = act(below @ weight.T + bias)
     return Teacher(layers, activation)
 
 
@@ -72,15 +88,18 @@ def gaussian_probes(teacher: Teacher, samples: int, seed: int) -> Probes:
     return Probes(x_train, network(x_train)[0], x_test, network(x_test)[0])
 
 
-def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Path) -> tuple[Teacher, Probes]:
+def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Path, probe: str = "data",
+                       samples: int = 0, seed: int = 1) -> tuple[Teacher, Probes]:
     """A fully connected ReLU network trained by `main_normal.py` (its dense layers and the task's
-    head), probed with the task's normalised, flattened training and test images."""
+    head; `folder` is its checkpoint folder or the checkpoint file in it), probed with the task's
+    normalised, flattened training images (`probe` "data", as the published code) or with `samples`
+    standard Gaussian inputs of the same size (`probe` "gaussian"); tested on the task's test images."""
     from utils.checkpoint import load_checkpoint, network_from_checkpoint
     from utils.cli import UsageError
     from utils.data.registry import get_benchmark
     from utils.data.tasks import DeviceTaskData
 
-    network = network_from_checkpoint(load_checkpoint(folder)).eval()
+    network = network_from_checkpoint(load_checkpoint(folder.parent if folder.is_file() else folder)).eval()
     network.set_task(network.task_id(dataset))
     parts = list(network.features.children())
     if not all(isinstance(part, (nn.Flatten, nn.ReLU, SharedLinear)) for part in parts) or \
@@ -91,11 +110,14 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
     with torch.no_grad():
         layers = [tuple(t.detach().clone() for t in layer.weights()) for layer in [*hidden, head]]
         task = DeviceTaskData(get_benchmark(benchmark).load_task(data_root, dataset), torch.device("cpu"), 0, False)
+        shape = task.train_images.shape[1:]
         x_train = task.normalise(task.train_images).flatten(1)
+        if probe == "gaussian":
+            x_train = torch.randn(samples, x_train.shape[1], generator=torch.Generator().manual_seed(seed + 1))
         x_test = task.normalise(task.test_images).flatten(1)
-        probes = Probes(x_train, network(x_train.view_as(task.train_images.float())), x_test,
-                        network(x_test.view_as(task.test_images.float())))
-    return Teacher(layers, "relu"), probes
+        probes = Probes(x_train, network(x_train.view(-1, *shape)), x_test, network(x_test.view(-1, *shape)))
+        accuracy = float((probes.y_test.argmax(1) == task.test_labels).float().mean())
+    return Teacher(layers, "relu", accuracy), probes
 
 
 def no_images(data_root: Path, task_name: str):

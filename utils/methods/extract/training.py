@@ -52,9 +52,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-                   report: Callable[..., None] | None = None) -> torch.Tensor:
+                   report: Callable[..., None] | None = None,
+                   on_epoch: Callable[[int], None] | None = None) -> torch.Tensor:
     """Train every parameter of `model` (output [N, B, out]) on (x, y) through the engine's epoch
-    driver, the loss summed over students; returns the final per-student losses."""
+    driver, the loss summed over students, calling `on_epoch(epoch)` after each epoch; returns the
+    final per-student losses."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=DECAY, patience=settings.patience,
                                                          cooldown=settings.cooldown, threshold=0.0,
@@ -68,6 +70,8 @@ def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings:
 
     def decay_or_stop(epoch: int, result: EpochResult) -> bool:
         plateau.step(result.loss)
+        if on_epoch:
+            on_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         stop = lr < settings.min_lr
         if report and (epoch % settings.log_every == 0 or stop or epoch == settings.epochs):
