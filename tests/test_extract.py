@@ -213,6 +213,15 @@ def test_a_small_teacher_is_recovered_end_to_end(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert [layer["recovered"] for layer in report["after_tuning"]["layers"]] == [3]
     assert len(report["student_losses"][0]) == 6
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = {run.name: run for run in tmp_path.rglob("tensorboard/*")}
+    assert {"students_L1", "fine_tune"} <= set(runs)
+    for name in ("students_L1", "fine_tune"):
+        events = EventAccumulator(str(runs[name]))
+        events.Reload()
+        assert {"loss", "lr", "seconds"} <= set(events.Tags()["scalars"]), name
+        assert events.Scalars("loss")[-1].value < events.Scalars("loss")[0].value or name == "fine_tune"
 
 
 def test_a_teacher_that_is_not_fully_connected_exits_64_with_one_line(tmp_path):

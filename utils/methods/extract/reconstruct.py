@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models.students import StudentsMLP
+from utils.board import Board
 from utils.methods.extract.clustering import cluster_neurons
 from utils.methods.extract.inputs import InputMask
 from utils.methods.extract.symmetry import SYMMETRIES, Canonical, canonicalise
@@ -167,13 +168,13 @@ class Tuned:
 
 def fine_tune(network: StudentsMLP, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
               report: Callable[..., None] | None = None, recovered: Callable[[StudentsMLP], int] | None = None,
-              check_every: int = 100) -> Tuned:
+              check_every: int = 100, board: Board | None = None) -> Tuned:
     """Train every parameter of the rebuilt network (theta included). With `recovered` (how many teacher
     neurons a network has recovered), check every `check_every` epochs and keep the latest weights
     with the most recovered neurons: fine-tuning lowers the loss, but where a neuron is missing it can
     pull recovered ones away to compensate, and then it is reverted."""
     if recovered is None:
-        return Tuned(float(train_students(network, x, y, settings, report)[0]), settings.epochs, None)
+        return Tuned(float(train_students(network, x, y, settings, report, board=board)[0]), settings.epochs, None)
     best = {"count": recovered(network), "epoch": 0, "state": copy.deepcopy(network.state_dict())}
     last_epoch = [0]
 
@@ -184,7 +185,7 @@ def fine_tune(network: StudentsMLP, x: torch.Tensor, y: torch.Tensor, settings: 
             if count >= best["count"]:
                 best.update(count=count, epoch=epoch, state=copy.deepcopy(network.state_dict()))
 
-    trained = train_students(network, x, y, settings, report, on_epoch=check)
+    trained = train_students(network, x, y, settings, report, on_epoch=check, board=board)
     last = recovered(network)
     if last >= best["count"]:
         return Tuned(float(trained[0]), last_epoch[0], last)

@@ -88,7 +88,8 @@ def train_or_load(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor
         seconds = json.loads(meta.read_text())["seconds"] if meta.is_file() else 0.0
         return model, evaluate(model, x, y), seconds
     started = time.monotonic()
-    losses = train_students(model, x, y, settings, lambda **fields: log.line(stage=stage, **fields))
+    with log.board(stage) as board:
+        losses = train_students(model, x, y, settings, lambda **fields: log.line(stage=stage, **fields), board=board)
     seconds = round(time.monotonic() - started, 1)
     atomic_torch_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
     atomic_json_dump({"seconds": seconds, "losses": losses.tolist()}, meta)
@@ -157,10 +158,12 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
               "after_reconstruction": stage_summary(teacher, network, probes, mask, settings.ec_threshold)}
     tune = TrainSettings(settings.ec_finetune_lr, settings.ec_finetune_epochs, settings.batch_size,
                          patience=settings.ec_patience, min_lr=settings.ec_min_lr, seed=settings.seed)
-    tuned = fine_tune(network, probes.x_train, probes.y_train, tune,
-                      lambda **fields: log.line(stage="fine_tune", **fields),
-                      lambda net: sum(layer["recovered"] for layer in recovery_of(teacher, net, mask,
-                                                                                   settings.ec_threshold)))
+    with log.board("fine_tune") as board:
+        tuned = fine_tune(network, probes.x_train, probes.y_train, tune,
+                          lambda **fields: log.line(stage="fine_tune", **fields),
+                          lambda net: sum(layer["recovered"] for layer in recovery_of(teacher, net, mask,
+                                                                                       settings.ec_threshold)),
+                          board=board)
     log.decision(stage="fine_tune", kept_epoch=tuned.kept_epoch, recovered=tuned.recovered, loss=f"{tuned.loss:.3e}")
     report["after_tuning"] = {**stage_summary(teacher, network, probes, mask, settings.ec_threshold),
                               "kept_epoch": tuned.kept_epoch}

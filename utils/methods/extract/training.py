@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from utils.board import Board
 from utils.data.tasks import TensorBatches
 from utils.engine import EpochResult, TrainLoop, run_epochs
 
@@ -53,10 +54,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
                    report: Callable[..., None] | None = None,
-                   on_epoch: Callable[[int], None] | None = None) -> torch.Tensor:
+                   on_epoch: Callable[[int], None] | None = None, board: Board | None = None) -> torch.Tensor:
     """Train every parameter of `model` (output [N, B, out]) on (x, y) through the engine's epoch
     driver, the loss summed over students, calling `on_epoch(epoch)` after each epoch; returns the
-    final per-student losses."""
+    final per-student losses. Each log line (every `log_every` epochs: an epoch is often one step)
+    also goes to `board`."""
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=DECAY, patience=settings.patience,
                                                          cooldown=settings.cooldown, threshold=0.0,
@@ -74,9 +76,12 @@ def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings:
             on_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         stop = lr < settings.min_lr
-        if report and (epoch % settings.log_every == 0 or stop or epoch == settings.epochs):
-            report(epoch=epoch, loss=f"{result.loss / students:.3e}", lr=f"{lr:.1e}",
-                   seconds=round(time.monotonic() - started, 1))
+        if epoch % settings.log_every == 0 or stop or epoch == settings.epochs:
+            seconds = round(time.monotonic() - started, 1)
+            if report:
+                report(epoch=epoch, loss=f"{result.loss / students:.3e}", lr=f"{lr:.1e}", seconds=seconds)
+            if board:
+                board.epoch(epoch, loss=result.loss / students, lr=lr, seconds=seconds)
         return stop
 
     run_epochs(loop, data, min(settings.batch_size, len(x)), data.generator(settings.seed), settings.epochs,
