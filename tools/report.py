@@ -54,6 +54,12 @@ def _task_of(network, name: str) -> int:
     raise CheckpointError(f"the checkpoint holds no task {name!r}")
 
 
+def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict:
+    """Each named task of the benchmark on the device (name -> DeviceTaskData), loaded once for the report."""
+    spec = get_benchmark(benchmark)
+    return {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
+
+
 def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> metrics.Matrix:
     """R[i][j]: task i's test accuracy with the checkpoint in folders[j] (the one saved after task j), for
     i <= j, None above the diagonal. Each checkpoint is loaded once; `visit(payload, network)` sees each."""
@@ -133,8 +139,7 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device,
               baselines: dict[str, float] | None = None) -> dict:
-    spec = get_benchmark(benchmark)
-    data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
+    data = task_data(names, benchmark, data_root, device)
     last = root / names[-1] / "gradual_prune"
     seen: list = []
     matrix = accuracy_matrix([root / name / "gradual_prune" for name in names], names, data, device,
@@ -166,8 +171,7 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
 def summarise_sequence(root: Path, names: list[str], layout: str, benchmark: str, data_root: Path, device,
                        baselines: dict[str, float] | None = None, objective: str = "h") -> dict:
     """The matrix, metrics and storage cost of a run in another layout (tools/sequences.py)."""
-    spec = get_benchmark(benchmark)
-    data = {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
+    data = task_data(names, benchmark, data_root, device)
     folders = [root / name / sequences.LAYOUTS[layout] for name in names]
     summary: dict = {"benchmark": benchmark, "task_names": names}
     if layout == "supsup":

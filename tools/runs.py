@@ -23,12 +23,7 @@ TABLE = "comparison.md"
 def read_run(root: Path) -> dict:
     """One run: its card and the numbers of its report."""
     card = read_json(root / CARD, "method", "benchmark", "seed")
-    result = next((root / name for name in ("summary.json", "metrics.json")
-                   if "accuracy_matrix" in _keys(root / name)), None)
-    if result is None:
-        raise CheckpointFileError(f"{root} holds no report with an accuracy matrix (summary.json or metrics.json): "
-                                  "run its driver to the end")
-    report = read_json(result, "metrics", "capacity")
+    report = _report(root)
     seconds = sum(_seconds(path) for path in root.rglob(".stages/*.seconds"))
     return {"method": str(card["method"]), "benchmark": str(card["benchmark"]), "seed": card["seed"],
             "acc": report["metrics"]["average_accuracy"], "bwt": report["metrics"]["backward_transfer"],
@@ -46,8 +41,17 @@ def _seconds(path: Path) -> float:
     return value
 
 
-def _keys(path: Path) -> dict:
-    return read_json(path) if path.is_file() else {}
+def _report(root: Path) -> dict:
+    """The run's report holding the accuracy matrix: CPG's summary.json, else metrics.json (each read once)."""
+    for path in (root / "summary.json", root / "metrics.json"):
+        report = read_json(path) if path.is_file() else {}
+        if "accuracy_matrix" in report:
+            if "metrics" not in report or "capacity" not in report:
+                raise CheckpointFileError(f"{path} is not what this toolkit wrote "
+                                          "(expected the keys metrics, capacity)")
+            return report
+    raise CheckpointFileError(f"{root} holds no report with an accuracy matrix (summary.json or metrics.json): "
+                              "run its driver to the end")
 
 
 def _spread(values: list) -> tuple[float | None, float | None]:
