@@ -344,20 +344,29 @@ def test_baseline_rejects_a_bad_benchmark_or_gpu(tmp_path, args):
     one_line(done)
 
 
-@pytest.mark.slow
-def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
+def _goals_reach_cpg(tmp_path: Path, benchmark: str, data: Path, arch: str, tasks: list[str], **env: str) -> dict:
+    """scripts/baseline.sh on BENCHMARK writes a goal file of TASKS that cpg.sh accepts: its first task's goal
+    is the baseline's accuracy; the goals written."""
     goals = tmp_path / "goals.json"
-    done = driver("baseline.sh", "split_digits", cwd=tmp_path, timeout=300, DATA_ROOT=str(data_root),
-                  CKPT_ROOT=str(tmp_path / "ck"), EPOCHS="1", LOGFILE=str(goals), OMP_NUM_THREADS="1")
+    done = driver("baseline.sh", benchmark, cwd=tmp_path, timeout=300, DATA_ROOT=str(data),
+                  CKPT_ROOT=str(tmp_path / "ck"), LOGFILE=str(goals), **env)
     assert done.returncode == 0, done.stderr[-2000:]
     written = json.loads(goals.read_text())
-    assert list(written) == ["digits_01", "digits_23", "digits_45", "digits_67", "digits_89"]
-    assert all(0.0 <= value <= 1.0 for value in written.values())
-    cpg = driver("cpg.sh", "split_digits", str(data_root), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
+    assert list(written) == tasks
+    cpg = driver("cpg.sh", benchmark, str(data), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
                  NUM_TASKS="1", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
     assert cpg.returncode == 0, cpg.stderr[-2000:]
-    log = (tmp_path / "ck/CPG/split_digits/goals/digits_convnet/digits_01/train.log").read_text()
-    assert f"goal={written['digits_01']:.4f}" in log
+    log = (tmp_path / f"ck/CPG/{benchmark}/goals/{arch}/{tasks[0]}/train.log").read_text()
+    assert f"goal={written[tasks[0]]:.4f}" in log
+    return written
+
+
+@pytest.mark.slow
+def test_baseline_goals_are_accepted_by_cpg(data_root, tmp_path):
+    written = _goals_reach_cpg(tmp_path, "split_digits", data_root, "digits_convnet",
+                               ["digits_01", "digits_23", "digits_45", "digits_67", "digits_89"], EPOCHS="1",
+                               OMP_NUM_THREADS="1")
+    assert all(0.0 <= value <= 1.0 for value in written.values())
 
 
 def _mnist(root: Path) -> None:
@@ -383,17 +392,8 @@ def test_baseline_on_split_mnist_writes_goals_cpg_accepts(tmp_path):
     """On MNIST-format files (made here: no download), as a user of split_mnist would run it."""
     data = tmp_path / "data"
     _mnist(data)
-    goals = tmp_path / "goals.json"
-    done = driver("baseline.sh", "split_mnist", cwd=tmp_path, timeout=300, DATA_ROOT=str(data),
-                  CKPT_ROOT=str(tmp_path / "ck"), EPOCHS="2", LOGFILE=str(goals))
-    assert done.returncode == 0, done.stderr[-2000:]
-    written = json.loads(goals.read_text())
-    assert list(written) == ["mnist_01", "mnist_23", "mnist_45", "mnist_67", "mnist_89"]
-    cpg = driver("cpg.sh", "split_mnist", str(data), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
-                 NUM_TASKS="1", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
-    assert cpg.returncode == 0, cpg.stderr[-2000:]
-    log = (tmp_path / "ck/CPG/split_mnist/goals/lenet_300_100/mnist_01/train.log").read_text()
-    assert f"goal={written['mnist_01']:.4f}" in log
+    _goals_reach_cpg(tmp_path, "split_mnist", data, "lenet_300_100",
+                     ["mnist_01", "mnist_23", "mnist_45", "mnist_67", "mnist_89"], EPOCHS="2")
 
 
 # 7. The interpreter: PYTHON, else the project's .venv, else a python on PATH that has torch ---------------------
