@@ -30,57 +30,6 @@ MATRIX_CSV = "accuracy_matrix.csv"
 INFERENCE_CSV = "task_inference.csv"
 
 
-def task_accuracies(network, data: dict, device) -> dict[str, float]:
-    """Accuracy of each task in `data` (name -> DeviceTaskData) with the network's checkpoint."""
-    from utils.engine import evaluate
-
-    network.to(device)
-    accuracies = {}
-    for name, task_data in data.items():
-        network.set_task(_task_of(network, name))
-        accuracies[name] = round(evaluate(network, task_data), 4)
-    return accuracies
-
-
-def _task_of(network, name: str) -> int:
-    """The task that answers for `name`: its own, or in a plain finetune baseline (whose latest task took
-    over the earlier ones' weights and head) the latest."""
-    from utils.checkpoint import CheckpointError
-
-    if name in [spec.name for spec in network.tasks]:
-        return network.task_id(name)
-    if network.mode == "plain":
-        return len(network.tasks)
-    raise CheckpointError(f"the checkpoint holds no task {name!r}")
-
-
-def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict:
-    """Each named task of the benchmark on the device (name -> DeviceTaskData), loaded once for the report."""
-    spec = get_benchmark(benchmark)
-    return {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
-
-
-def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> metrics.Matrix:
-    """R[i][j]: task i's test accuracy with the checkpoint in folders[j] (the one saved after task j), for
-    i <= j, None above the diagonal. Each checkpoint is loaded once; `visit(payload, network)` sees each."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-
-    matrix: metrics.Matrix = [[None] * len(names) for _ in names]
-    for j, folder in enumerate(folders):
-        payload = load_checkpoint(folder)
-        network = network_from_checkpoint(payload)
-        column = task_accuracies(network, {name: data[name] for name in names[: j + 1]}, device)
-        for i, name in enumerate(names[: j + 1]):
-            matrix[i][j] = column[name]
-        if visit is not None:
-            visit(payload, network)
-    return matrix
-
-
-def _bytes(state: dict) -> int:
-    return sum(tensor.numel() * tensor.element_size() for tensor in state.values())
-
-
 def capacity(payload: dict, network) -> dict:
     """Every stored task's share of the checkpoint's network, in weights: those it owns, the earlier tasks'
     weights it picks (CPG's pick bits; PackNet uses every earlier weight), the network's size at its width
@@ -91,7 +40,6 @@ def capacity(payload: dict, network) -> dict:
     from models import build_network
     from models.layers.base import unpack_bits
     from models.layers.cpg import cpg_layers
-    from models.network import TaskSpec
 
     layers = cpg_layers(network)
     rows, taken = [], 0
@@ -112,13 +60,10 @@ def capacity(payload: dict, network) -> dict:
                      "weights_at_width": size, "free_weights_after": size - taken})
     state = payload["model"]
     masks = {key: value for key, value in state.items() if key.rsplit(".", 1)[-1].startswith(("owner", "pick_"))}
-    independent = sum(_bytes(build_network(payload["arch"], 1.0, [TaskSpec(spec.name, spec.num_classes, 1.0)],
-                                           mode="plain").state_dict()) for spec in network.tasks)
     unexpanded = sum(layer.weight.numel() for layer in cpg_layers(build_network(payload["arch"], 1.0,
                                                                                 mode=network.mode)))
-    return {"tasks": rows, "unexpanded_weights": unexpanded, "mask_bytes": _bytes(masks),
-            "model_bytes": _bytes(state), "independent_models_bytes": independent,
-            "model_vs_independent": round(_bytes(state) / independent, 4)}
+    return {"tasks": rows, "unexpanded_weights": unexpanded, "mask_bytes": sequences.state_bytes(masks),
+            **sequences.storage(sequences.state_bytes(state), payload["arch"], network.tasks)}
 
 
 def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
@@ -139,10 +84,10 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
 
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device,
               baselines: dict[str, float] | None = None) -> dict:
-    data = task_data(names, benchmark, data_root, device)
+    data = sequences.task_data(names, benchmark, data_root, device)
     last = root / names[-1] / "gradual_prune"
     seen: list = []
-    matrix = accuracy_matrix([root / name / "gradual_prune" for name in names], names, data, device,
+    matrix = sequences.accuracy_matrix([root / name / "gradual_prune" for name in names], names, data, device,
                              lambda payload, network: seen.append((payload, network)))
     last_payload, last_network = seen[-1]
     owned, shared_weights, relative_size = ownership(last_network, last_payload["arch"])
@@ -171,7 +116,7 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
 def summarise_sequence(root: Path, names: list[str], layout: str, benchmark: str, data_root: Path, device,
                        baselines: dict[str, float] | None = None, objective: str = "h") -> dict:
     """The matrix, metrics and storage cost of a run in another layout (tools/sequences.py)."""
-    data = task_data(names, benchmark, data_root, device)
+    data = sequences.task_data(names, benchmark, data_root, device)
     folders = [root / name / sequences.LAYOUTS[layout] for name in names]
     summary: dict = {"benchmark": benchmark, "task_names": names}
     if layout == "supsup":

@@ -1,7 +1,8 @@
-"""Accuracy matrices of the runs that are not CPG's: Piggyback, a sequential finetune baseline, independent
-models and SupSup, each read from the checkpoints its driver keeps, with their storage cost.
+"""Accuracy matrices of every run layout, each read from the checkpoints its driver keeps: CPG and
+PackNet (whose summary in tools/report.py builds on them), Piggyback, a sequential finetune baseline,
+independent models and SupSup, with their storage cost.
 
-Every layout ends in the same record (metrics.json): the task names, R[i][j], the metrics of
+Every layout but CPG's ends in the same record (metrics.json): the task names, R[i][j], the metrics of
 tools/metrics.py and the bytes of what the run keeps against one plain width-1.0 network per task.
 """
 
@@ -10,9 +11,57 @@ from __future__ import annotations
 from pathlib import Path
 
 from tools import metrics
+from utils.data.registry import get_benchmark
 
 LAYOUTS = {"gradual_prune": "gradual_prune", "model": "model", "task": ".", "independent": ".", "supsup": "."}
 """--checkpoints of tools.report: where each task's final checkpoint is under <root>/<task>/"""
+
+
+def task_accuracies(network, data: dict, device) -> dict[str, float]:
+    """Accuracy of each task in `data` (name -> DeviceTaskData) with the network's checkpoint."""
+    from utils.engine import evaluate
+
+    network.to(device)
+    accuracies = {}
+    for name, task_data in data.items():
+        network.set_task(_task_of(network, name))
+        accuracies[name] = round(evaluate(network, task_data), 4)
+    return accuracies
+
+
+def _task_of(network, name: str) -> int:
+    """The task that answers for `name`: its own, or in a plain finetune baseline (whose latest task took
+    over the earlier ones' weights and head) the latest."""
+    from utils.checkpoint import CheckpointError
+
+    if name in [spec.name for spec in network.tasks]:
+        return network.task_id(name)
+    if network.mode == "plain":
+        return len(network.tasks)
+    raise CheckpointError(f"the checkpoint holds no task {name!r}")
+
+
+def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict:
+    """Each named task of the benchmark on the device (name -> DeviceTaskData), loaded once for the report."""
+    spec = get_benchmark(benchmark)
+    return {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
+
+
+def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> metrics.Matrix:
+    """R[i][j]: task i's test accuracy with the checkpoint in folders[j] (the one saved after task j), for
+    i <= j, None above the diagonal. Each checkpoint is loaded once; `visit(payload, network)` sees each."""
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+
+    matrix: metrics.Matrix = [[None] * len(names) for _ in names]
+    for j, folder in enumerate(folders):
+        payload = load_checkpoint(folder)
+        network = network_from_checkpoint(payload)
+        column = task_accuracies(network, {name: data[name] for name in names[: j + 1]}, device)
+        for i, name in enumerate(names[: j + 1]):
+            matrix[i][j] = column[name]
+        if visit is not None:
+            visit(payload, network)
+    return matrix
 
 
 def state_bytes(state: dict) -> int:
@@ -34,8 +83,6 @@ def storage(kept_bytes: int, arch: str, tasks: list, **arch_options) -> dict:
 def sequential(folders: list[Path], names: list[str], data: dict, device) -> tuple[metrics.Matrix, dict]:
     """R[i][j] with the checkpoint saved after task j (Piggyback's model, a finetune baseline's task
     folder, whose last task is task j); the cost is the last checkpoint's."""
-    from tools.report import accuracy_matrix
-
     kept: list[dict] = []
     matrix = accuracy_matrix(folders, names, data, device, lambda payload, network: kept.append(payload))
     specs = [payload["tasks"][-1] for payload in kept]
@@ -45,7 +92,6 @@ def sequential(folders: list[Path], names: list[str], data: dict, device) -> tup
 def independent(folders: list[Path], names: list[str], data: dict, device) -> tuple[metrics.Matrix, dict]:
     """One model per task learned alone: nothing later touches it, so R[i][j] = R[i][i] for every j >= i
     (each model is evaluated once); the cost is every model kept."""
-    from tools.report import task_accuracies
     from utils.checkpoint import load_checkpoint, network_from_checkpoint
 
     matrix: metrics.Matrix = [[None] * len(names) for _ in names]
@@ -85,7 +131,6 @@ def supsup(root: Path, names: list[str], data: dict, device, objective: str = "h
     accuracy with the inferred mask."""
     import torch
 
-    from tools.report import task_accuracies
     from utils.methods.supsup.infer import infer_tasks
     from utils.methods.supsup.stages import first_tasks
 
