@@ -202,6 +202,7 @@ def test_fine_tune_never_reduces_the_recovered_count():
     assert first_layer_count(truth, checked) == tuned.recovered >= before
 
 
+@pytest.mark.slow
 def test_a_small_teacher_is_recovered_end_to_end(tmp_path):
     common = ["--method", "extract", "--benchmark", "gaussian_teacher", "--dataset", "gaussian", "--data_root",
               str(tmp_path), "--save_folder", str(tmp_path), "--ec_sizes", "6,3,1", "--ec_students", "6",
