@@ -5,42 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, environment, run_driver
+from tests.stand_in import stub_calls, stub_env
 
 LIB = REPO / "scripts" / "lib.sh"
 
-# A stand-in for PYTHON: `-m tools.list_tasks` runs for real (the drivers need the task names); any other
-# call appends its arguments to STUB_LOG as a JSON line and exits with STUB_CODES[its --dataset] (default 0).
-STUB = f"""#!{sys.executable}
-import json, os, sys
-args = sys.argv[1:]
-if args[:1] == ["-m"] and args[1].startswith("tools."):
-    os.execv(sys.executable, [sys.executable, *args])
-with open(os.environ["STUB_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-dataset = args[args.index("--dataset") + 1] if "--dataset" in args else ""
-sys.exit(json.loads(os.environ.get("STUB_CODES", "{{}}")).get(dataset, 0))
-"""
-
-
-def stub_python(folder: Path, **codes: int) -> dict[str, str]:
-    """The environment that makes a driver call the stand-in, with these exit codes per dataset."""
-    stub = folder / "python_stub"
-    stub.write_text(STUB)
-    stub.chmod(0o755)
-    return {"PYTHON": str(stub), "STUB_LOG": str(folder / "stub.jsonl"), "STUB_CODES": json.dumps(codes),
-            "FAST_START": "0"}
-
-
-def stub_calls(env: dict[str, str]) -> list[list[str]]:
-    path = Path(env["STUB_LOG"])
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def flag(args: list[str], name: str) -> str:
@@ -88,10 +62,10 @@ def test_on_exit_cleanups_and_the_stage_server_cleanup_all_run(tmp_path):
 def test_cpg_data_root_argument_beats_the_environment(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    env = stub_python(tmp_path, digits_01=1)  # the first stage fails: its arguments are all this needs
+    env = stub_env(tmp_path, digits_01=1)  # the first stage fails: its arguments are all this needs
     done = run_driver("cpg.sh", "split_digits", str(data), "s", "1.5", DATA_ROOT=str(tmp_path / "nonexistent"),
                       CKPT_ROOT=str(tmp_path / "ck"), **env)
-    calls = stub_calls(env)
+    calls = [call["args"] for call in stub_calls(env)]
     assert calls, done.stderr
     assert flag(calls[0], "--dataset") == "digits_01"
     assert flag(calls[0], "--data_root") == os.path.realpath(data)
@@ -116,14 +90,14 @@ def test_supsup_gg_takes_any_characters_in_the_checkpoint_root(tmp_path):
     ("0,1,2", {"pdigits_00": 1, "pdigits_02": 1}, 1, ["worker 0 (GPU 0) exit 1", "worker 2 (GPU 2) exit 1"]),
 ])
 def test_supsup_gg_reports_every_failed_worker(tmp_path, gpus, codes, expected, failed):
-    env = stub_python(tmp_path, **codes)
+    env = stub_env(tmp_path, **codes)
     done = run_driver("supsup_gg.sh", gpus, BENCHMARK="permuted_digits", NUM_TASKS=str(len(gpus) // 2 + 1),
                       DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"), **env)
     assert done.returncode == expected, done.stderr
     summary = done.stderr.strip().splitlines()[-1]
     assert [worker for worker in failed if worker in summary] == failed
     assert summary.count(" exit ") == len(failed)
-    assert all(flag(call, "--mode") == "finetune" for call in stub_calls(env))  # no evaluation after a failure
+    assert all(flag(call["args"], "--mode") == "finetune" for call in stub_calls(env))  # no evaluation after a failure
 
 
 TINY_SYNTHETIC = {"SEEDS": "1", "SIZES": "6,3,2", "EPOCHS": "300", "SAMPLES": "300", "OMP_NUM_THREADS": "1"}
