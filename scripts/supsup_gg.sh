@@ -12,7 +12,7 @@
 # environment: NUM_TASKS, EPOCHS (250), SPARSITY (ER factor, 32), LR (1e-3), BATCH_SIZE (128), SEED (0),
 #   BENCHMARK (rand_split_cifar100; the embedded permuted_digits, or split_digits with ARCH=lenet_300_100),
 #   ARCH (gem_resnet18), BASELINE, BODY_LR (baselines that train a body), DATA_ROOT, CKPT_ROOT, DEVICE,
-#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table; SupSup itself)
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table; baselines too)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -23,8 +23,7 @@ for gpu in "${gpu_ids[@]}"; do
 done
 BASELINE=${BASELINE:-supsup}
 case $BASELINE in
-  supsup) for_each_seed "$@" ;;
-  upper_bound | separate_heads | separate_heads_randw | batche | batche_randw | transfer) ;;
+  supsup | upper_bound | separate_heads | separate_heads_randw | batche | batche_randw | transfer) for_each_seed "$@" ;;
   *) usage_error "BASELINE must be supsup, upper_bound, separate_heads, separate_heads_randw, batche," \
     "batche_randw or transfer; got '$BASELINE'" ;;
 esac

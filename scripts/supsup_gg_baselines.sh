@@ -3,7 +3,8 @@
 # driver of its own). Unlike SupSup's independent tasks they share state from task to task, so the tasks run
 # one after another on the first GPU: task k starts from task k-1's folder and saves to a folder of its
 # own, which keeps each task's network as it was right after learning it. Then every task is evaluated
-# into results.csv and summary.json, as for SupSup.
+# into results.csv and summary.json, as for SupSup, and tools.report writes the accuracy matrix
+# (metrics.json) from the task folders and run.json for `tools.report --runs`.
 #
 #   upper_bound           one network per task, all its weights trained, started from the previous task's
 #                         (gg_baseline, layers plain; LR = BODY_LR = 1e-3)
@@ -75,6 +76,15 @@ run_gg_baseline() {
       --log_path "$ROOT/eval.log"
   fi
   ((CHILD_RC == 0)) || exit "$CHILD_RC"
+  local layout=task  # each folder holds the network after its task: R[i][j] from folder j
+  case $BASELINE in
+    upper_bound) layout=independent ;;
+    transfer) layout=supsup ;;
+  esac
+  run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints "$layout" --benchmark "$BENCHMARK" \
+    --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
+  ((CHILD_RC == 0)) || exit "$CHILD_RC"
+  write_run_card "$ROOT" "gg_$BASELINE" "$SEED"
   say "results: $ROOT/results.csv, summary: $ROOT/summary.json"
   cat "$ROOT/results.csv"
 }

@@ -215,6 +215,24 @@ def test_every_baseline_runs_through_the_driver_on_the_embedded_digits(tmp_path,
     for row in rows[:2]:
         assert row["accuracy_final"] == row["accuracy_after_learning"]
         assert 0.0 <= float(row["accuracy_final"]) <= 1.0
+    (root,) = [path.parent for path in (tmp_path / "ck").rglob("run.json")]
+    assert json.loads((root / "run.json").read_text())["method"] == f"gg_{baseline}"
+    record = json.loads((root / "metrics.json").read_text())
+    matrix = record["accuracy_matrix"]  # from the task folders: the first task as it was after each task
+    assert [matrix[0][0], matrix[1][1]] == [float(row["accuracy_after_learning"]) for row in rows[:2]]
+    assert matrix[0][1] == matrix[0][0] and record["metrics"]["backward_transfer"] == 0
+    assert (record["capacity"]["model_vs_independent"] == 1.0) == (baseline == "upper_bound")
+
+
+@pytest.mark.slow
+def test_baseline_seeds_give_one_run_each_and_a_table(tmp_path, data_root):
+    result = run_driver("supsup_gg.sh", BASELINE="separate_heads", SEEDS="1 2", BENCHMARK="split_digits",
+                        ARCH="lenet_300_100", NUM_TASKS="2", EPOCHS="1", BATCH_SIZE="32", DATA_ROOT=str(data_root),
+                        CKPT_ROOT=str(tmp_path / "ck"), OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    cards = sorted((tmp_path / "ck").rglob("run.json"))
+    assert [json.loads(card.read_text())["seed"] for card in cards] == [1, 2]
+    assert "| gg_separate_heads | 1 2 |" in result.stdout
 
 
 @pytest.mark.slow

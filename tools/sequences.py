@@ -47,15 +47,30 @@ def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict
     return {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
 
 
+def _arch_options(folder: Path) -> dict:
+    """The architecture options a checkpoint's meta records (input shape, outputs: SupSup and the GG
+    baselines size LeNet and FC nets to the data), for rebuilding it as it was."""
+    from utils.checkpoint import read_meta
+
+    meta = read_meta(folder)
+    options = {"input_shape": tuple(meta["input_shape"])} if "input_shape" in meta else {}
+    return {**options, "outputs": meta["outputs"]} if "outputs" in meta else options
+
+
+def checkpoint_network(folder: Path):
+    """(payload, network) of the checkpoint in `folder`, built with the options its meta records."""
+    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+
+    payload = load_checkpoint(folder)
+    return payload, network_from_checkpoint(payload, **_arch_options(folder))
+
+
 def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> metrics.Matrix:
     """R[i][j]: task i's test accuracy with the checkpoint in folders[j] (the one saved after task j), for
     i <= j, None above the diagonal. Each checkpoint is loaded once; `visit(payload, network)` sees each."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-
     matrix: metrics.Matrix = [[None] * len(names) for _ in names]
     for j, folder in enumerate(folders):
-        payload = load_checkpoint(folder)
-        network = network_from_checkpoint(payload)
+        payload, network = checkpoint_network(folder)
         column = task_accuracies(network, {name: data[name] for name in names[: j + 1]}, device)
         for i, name in enumerate(names[: j + 1]):
             matrix[i][j] = column[name]
@@ -86,32 +101,34 @@ def sequential(folders: list[Path], names: list[str], data: dict, device) -> tup
     kept: list[dict] = []
     matrix = accuracy_matrix(folders, names, data, device, lambda payload, network: kept.append(payload))
     specs = [payload["tasks"][-1] for payload in kept]
-    return matrix, storage(state_bytes(kept[-1]["model"]), kept[-1]["arch"], specs)
+    return matrix, storage(state_bytes(kept[-1]["model"]), kept[-1]["arch"], specs, **_arch_options(folders[-1]))
 
 
 def independent(folders: list[Path], names: list[str], data: dict, device) -> tuple[metrics.Matrix, dict]:
     """One model per task learned alone: nothing later touches it, so R[i][j] = R[i][i] for every j >= i
     (each model is evaluated once); the cost is every model kept."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-
     matrix: metrics.Matrix = [[None] * len(names) for _ in names]
     kept, specs = 0, []
     for i, (folder, name) in enumerate(zip(folders, names, strict=True)):
-        payload = load_checkpoint(folder)
-        accuracy = task_accuracies(network_from_checkpoint(payload), {name: data[name]}, device)[name]
+        payload, network = checkpoint_network(folder)
+        accuracy = task_accuracies(network, {name: data[name]}, device)[name]
         matrix[i][i:] = [accuracy] * (len(names) - i)
         kept += state_bytes(payload["model"])
         specs.append(payload["tasks"][-1])
-    return matrix, storage(kept, payload["arch"], specs)
+    return matrix, storage(kept, payload["arch"], specs, **_arch_options(folders[-1]))
 
 
 def supsup_network(root: Path, names: list[str]):
-    """A SupSup run's network with every task's mask: GNu's one sequential model (<root>/model), or GG's
+    """A SupSup run's network with every task's mask: GNu's one sequential model (<root>/model), the last
+    task's folder when it holds every task (Transfer, whose tasks start from the earlier ones), or GG's
     one checkpoint per task (<root>/<task>) merged."""
+    from utils.checkpoint import read_meta
     from utils.methods.supsup.stages import load, merge
 
     if (root / "model" / "meta.json").is_file():
         network, _ = load(root / "model")
+    elif [task["name"] for task in read_meta(root / names[-1])["tasks"]] == names:
+        network, _ = load(root / names[-1])
     else:
         network, _ = merge([root / name for name in names])
     stored = [spec.name for spec in network.tasks]
