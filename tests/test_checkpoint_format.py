@@ -41,3 +41,12 @@ def test_old_checkpoint_grows_without_changing_old_tasks(expected):
     network = network_from_checkpoint(load_checkpoint(FIXTURES / "cpg"), width=2.0)
     for task in (1, 2):
         assert torch.equal(_logits(network, expected["inputs"], task), expected[f"cpg_task{task}"])
+
+
+def test_a_checkpoint_rebuilt_for_other_data_is_refused_not_loaded_into_a_corner():
+    """The SupSup fixture's network reads 8x8 images; rebuilt without its recorded input shape (28x28 by
+    default) at the same width, its first layer would not fit: that is a bad checkpoint, not a growth."""
+    from utils.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="has shape"):
+        network_from_checkpoint(load_checkpoint(FIXTURES / "supsup"))

@@ -93,6 +93,7 @@ def network_from_checkpoint(payload: dict, width: float | None = None, **arch_op
     initialised, ownership of the new region is free). Every stored task is restored at its final
     size straight from the checkpoint, without replaying how it was learned."""
     width = max(payload["width"], width or 0.0)
+    grown = width > payload["width"]
     try:
         network = build_network(payload["arch"], width, payload["tasks"], payload["mode"], **arch_options)
     except ValueError as error:  # an unknown architecture or layer mode, a width that does not fit it
@@ -107,8 +108,11 @@ def network_from_checkpoint(payload: dict, width: float | None = None, **arch_op
             try:
                 if value.shape == target[name].shape:
                     target[name].copy_(value)
-                else:
+                elif grown:
                     copy_into_corner(target[name], value)
+                else:  # the same width yet another shape: built for other data (input shape, outputs)
+                    raise CheckpointError(f"checkpoint tensor {name} has shape {tuple(value.shape)}, the "
+                                          f"{payload['arch']} rebuilt from it {tuple(target[name].shape)}")
             except (ValueError, RuntimeError, AttributeError) as error:
                 raise CheckpointError(f"checkpoint tensor {name} does not fit {payload['arch']} ({error})") from error
     network.set_task(len(network.tasks))
