@@ -13,7 +13,8 @@ import main_normal
 from models.bn_mask_net import BNMaskNet
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
 from utils.data.registry import get_benchmark
-from utils.methods.supsup.hopfield import load, recover, storage_bytes
+from utils.methods.supsup.hopfield import load, nearest_patterns, recover, storage_bytes
+from utils.methods.supsup.infer import objective
 from utils.methods.supsup.settings import SupSupSettings
 
 NAMES = get_benchmark("split_digits").task_names
@@ -80,6 +81,45 @@ def test_learning_a_task_leaves_the_stored_tasks_outputs_bit_identical(tmp_path,
     with torch.no_grad():
         outputs.append(network(images))
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def test_the_trace_names_the_stored_pattern_nearest_the_recovery_and_its_overlap():
+    torch.manual_seed(1)
+    norms = [HopfieldMaskedNorm(64), HopfieldMaskedNorm(64)]
+    patterns = [torch.randint(0, 2, (4, 64)).float() * 2 - 1 for _ in norms]
+    for norm, rows in zip(norms, patterns, strict=True):
+        _store(norm, rows)
+        norm.start_recovery()
+    with torch.no_grad():
+        norms[0].recovery.copy_(patterns[0][2] * torch.cat([-torch.ones(5), torch.ones(59)]))  # 5 bits off task 3
+        norms[1].recovery.copy_(patterns[1][0])
+    assert nearest_patterns(norms) == [(3, round(54 / 64, 3)), (1, 1.0)]
+
+
+def test_the_summary_gives_each_tasks_entropy_under_its_own_and_the_best_other_stored_mask(tmp_path, data_root):
+    _learn(data_root, tmp_path / "m", NAMES[:2], hidden=64, epochs=2)
+    code = _main("--method", "supsup", "--mode", "inference", "--benchmark", "split_digits", "--dataset", NAMES[0],
+                 "--data_root", str(data_root), "--supsup_scenario", "hopfield", "--load_folder", str(tmp_path / "m"),
+                 "--supsup_hop_steps", "4", "--val_batch_size", "64", "--supsup_summary", str(tmp_path / "s.json"),
+                 "--log_path", str(tmp_path / "eval.log"))
+    assert code == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["tasks"]
+    network, meta = load(tmp_path / "m")
+    network.train()
+    benchmark = get_benchmark("split_digits")
+    for task, row in enumerate(rows, start=1):
+        images = benchmark.load_task(data_root, NAMES[task - 1]).on_device(torch.device("cpu"), 0, False)
+        batches = [x for x, _ in images.test_batches(64)]
+        entropy = {}
+        for mask in (1, 2):
+            network.set_task(mask)
+            with torch.no_grad():
+                entropy[mask] = float(torch.cat([objective(network(x), "h", 0) for x in batches]).mean())
+        assert row["entropy_own_mask"] == pytest.approx(entropy[task], abs=1e-4)
+        assert row["lowest_entropy_other_mask"] == pytest.approx(entropy[3 - task], abs=1e-4)
+        assert row["lowest_entropy_other_task"] == NAMES[2 - task]
+    steps = [line for line in (tmp_path / "eval.log").read_text().splitlines() if "recovery_step " in line]
+    assert len(steps) == 2 * 4 and all(len(line.split("nearest_task=")[1].split()[0].split(",")) == 2 for line in steps)
 
 
 def test_a_supsup_checkpoint_is_not_a_hopsupsup_one(tmp_path, data_root, capsys):
