@@ -145,11 +145,11 @@ def test_too_few_outputs_for_the_streams_classes_exit_64(tmp_path, data_root, ca
 
 @pytest.mark.slow
 def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports_the_bytes(tmp_path, data_root):
-    """The reference's 2048-unit network (narrower ones recover less reliably on the 8x8 digits), with the
-    recovery setting the README gives for the digits."""
+    """The reference's 2048-unit network: at 256 or 512 units 7 of the 25 tasks of seeds 1-5 (one of seed 1's)
+    settle on another task's mask, as the README's HopSupSup section explains."""
     from tests.conftest import run_driver
 
-    env = {"BENCHMARK": "split_digits", "EPOCHS": "20", "HOP_LR": "3000", "GAMMA": "3e-3",
+    env = {"BENCHMARK": "split_digits", "EPOCHS": "20", "HOP_LR": "3000", "GAMMA": "6.144",
            "DATA_ROOT": str(data_root), "CKPT_ROOT": str(tmp_path)}
     result = run_driver("supsup_hop_split_mnist.sh", "0", **env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -158,7 +158,7 @@ def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports
     assert summary["recovery_steps"] == 30 and [row["task"] for row in summary["tasks"]] == list(NAMES)
     for row in summary["tasks"]:
         assert abs(row["accuracy_recovered_mask"] - row["accuracy_stored_mask"]) <= 0.02, row
-        assert row["bits_off_after_recovery"] <= 0.01 * 2 * 2048, row
+        assert row["recovered_from_step"] is not None and row["bits_off_after_recovery"] == 0, row
     assert summary["hopfield_bytes"] == 2 * (2048 * 2048 + 2048) * 4 and summary["mask_stack_bytes"] == 2 * 5 * 256
     lines = (root / "results.csv").read_text().splitlines()
     assert lines[0].startswith('"task","accuracy_stored_mask","recovered_from_step"') and len(lines) == 6
