@@ -4,10 +4,10 @@
 # another (1 epoch, SGD 0.1, momentum 0.9, no random crops) and stored in a Hopfield network per layer
 # (Storkey's rule). Then, for every task, a mask is recovered from the Hopfield weights alone by STEPS steps
 # of SGD on the task's test batches (entropy, then GAMMA times the energy per channel) and the network is
-# evaluated with it. Writes
-# <run folder>/summary.json and results.csv: per task the accuracy with the stored and the recovered mask,
-# the step from which the recovered mask equals the stored one, and the bytes of the Hopfield weights
-# against those of the bit-packed mask stack. BENCHMARK=split_digits runs on the embedded 8x8 digits.
+# evaluated with it. Writes <run folder>/summary.json and results.csv: per task the accuracy with the stored
+# and the recovered mask, the step from which the recovered mask equals the stored one, and the bytes of the
+# Hopfield weights against those of the bit-packed mask stack. BENCHMARK=split_digits runs on the embedded
+# 8x8 digits.
 #
 # usage: scripts/supsup_hop_split_mnist.sh [gpu id]
 # environment: BENCHMARK (split_mnist), NUM_TASKS (5), HIDDEN (2048), EPOCHS (1), LR (0.1), BATCH_SIZE (128),
