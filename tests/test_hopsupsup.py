@@ -13,7 +13,8 @@ import main_normal
 from models.bn_mask_net import BNMaskNet
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
 from utils.data.registry import get_benchmark
-from utils.methods.supsup.hopfield import load, recover, storage_bytes
+from utils.methods.supsup.hopfield import load, nearest_patterns, recover, storage_bytes
+from utils.methods.supsup.infer import objective
 from utils.methods.supsup.settings import SupSupSettings
 
 NAMES = get_benchmark("split_digits").task_names
@@ -82,6 +83,45 @@ def test_learning_a_task_leaves_the_stored_tasks_outputs_bit_identical(tmp_path,
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
 
 
+def test_the_trace_names_the_stored_pattern_nearest_the_recovery_and_its_overlap():
+    torch.manual_seed(1)
+    norms = [HopfieldMaskedNorm(64), HopfieldMaskedNorm(64)]
+    patterns = [torch.randint(0, 2, (4, 64)).float() * 2 - 1 for _ in norms]
+    for norm, rows in zip(norms, patterns, strict=True):
+        _store(norm, rows)
+        norm.start_recovery()
+    with torch.no_grad():
+        norms[0].recovery.copy_(patterns[0][2] * torch.cat([-torch.ones(5), torch.ones(59)]))  # 5 bits off task 3
+        norms[1].recovery.copy_(patterns[1][0])
+    assert nearest_patterns(norms) == [(3, round(54 / 64, 3)), (1, 1.0)]
+
+
+def test_the_summary_gives_each_tasks_entropy_under_its_own_and_the_best_other_stored_mask(tmp_path, data_root):
+    _learn(data_root, tmp_path / "m", NAMES[:2], hidden=64, epochs=2)
+    code = _main("--method", "supsup", "--mode", "inference", "--benchmark", "split_digits", "--dataset", NAMES[0],
+                 "--data_root", str(data_root), "--supsup_scenario", "hopfield", "--load_folder", str(tmp_path / "m"),
+                 "--supsup_hop_steps", "4", "--val_batch_size", "64", "--supsup_summary", str(tmp_path / "s.json"),
+                 "--log_path", str(tmp_path / "eval.log"))
+    assert code == 0
+    rows = json.loads((tmp_path / "s.json").read_text())["tasks"]
+    network, meta = load(tmp_path / "m")
+    network.train()
+    benchmark = get_benchmark("split_digits")
+    for task, row in enumerate(rows, start=1):
+        images = benchmark.load_task(data_root, NAMES[task - 1]).on_device(torch.device("cpu"), 0, False)
+        batches = [x for x, _ in images.test_batches(64)]
+        entropy = {}
+        for mask in (1, 2):
+            network.set_task(mask)
+            with torch.no_grad():
+                entropy[mask] = float(torch.cat([objective(network(x), "h", 0) for x in batches]).mean())
+        assert row["entropy_own_mask"] == pytest.approx(entropy[task], abs=1e-4)
+        assert row["lowest_entropy_other_mask"] == pytest.approx(entropy[3 - task], abs=1e-4)
+        assert row["lowest_entropy_other_task"] == NAMES[2 - task]
+    steps = [line for line in (tmp_path / "eval.log").read_text().splitlines() if "recovery_step " in line]
+    assert len(steps) == 2 * 4 and all(len(line.split("nearest_task=")[1].split()[0].split(",")) == 2 for line in steps)
+
+
 def test_a_supsup_checkpoint_is_not_a_hopsupsup_one(tmp_path, data_root, capsys):
     assert _main("--method", "supsup", "--mode", "finetune", "--benchmark", "split_digits", "--dataset", NAMES[0],
                  "--arch", "lenet_300_100", "--data_root", str(data_root), "--epochs", "1",
@@ -105,11 +145,11 @@ def test_too_few_outputs_for_the_streams_classes_exit_64(tmp_path, data_root, ca
 
 @pytest.mark.slow
 def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports_the_bytes(tmp_path, data_root):
-    """The reference's 2048-unit network (narrower ones recover less reliably on the 8x8 digits), with the
-    recovery setting the README gives for the digits."""
+    """The reference's 2048-unit network: at 256 or 512 units 7 of the 25 tasks of seeds 1-5 (one of seed 1's)
+    settle on another task's mask, as the README's HopSupSup section explains."""
     from tests.conftest import run_driver
 
-    env = {"BENCHMARK": "split_digits", "EPOCHS": "20", "HOP_LR": "3000", "GAMMA": "3e-3",
+    env = {"BENCHMARK": "split_digits", "EPOCHS": "20", "HOP_LR": "3000", "GAMMA": "6.144",
            "DATA_ROOT": str(data_root), "CKPT_ROOT": str(tmp_path)}
     result = run_driver("supsup_hop_split_mnist.sh", "0", **env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -118,7 +158,7 @@ def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports
     assert summary["recovery_steps"] == 30 and [row["task"] for row in summary["tasks"]] == list(NAMES)
     for row in summary["tasks"]:
         assert abs(row["accuracy_recovered_mask"] - row["accuracy_stored_mask"]) <= 0.02, row
-        assert row["bits_off_after_recovery"] <= 0.01 * 2 * 2048, row
+        assert row["recovered_from_step"] is not None and row["bits_off_after_recovery"] == 0, row
     assert summary["hopfield_bytes"] == 2 * (2048 * 2048 + 2048) * 4 and summary["mask_stack_bytes"] == 2 * 5 * 256
     lines = (root / "results.csv").read_text().splitlines()
     assert lines[0].startswith('"task","accuracy_stored_mask","recovered_from_step"') and len(lines) == 6

@@ -5,7 +5,7 @@ A task's mask gates the output channels of a batch-norm (batch statistics, no af
 packs its mask as bits (kept to check the recovery against) and adds x = 2 mask - 1 to the Hopfield
 weights with Storkey's rule, W += (x x^T - I - x h^T - h x^T) / d with h = W x, so W and the running
 sum of the stored x are all that recovering a mask needs. A recovery descends from the mean stored x on
-the energy -s^T W s / 2 of s = 2 (score >= 0) - 1 (see utils/methods/supsup/hopfield.py).
+the energy -s^T W s / (2 d) of s = 2 (score >= 0) - 1 (see utils/methods/supsup/hopfield.py).
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ class HopfieldMaskedNorm(TaskState):
         return self.recovery.detach() >= 0
 
     def energy(self) -> torch.Tensor:
-        """Hopfield energy -s^T W s / 2 of the recovery's current signs (straight-through to its score)."""
+        """Hopfield energy per channel, -s^T W s / (2 d), of the recovery's current signs (straight-through to
+        its score). Per channel it is about -1/2 at a stored pattern whatever the width d, as the entropy it is
+        blended with does not grow with d either, so the blend's weight means the same at every width."""
         signs = SupSupMask.apply(self.recovery, None) * 2 - 1
-        return -0.5 * signs @ self.memory @ signs
+        return -0.5 * signs @ self.memory @ signs / self.channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = SupSupMask.apply(self.recovery, None) if self.recovery is not None else self.mask(self.active_task)

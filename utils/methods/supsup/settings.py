@@ -66,7 +66,9 @@ class SupSupSettings(StageSettings):
     supsup_hop_hidden: int = flag(2048, "hopfield: units of each of the two hidden layers", at_least=1)
     supsup_hop_steps: int = flag(30, "hopfield: recovery steps (SGD on entropy, then energy)", at_least=1)
     supsup_hop_lr: float = flag(500.0, "hopfield: learning rate of the recovery", at_least=0.0)
-    supsup_hop_gamma: float = flag(1.5e-3, "hopfield: weight of the Hopfield energy in the recovery", at_least=0.0)
+    supsup_hop_gamma: float = flag(3.072, "hopfield: weight of the Hopfield energy per channel, -s^T W s / (2 d), "
+                                   "in the recovery (the reference's 1.5e-3 on -s^T W s / 2 at its d = 2048)",
+                                   at_least=0.0)
 
     def validate(self) -> None:
         super().validate()
