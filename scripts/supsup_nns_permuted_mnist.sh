@@ -5,8 +5,9 @@
 # MAXN) candidates), and allocates a new mask itself up to BUDGET. LeNet 300-100, 500 outputs, 2500 tasks
 # of 1000 batches, a check every 100 (the reference). At test time each image's mask is inferred (one-shot,
 # entropy) and the image classified with it. Writes <run folder>/train.log (one line per check: its
-# decision and the masks allocated so far), results.csv and summary.json (per task: the mask it was mapped
-# to, accuracy with the inferred mask, and the number of masks allocated).
+# decision and the masks allocated so far; also model/checks.csv), results.csv and summary.json (per task:
+# the mask it was mapped to, accuracy with the inferred mask, and the number of masks allocated), and
+# nns_checks.png (each check's n max nu along the stream against 1 + EPSILON, with the masks allocated).
 # BENCHMARK=permuted_digits runs the same on the embedded 8x8 digits (no download).
 #
 # usage: scripts/supsup_nns_permuted_mnist.sh [gpu id]
@@ -43,5 +44,6 @@ run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder
   --supsup_infer_batch "${INFER_BATCH:-1}" --val_batch_size 500 --supsup_results "$ROOT/results.csv.tmp" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"
+run_child "$PYTHON" -m tools.nns_report "$ROOT"
 say "masks allocated: $(json_get "$ROOT/summary.json" .masks_allocated); results: $ROOT/results.csv, summary: $ROOT/summary.json"
 cat "$ROOT/results.csv"

@@ -3,6 +3,7 @@ inputs, and on 5 permuted-digit tasks the masks allocated and the accuracy again
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 import main_normal
 from models.layers.supsup import set_density
 from models.lenet import LeNet300100
+from tests.test_metrics import _png_is_drawn
 from utils.data.registry import get_benchmark
 from utils.methods.supsup import nns
 from utils.methods.supsup.settings import SupSupSettings
@@ -158,6 +160,26 @@ def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_r
     assert all(row["num_tasks_learned"] == summary["masks_allocated"] and "accuracy_inferred_mask" in row
                and "mapped_mask" in row for row in summary["tasks"])
     assert (root / "results.csv").read_text().startswith("num_tasks_learned,task,mapped_mask")
+    with (root / "model/checks.csv").open() as file:  # the plot's data: the checks train.log gives
+        rows = list(csv.DictReader(file))
+    assert [(row["batch"], row["decision"], row["n_max_nu"]) for row in rows] == [
+        (line.split(" batch=")[1].split()[0], line.split(" decision=")[1].split()[0],
+         line.split(" n_max_nu=")[1].split()[0]) for line in checks]
+    assert _png_is_drawn(root / "nns_checks.png")
+
+
+def test_the_nns_report_refuses_a_folder_without_checks_and_a_corrupt_checks_file(tmp_path, capsys):
+    from tools import nns_report
+
+    with pytest.raises(SystemExit) as stop:
+        nns_report.main([str(tmp_path)])
+    assert stop.value.code == 64 and "is not a finished NNs run" in capsys.readouterr().err
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/meta.json").write_text(json.dumps({"settings": {"supsup_nns_epsilon": 0.125}}))
+    (tmp_path / "model/checks.csv").write_text("batch,stream_task,decision,n_max_nu,masks_allocated\n10,a,new,x,1\n")
+    assert nns_report.main([str(tmp_path)]) == 65
+    err = capsys.readouterr().err
+    assert "not an NNs checks file" in err and len(err.strip().splitlines()) == 1
 
 
 

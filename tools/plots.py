@@ -1,6 +1,6 @@
 """The report's PNG plots (matplotlib, Agg, no torch): the accuracy matrix as a heatmap, each task's
 sparsity-versus-accuracy curve from its pruning record, each task's capacity over the sequence, SupSup's
-task-inference accuracy against the number of tasks, and methods side by side."""
+task-inference accuracy against the number of tasks, SupSup NNs' new-task checks, and methods side by side."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ PRUNING = "pruning_curves.png"
 CAPACITY = "capacity.png"
 TASK_INFERENCE = "task_inference.png"
 COMPARISON = "comparison.png"
+NNS_CHECKS = "nns_checks.png"
 
 
 def _pyplot():
@@ -125,6 +126,44 @@ def task_inference(root: Path, curve: list[dict]) -> Path:
     axes.set_title("SupSup one-shot task inference")
     axes.legend(fontsize=8, loc="lower left")
     return _save(figure, root / TASK_INFERENCE)
+
+
+def nns_checks(root: Path, checks: list[dict], epsilon: float) -> Path:
+    """SupSup NNs: each new-task check's n max nu along the stream, marked by its decision, against the
+    1 + epsilon line below which a check allocates, with the masks allocated so far; the stream's tasks
+    are shaded (up to 40 of them) so a wrong call shows as a marker on the wrong side of the line."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(figsize=(7.2, 3.9))
+    tasks = list(dict.fromkeys(check["stream_task"] for check in checks))
+    if len(tasks) <= 40:
+        edges = [int(check["batch"]) for k, check in enumerate(checks)
+                 if k == 0 or check["stream_task"] != checks[k - 1]["stream_task"]]
+        ends = [*edges[1:], int(checks[-1]["batch"]) + 1]
+        for k, (start, end) in enumerate(zip(edges, ends, strict=True)):
+            axes.axvspan(start - 0.5, end - 0.5, color="0.93" if k % 2 else "white", zorder=0)
+            if len(tasks) <= 12:
+                axes.text((start + end) / 2, 1.0, tasks[k], transform=axes.get_xaxis_transform(), ha="center",
+                          va="bottom", fontsize=6, color="0.35")
+    styles = {"known": ("o", "C0"), "new": ("^", "C3"), "new_untrained_won": ("v", "C1"), "budget_spent": ("x", "0.4")}
+    for decision, (marker, colour) in styles.items():
+        chosen = [check for check in checks if check["decision"] == decision]
+        if chosen:
+            axes.scatter([int(check["batch"]) for check in chosen], [float(check["n_max_nu"]) for check in chosen],
+                         marker=marker, color=colour, s=22, label=decision.replace("_", " "), zorder=3)
+    axes.axhline(1.0 + epsilon, color="black", linestyle="--", linewidth=1, label=f"1 + ε = {1 + epsilon:g}")
+    axes.set_xlabel("training batch of the stream")
+    axes.set_ylabel("n · max ν at the check")
+    axes.set_title(f"SupSup NNs new-task checks ({len(tasks)} tasks in the stream)", pad=12)
+    masks = axes.twinx()
+    masks.step([int(check["batch"]) for check in checks], [int(check["masks_allocated"]) for check in checks],
+               where="post", color="C2", linewidth=1.2)
+    masks.set_ylabel("masks allocated", color="C2")
+    masks.tick_params(axis="y", colors="C2")
+    masks.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend(fontsize=7, loc="best")
+    return _save(figure, root / NNS_CHECKS)
 
 
 def comparison(folder: Path, rows: list[dict]) -> Path:

@@ -15,6 +15,8 @@ the image is classified with it.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -26,7 +28,7 @@ from models import build_network
 from models.layers.base import pack_bits
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump
+from utils.atomic import atomic_json_dump, atomic_write
 from utils.checkpoint import save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
@@ -38,6 +40,17 @@ from utils.methods.supsup.infer import alpha_gradient, infer_tasks
 from utils.methods.supsup.settings import SupSupSettings
 from utils.methods.supsup.stages import _add_csv_rows, first_tasks, load
 from utils.optim import Adam, RMSprop
+
+CHECKS = "checks.csv"
+"""Beside the NNs checkpoint: one row per new-task check (what train.log says, for tables and plots)."""
+
+
+def write_checks(path: Path, checks: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(checks[0]))
+    writer.writeheader()
+    writer.writerows(checks)
+    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
 
 
 def stream_names(settings: SupSupSettings) -> list[str]:
@@ -138,7 +151,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     network.to(device)
     network.train()
     masks = MaskStream(network, settings, classes)
-    mask, seen, stream = masks.allocate(), 0, []
+    mask, seen, stream, checks = masks.allocate(), 0, [], []
     board = log.board("supsup_nns")  # one point per check, at its batch of the stream
     for position, name in enumerate(names):
         task = first if position == 0 else benchmark.load_task(Path(settings.data_root), name)
@@ -150,8 +163,10 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
                                             settings.supsup_nns_task_batches):
             if seen and seen % settings.supsup_nns_every == 0:
                 mask, fields = masks.decide(images)
-                log.line(stage="supsup_nns", batch=seen, stream_task=name, mask=mask or "none",
-                         masks_allocated=masks.allocated, **fields)
+                check_row = {"batch": seen, "stream_task": name, "mask": mask or "none",
+                             "masks_allocated": masks.allocated, **fields}
+                checks.append(check_row)
+                log.line(stage="supsup_nns", **check_row)
                 board.epoch(seen, masks_allocated=masks.allocated, mask=mask or 0, **fields)
             if mask is not None:
                 masks.step(mask, images, labels)
@@ -168,6 +183,8 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
         "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
         "masks_allocated": masks.allocated, "stream": stream})
+    if checks:
+        write_checks(Path(settings.save_folder) / CHECKS, checks)
     log.decision(stage="supsup_nns", exit=0, state="OK", masks_allocated=masks.allocated, batches=seen,
                  reason="stream learned, masks stored")
     return ExitCode.OK
