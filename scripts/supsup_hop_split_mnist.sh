@@ -40,6 +40,7 @@ run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 jq -r '(.tasks[0] | keys_unsorted | @csv), (.tasks[] | [.[]] | @csv)' "$ROOT/summary.json" > "$ROOT/results.csv.tmp"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"
+run_child "$PYTHON" -m tools.stream_report "$ROOT"
 hopfield_bytes=$(json_get "$ROOT/summary.json" .hopfield_bytes)  # one substitution per command (lib.sh, Signals)
 mask_bytes=$(json_get "$ROOT/summary.json" .mask_stack_bytes)
 say "Hopfield weights: $hopfield_bytes bytes, mask stack: $mask_bytes bytes; summary: $ROOT/summary.json"

@@ -44,6 +44,6 @@ run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder
   --supsup_infer_batch "${INFER_BATCH:-1}" --val_batch_size 500 --supsup_results "$ROOT/results.csv.tmp" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"
-run_child "$PYTHON" -m tools.nns_report "$ROOT"
+run_child "$PYTHON" -m tools.stream_report "$ROOT"
 say "masks allocated: $(json_get "$ROOT/summary.json" .masks_allocated); results: $ROOT/results.csv, summary: $ROOT/summary.json"
 cat "$ROOT/results.csv"

@@ -12,6 +12,7 @@ import torch
 import main_normal
 from models.bn_mask_net import BNMaskNet
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
+from tests.test_metrics import _png_is_drawn
 from utils.data.registry import get_benchmark
 from utils.methods.supsup.hopfield import load, nearest_patterns, recover, storage_bytes
 from utils.methods.supsup.infer import objective
@@ -120,6 +121,11 @@ def test_the_summary_gives_each_tasks_entropy_under_its_own_and_the_best_other_s
         assert row["lowest_entropy_other_task"] == NAMES[2 - task]
     steps = [line for line in (tmp_path / "eval.log").read_text().splitlines() if "recovery_step " in line]
     assert len(steps) == 2 * 4 and all(len(line.split("nearest_task=")[1].split()[0].split(",")) == 2 for line in steps)
+    trace = json.loads((tmp_path / "s.json").read_text())["recovery_trace"]
+    assert list(trace) == list(NAMES[:2]) and all(len(task_steps) == 4 for task_steps in trace.values())
+    for row in rows:  # the last step's overlaps with the own stored mask count the bits still off
+        last = trace[row["task"]][-1]["own_overlap"]
+        assert sum(round((1 - overlap) / 2 * 64) for overlap in last) == row["bits_off_after_recovery"], (last, row)
 
 
 def test_a_supsup_checkpoint_is_not_a_hopsupsup_one(tmp_path, data_root, capsys):
@@ -163,3 +169,7 @@ def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports
     lines = (root / "results.csv").read_text().splitlines()
     assert lines[0].startswith('"task","accuracy_stored_mask","recovered_from_step"') and len(lines) == 6
     assert "Hopfield weights: 33570816 bytes, mask stack: 2560 bytes" in result.stdout
+    for row in summary["tasks"]:  # from the step it is recovered on, both layers sit on the own mask
+        steps = summary["recovery_trace"][row["task"]]
+        assert all(step["own_overlap"] == [1.0, 1.0] for step in steps[row["recovered_from_step"] - 1:])
+    assert _png_is_drawn(root / "hopfield_recovery.png")

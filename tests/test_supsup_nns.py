@@ -168,18 +168,23 @@ def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_r
     assert _png_is_drawn(root / "nns_checks.png")
 
 
-def test_the_nns_report_refuses_a_folder_without_checks_and_a_corrupt_checks_file(tmp_path, capsys):
-    from tools import nns_report
+def test_the_stream_report_refuses_a_folder_without_a_run_and_a_corrupt_checks_file(tmp_path, capsys):
+    from tools import stream_report
 
     with pytest.raises(SystemExit) as stop:
-        nns_report.main([str(tmp_path)])
-    assert stop.value.code == 64 and "is not a finished NNs run" in capsys.readouterr().err
+        stream_report.main([str(tmp_path)])
+    assert stop.value.code == 64 and "is not a finished NNs or HopSupSup run" in capsys.readouterr().err
     (tmp_path / "model").mkdir()
     (tmp_path / "model/meta.json").write_text(json.dumps({"settings": {"supsup_nns_epsilon": 0.125}}))
     (tmp_path / "model/checks.csv").write_text("batch,stream_task,decision,n_max_nu,masks_allocated\n10,a,new,x,1\n")
-    assert nns_report.main([str(tmp_path)]) == 65
+    assert stream_report.main([str(tmp_path)]) == 65
     err = capsys.readouterr().err
     assert "not an NNs checks file" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "model/checks.csv").unlink()
+    (tmp_path / "summary.json").write_text(json.dumps({"hidden": 64, "recovery_trace": {"a": [{"step": 1}]}}))
+    assert stream_report.main([str(tmp_path)]) == 65  # a HopSupSup summary whose trace lacks the overlaps
+    err = capsys.readouterr().err
+    assert "not a HopSupSup recovery trace" in err and len(err.strip().splitlines()) == 1
 
 
 

@@ -1,6 +1,7 @@
 """The report's PNG plots (matplotlib, Agg, no torch): the accuracy matrix as a heatmap, each task's
 sparsity-versus-accuracy curve from its pruning record, each task's capacity over the sequence, SupSup's
-task-inference accuracy against the number of tasks, SupSup NNs' new-task checks, and methods side by side."""
+task-inference accuracy against the number of tasks, SupSup NNs' new-task checks, HopSupSup's recoveries,
+and methods side by side."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ CAPACITY = "capacity.png"
 TASK_INFERENCE = "task_inference.png"
 COMPARISON = "comparison.png"
 NNS_CHECKS = "nns_checks.png"
+HOPFIELD_RECOVERY = "hopfield_recovery.png"
 
 
 def _pyplot():
@@ -164,6 +166,28 @@ def nns_checks(root: Path, checks: list[dict], epsilon: float) -> Path:
     masks.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.legend(fontsize=7, loc="best")
     return _save(figure, root / NNS_CHECKS)
+
+
+def hopfield_recovery(root: Path, summary: dict) -> Path:
+    """HopSupSup: per task, the recovery's overlap with the task's own stored mask (the lower of the two
+    layers: 1 once recovered) and the entropy it descends, step by step; entropy first, energy later."""
+    plt = _pyplot()
+    figure, (overlap, entropy) = plt.subplots(1, 2, figsize=(9.0, 3.7))
+    for k, (task, steps) in enumerate(summary["recovery_trace"].items()):
+        numbers = [step["step"] for step in steps]
+        overlap.plot(numbers, [min(step["own_overlap"]) for step in steps], color=f"C{k % 10}", label=task)
+        entropy.plot(numbers, [step["entropy"] for step in steps], color=f"C{k % 10}", label=task)
+    overlap.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    overlap.set_ylim(min(-0.05, overlap.get_ylim()[0]), 1.05)
+    overlap.set_xlabel("recovery step")
+    overlap.set_ylabel("overlap with the own stored mask")
+    overlap.set_title("recovered when it reaches 1 (both layers)")
+    entropy.set_xlabel("recovery step")
+    entropy.set_ylabel("mean output entropy")
+    entropy.set_title("entropy of the task's test batch")
+    entropy.legend(fontsize=7)
+    figure.suptitle(f"HopSupSup recovery, {summary['hidden']} units a layer")
+    return _save(figure, root / HOPFIELD_RECOVERY)
 
 
 def comparison(folder: Path, rows: list[dict]) -> Path:

@@ -143,7 +143,8 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
             trace: Callable[..., None] | None = None) -> dict:
     """Recover a mask for the task's test data from the Hopfield weights; the step from which it equals
     task `task`'s stored mask (None: it does not by the last step) and its distance to it at the end.
-    `trace`, if given, gets per step the entropy, the energy and each layer's nearest stored pattern."""
+    `trace`, if given, gets per step the entropy, the energy, each layer's nearest stored pattern and its
+    overlap with the task's own stored pattern (s.x/d: 1 when recovered)."""
     norms = hopfield_norms(network)
     scores = [norm.start_recovery() for norm in norms]
     optimizer = SGD(scores, lr=settings.supsup_hop_lr, momentum=RECOVERY_MOMENTUM, weight_decay=RECOVERY_DECAY)
@@ -164,9 +165,10 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
             since = (since or step + 1) if same else None
             if trace is not None:
                 nearest = nearest_patterns(norms)
+                own = [round(float(((norm.recovered() == bits).float() * 2 - 1).mean()), 3)
+                       for norm, bits in zip(norms, stored, strict=True)]
                 trace(step=step + 1, entropy=round(entropy.item(), 4), energy=round(energy.item(), 2),
-                      nearest_task=",".join(str(t) for t, _ in nearest),
-                      overlap=",".join(f"{o:.3f}" for _, o in nearest))
+                      nearest_task=[t for t, _ in nearest], overlap=[o for _, o in nearest], own_overlap=own)
         distance = sum(int((norm.recovered() != bits).sum()) for norm, bits in zip(norms, stored, strict=True))
         accuracy = accuracy_of(network, data, settings.val_batch_size)
     finally:
@@ -182,7 +184,7 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
     device = resolve_device(settings.device)
     network.to(device)
     benchmark = get_benchmark(settings.benchmark)
-    rows = []
+    rows, traces = [], {}
     for task, spec in enumerate(network.tasks, start=1):
         data = _shifted(benchmark.load_task(Path(settings.data_root), spec.name).on_device(device, 0, False),
                         meta["label_offsets"][task - 1])
@@ -190,8 +192,13 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
         network.set_task(task)
         row = {"task": spec.name, "accuracy_stored_mask": round(accuracy_of(network, data, settings.val_batch_size), 4)}
 
-        def trace(name: str = spec.name, **fields) -> None:
-            log.line(stage="supsup_hopfield_recovery_step", task=name, **fields)
+        steps = traces[spec.name] = []
+
+        def trace(name: str = spec.name, steps: list = steps, **fields) -> None:
+            steps.append(fields)
+            log.line(stage="supsup_hopfield_recovery_step", task=name,
+                     **{key: ",".join(map(str, value)) if isinstance(value, list) else value
+                        for key, value in fields.items()})
 
         row.update(recover(network, data, task, settings, trace))
         others = [(value, other) for other, value in enumerate(entropies, start=1) if other != task]
@@ -204,6 +211,7 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
     if settings.supsup_summary:
         atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "scenario": "hopfield",
                           "hidden": meta["hidden"], "recovery_steps": settings.supsup_hop_steps,
-                          "num_tasks_learned": len(rows), "tasks": rows, **storage_bytes(network)},
+                          "num_tasks_learned": len(rows), "tasks": rows, **storage_bytes(network),
+                          "recovery_trace": traces},
                          Path(settings.supsup_summary))
     return ExitCode.OK
