@@ -81,11 +81,3 @@ def write_matrix_csv(path: Path, names: Sequence[str], matrix: Sequence[Sequence
     atomic_write(Path(path), lambda file: csv.writer(file, lineterminator="\n").writerows(rows), binary=False)
 
 
-def write_rows_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
-    """Rows of one shape as a CSV with a header (the keys of the first row)."""
-    def write(file) -> None:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(Path(path), write, binary=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tools import metrics, plots, runs, sequences
 from tools.checkpoints import CheckpointFileError, number, read_json
-from utils.atomic import atomic_json_dump
+from utils.atomic import atomic_csv, atomic_json_dump
 from utils.cli import UsageError, UsageParser
 from utils.data.registry import DataError, get_benchmark
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_json_dump(summary, args.root / METRICS)
         plots.heatmap(args.root, summary)
         if summary.get("task_inference"):
-            metrics.write_rows_csv(args.root / INFERENCE_CSV, summary["task_inference"])
+            atomic_csv(args.root / INFERENCE_CSV, summary["task_inference"])
             plots.task_inference(args.root, summary["task_inference"])
         print(format_metrics(summary))
         print(f"matrix and metrics written to {args.root / METRICS} and {args.root / MATRIX_CSV}")

@@ -3,11 +3,12 @@ permissions the umask allows, as `open` would give them."""
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,16 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 def atomic_json_dump(obj: Any, path: Path) -> None:
     atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2) + "\n"), binary=False)
+
+
+def atomic_csv(path: Path, rows: Sequence[Mapping[str, object]], extrasaction: str = "raise") -> None:
+    """Rows of one shape as a CSV with a header (the keys of the first row), written whole."""
+    def write(file) -> None:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]), lineterminator="\n", extrasaction=extrasaction)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    atomic_write(path, write, binary=False)
 
 
 class UnreadableFile(Exception):

@@ -11,8 +11,6 @@ inference: every task with its own parts, from the last given folder that holds 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 
 from models import build_network
 from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump, atomic_write
+from utils.atomic import atomic_csv, atomic_json_dump
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
@@ -131,14 +129,6 @@ def _holders(folders: list[Path]) -> dict[str, Path]:
     return holders
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
-
-
 def inference(settings: GGBaselineSettings, log: RunLog) -> ExitCode:
     holders = _holders([Path(folder) for folder in settings.gg_task_folders.split(",") if folder])
     if not holders:
@@ -165,7 +155,7 @@ def inference(settings: GGBaselineSettings, log: RunLog) -> ExitCode:
     averages = {key: round(sum(row[key] for row in rows) / len(rows), 4)
                 for key in ("accuracy_after_learning", "accuracy_final") if all(row[key] is not None for row in rows)}
     if settings.gg_results:
-        _write_csv(Path(settings.gg_results), [*rows, {"num_tasks_learned": len(rows), "task": "average",
+        atomic_csv(Path(settings.gg_results), [*rows, {"num_tasks_learned": len(rows), "task": "average",
                                                         "accuracy_after_learning": None, **averages}])
     if settings.gg_summary:
         atomic_json_dump({"benchmark": settings.benchmark, "method": "gg_baseline", "layers": sorted(modes),

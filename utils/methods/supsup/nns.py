@@ -15,8 +15,6 @@ the image is classified with it.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -28,7 +26,7 @@ from models import build_network
 from models.layers.base import pack_bits
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump, atomic_write
+from utils.atomic import atomic_csv, atomic_json_dump
 from utils.checkpoint import save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
@@ -43,14 +41,6 @@ from utils.optim import Adam, RMSprop
 
 CHECKS = "checks.csv"
 """Beside the NNs checkpoint: one row per new-task check (what train.log says, for tables and plots)."""
-
-
-def write_checks(path: Path, checks: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(checks[0]))
-    writer.writeheader()
-    writer.writerows(checks)
-    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
 
 
 def stream_names(settings: SupSupSettings) -> list[str]:
@@ -184,7 +174,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
         "masks_allocated": masks.allocated, "stream": stream})
     if checks:
-        write_checks(Path(settings.save_folder) / CHECKS, checks)
+        atomic_csv(Path(settings.save_folder) / CHECKS, checks)
     log.decision(stage="supsup_nns", exit=0, state="OK", masks_allocated=masks.allocated, batches=seen,
                  reason="stream learned, masks stored")
     return ExitCode.OK

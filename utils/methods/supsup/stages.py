@@ -23,7 +23,7 @@ from models import build_network
 from models.layers.per_task import PerTask
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump, atomic_write
+from utils.atomic import atomic_csv, atomic_json_dump, atomic_write
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import Benchmark, get_benchmark
@@ -213,11 +213,7 @@ def _add_csv_rows(path: Path, rows: list[dict]) -> None:
             earlier = list(csv.DictReader(file))
     keys = {(str(row["num_tasks_learned"]), row["task"]) for row in rows}
     kept = [row for row in earlier if (row.get("num_tasks_learned"), row.get("task")) not in keys]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows([*kept, *rows])
-    atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
+    atomic_csv(path, [*kept, *rows], extrasaction="ignore")
 
 
 ADAPT_HEADER = ("Date Finished", "Name", "Task", "Num Tasks Learned", "Current Val", "Adapt Val")
