@@ -111,7 +111,7 @@ def network_from_checkpoint(payload: dict, width: float | None = None, **arch_op
                 elif grown:
                     copy_into_corner(target[name], value)
                 else:  # the same width yet another shape: built for other data (input shape, outputs)
-                    raise CheckpointError(f"checkpoint tensor {name} has shape {tuple(value.shape)}, the "
+                    raise CheckpointError(f"checkpoint tensor {name} {tuple(value.shape)} does not fit the "
                                           f"{payload['arch']} rebuilt from it {tuple(target[name].shape)}")
             except (ValueError, RuntimeError, AttributeError) as error:
                 raise CheckpointError(f"checkpoint tensor {name} does not fit {payload['arch']} ({error})") from error
