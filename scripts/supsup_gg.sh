@@ -23,10 +23,11 @@ for gpu in "${gpu_ids[@]}"; do
 done
 BASELINE=${BASELINE:-supsup}
 case $BASELINE in
-  supsup | upper_bound | separate_heads | separate_heads_randw | batche | batche_randw | transfer) for_each_seed "$@" ;;
+  supsup | upper_bound | separate_heads | separate_heads_randw | batche | batche_randw | transfer) ;;
   *) usage_error "BASELINE must be supsup, upper_bound, separate_heads, separate_heads_randw, batche," \
     "batche_randw or transfer; got '$BASELINE'" ;;
 esac
+for_each_seed "$@"
 require_commands jq "$PYTHON"
 BENCHMARK=${BENCHMARK:-rand_split_cifar100}
 resolve_roots

@@ -9,9 +9,13 @@ tools/metrics.py and the bytes of what the run keeps against one plain width-1.0
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tools import metrics
 from utils.data.registry import get_benchmark
+
+if TYPE_CHECKING:
+    from models.network import TaskNetwork
 
 LAYOUTS = {"gradual_prune": "gradual_prune", "model": "model", "task": ".", "independent": ".", "supsup": "."}
 """--checkpoints of tools.report: where each task's final checkpoint is under <root>/<task>/"""
@@ -57,7 +61,7 @@ def _arch_options(folder: Path) -> dict:
     return {**options, "outputs": meta["outputs"]} if "outputs" in meta else options
 
 
-def checkpoint_network(folder: Path):
+def checkpoint_network(folder: Path) -> tuple[dict, TaskNetwork]:
     """(payload, network) of the checkpoint in `folder`, built with the options its meta records."""
     from utils.checkpoint import load_checkpoint, network_from_checkpoint
 
