@@ -33,6 +33,15 @@ ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
 }
 
 
+FLATTENING = ("lenet_300_100", "fc_1024_1024")
+"""Fully connected architectures: their first layer takes the flattened image, so its size is the data's."""
+
+
+def input_options(arch: str, image_shape: tuple[int, ...]) -> dict:
+    """The build options that fit `arch` to images of `image_shape` (conv nets need none)."""
+    return {"input_shape": tuple(image_shape)} if arch in FLATTENING else {}
+
+
 class UnknownArchitecture(ValueError):
     """An architecture name no entry of ARCHITECTURES has."""
 

@@ -55,3 +55,26 @@ def test_old_tasks_are_bit_identical_after_later_tasks_and_growth(data_root, tmp
             learned[task] = _logits(tmp_path / save, task, data_root)
     assert load_checkpoint(tmp_path / "t3/final")["width"] == 1.5
     assert len(learned) == 3
+
+
+def test_a_fully_connected_cpg_net_takes_the_datas_input_size_and_keeps_old_tasks_when_it_grows(data_root, tmp_path):
+    """LeNet 300-100 on the 8x8 permuted digits: its first layer is sized from the data, the wider
+    network rebuilt for task 2 copies the stored one into its corner, and task 1 answers bit for bit."""
+    goals = tmp_path / "goals.json"
+    goals.write_text('{"pdigits_00": 0.0, "pdigits_01": 0.0}')
+    common = ["--benchmark", "permuted_digits", "--arch", "lenet_300_100", "--data_root", str(data_root),
+              "--device", "cpu", "--epochs", "1", "--baseline_acc_file", str(goals)]
+    for task, width, save, load in (("pdigits_00", "1.0", "a", []),
+                                    ("pdigits_01", "1.5", "b", ["--load_folder", str(tmp_path / "a")])):
+        code = main_normal.main(["--mode", "finetune", "--dataset", task, "--network_width_multiplier", width,
+                                 "--max_allowed_network_width_multiplier", width, "--save_folder", str(tmp_path / save),
+                                 "--jsonfile", str(tmp_path / f"{task}.json"), *common, *load])
+        assert code == 0  # at the width cap: saved whatever the accuracy
+    benchmark = get_benchmark("permuted_digits")
+    data = DeviceTaskData(benchmark.load_task(data_root, "pdigits_00"), torch.device("cpu"), 0, False)
+    logits = []
+    for folder in ("a", "b"):
+        network = network_from_checkpoint(load_checkpoint(tmp_path / folder), input_shape=(1, 8, 8))
+        network.set_task(1)
+        logits.append(predict(network, data))
+    assert torch.equal(*logits)

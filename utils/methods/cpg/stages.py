@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
+from models import build_network, input_options
 from models.layers.cpg import cpg_layers
 from models.network import TaskNetwork
 from models.pretrained import PretrainedError, add_pretrained_task
@@ -89,7 +89,8 @@ class Stage:
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
-            "owned_fraction": round(owned_fraction(layers, self.task), 6), **extra})
+            "owned_fraction": round(owned_fraction(layers, self.task), 6),
+            **input_options(settings.arch, tuple(self.test_data.test_images.shape[1:])), **extra})
 
     def record(self, path: str, sparsity: float, accuracy: float) -> None:
         """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for."""
@@ -118,10 +119,11 @@ def board_run(settings: CPGSettings) -> str:
     return settings.mode
 
 
-def _fresh_network(settings: CPGSettings) -> TaskNetwork:
+def _fresh_network(settings: CPGSettings, image_shape: tuple[int, ...]) -> TaskNetwork:
     """A new network; with --pretrained its task 1 is "imagenet" holding torchvision's weights (in CPG modes
     owning every weight at width 1.0, so the first real task picks from it and owns only the wider rest)."""
-    network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE)
+    network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE,
+                            **input_options(settings.arch, image_shape))
     if settings.pretrained is not None:
         try:
             add_pretrained_task(network, settings.pretrained)
@@ -130,7 +132,7 @@ def _fresh_network(settings: CPGSettings) -> TaskNetwork:
     return network
 
 
-def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetwork, int]:
+def _new_task_network(settings: CPGSettings, num_classes: int, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
     """The loaded network (grown to this stage's width) with a new task, or a fresh network."""
     if settings.load_folder:
         payload = load_checkpoint(Path(settings.load_folder))
@@ -139,9 +141,10 @@ def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetw
         if settings.network_width_multiplier < payload["width"]:
             raise UsageError(f"--network_width_multiplier {settings.network_width_multiplier} is narrower than "
                              f"the loaded network ({payload['width']}); width never shrinks")
-        network = network_from_checkpoint(payload, settings.network_width_multiplier)
+        network = network_from_checkpoint(payload, settings.network_width_multiplier,
+                                          **input_options(payload["arch"], image_shape))
     else:
-        network = _fresh_network(settings)
+        network = _fresh_network(settings, image_shape)
     if network.mode != settings.LAYER_MODE:
         raise UsageError(f"--method {settings.method} cannot continue a {network.mode} checkpoint")
     if settings.dataset in [spec.name for spec in network.tasks]:
@@ -151,12 +154,12 @@ def _new_task_network(settings: CPGSettings, num_classes: int) -> tuple[TaskNetw
     return network, network.add_task(settings.dataset, num_classes)
 
 
-def _stored_task_network(settings: CPGSettings) -> tuple[TaskNetwork, int]:
+def _stored_task_network(settings: CPGSettings, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
     """The loaded checkpoint with its own task `--dataset` active (prune, retrain, inference)."""
     payload = load_checkpoint(Path(settings.load_folder))
     if settings.mode in ("prune", "retrain") and payload["arch"] != settings.arch:
         raise UsageError(f"--arch {settings.arch} but {settings.load_folder} holds a {payload['arch']}")
-    network = network_from_checkpoint(payload)
+    network = network_from_checkpoint(payload, **input_options(payload["arch"], image_shape))
     names = [spec.name for spec in network.tasks]
     if settings.dataset not in names:
         raise UsageError(f"task {settings.dataset} is not in {settings.load_folder} (it holds {', '.join(names)})")
@@ -180,9 +183,9 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
     benchmark = get_benchmark(settings.benchmark)
     task_data = benchmark.load_task(Path(settings.data_root), settings.dataset)
     if settings.mode == "finetune":
-        network, task = _new_task_network(settings, task_data.num_classes)
+        network, task = _new_task_network(settings, task_data.num_classes, task_data.image_shape)
     else:
-        network, task = _stored_task_network(settings)
+        network, task = _stored_task_network(settings, task_data.image_shape)
     network.to(device)
     if speed.channels_last:
         network.to(memory_format=torch.channels_last)

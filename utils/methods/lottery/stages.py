@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import build_network
+from models import build_network, input_options
 from models.layers.base import SharedConv2d, SharedLinear
 from models.network import TaskNetwork
 from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
@@ -36,7 +36,6 @@ from utils.methods.lottery.settings import LotterySettings
 from utils.optim import SGD
 
 LAYER_MODE = "packnet"
-FLATTENING = ("lenet_300_100", "fc_1024_1024")
 """architectures that read flattened images of any size: they are built for the task's image shape"""
 REINIT_SEED = 1_000_003
 """added to --seed for the random-reinit control's initialisation, so it differs from level 0's"""
@@ -51,7 +50,7 @@ def load_data(settings: LotterySettings, device: torch.device) -> DeviceTaskData
 
 
 def arch_options(arch: str, data: DeviceTaskData) -> dict:
-    return {"input_shape": tuple(data.train_images.shape[1:])} if arch in FLATTENING else {}
+    return input_options(arch, tuple(data.train_images.shape[1:]))
 
 
 @torch.no_grad()
