@@ -68,10 +68,12 @@ def atomic_json_dump(obj: Any, path: Path) -> None:
     atomic_write(path, lambda file: file.write(json.dumps(obj, indent=2) + "\n"), binary=False)
 
 
-def atomic_csv(path: Path, rows: Sequence[Mapping[str, object]], extrasaction: str = "raise") -> None:
-    """Rows of one shape as a CSV with a header (the keys of the first row), written whole."""
+def atomic_csv(path: Path, rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str] | None = None,
+               extrasaction: str = "raise") -> None:
+    """Rows as a CSV with a header (`fieldnames`, by default the keys of the first row), written whole."""
     def write(file) -> None:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]), lineterminator="\n", extrasaction=extrasaction)
+        writer = csv.DictWriter(file, fieldnames=list(fieldnames or rows[0]), lineterminator="\n",
+                                extrasaction=extrasaction)
         writer.writeheader()
         writer.writerows(rows)
 

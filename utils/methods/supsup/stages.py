@@ -213,7 +213,7 @@ def _add_csv_rows(path: Path, rows: list[dict]) -> None:
             earlier = list(csv.DictReader(file))
     keys = {(str(row["num_tasks_learned"]), row["task"]) for row in rows}
     kept = [row for row in earlier if (row.get("num_tasks_learned"), row.get("task")) not in keys]
-    atomic_csv(path, [*kept, *rows], extrasaction="ignore")
+    atomic_csv(path, [*kept, *rows], fieldnames=list(rows[0]), extrasaction="ignore")  # the new rows' columns
 
 
 ADAPT_HEADER = ("Date Finished", "Name", "Task", "Num Tasks Learned", "Current Val", "Adapt Val")
