@@ -36,7 +36,6 @@ from utils.methods.lottery.settings import LotterySettings
 from utils.optim import SGD
 
 LAYER_MODE = "packnet"
-"""architectures that read flattened images of any size: they are built for the task's image shape"""
 REINIT_SEED = 1_000_003
 """added to --seed for the random-reinit control's initialisation, so it differs from level 0's"""
 SAME_AS_LEVEL_0 = ("benchmark", "dataset", "arch", "rewind_step")
