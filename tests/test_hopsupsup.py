@@ -14,7 +14,14 @@ from models.bn_mask_net import BNMaskNet
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
 from tests.test_metrics import _png_is_drawn
 from utils.data.registry import get_benchmark
-from utils.methods.supsup.hopfield import load, nearest_patterns, recover, storage_bytes
+from utils.methods.supsup.hopfield import (
+    load,
+    nearest_patterns,
+    pattern_overlaps,
+    recover,
+    storage_bytes,
+    stored_patterns,
+)
 from utils.methods.supsup.infer import objective
 from utils.methods.supsup.settings import SupSupSettings
 
@@ -94,7 +101,8 @@ def test_the_trace_names_the_stored_pattern_nearest_the_recovery_and_its_overlap
     with torch.no_grad():
         norms[0].recovery.copy_(patterns[0][2] * torch.cat([-torch.ones(5), torch.ones(59)]))  # 5 bits off task 3
         norms[1].recovery.copy_(patterns[1][0])
-    assert nearest_patterns(norms) == [(3, round(54 / 64, 3)), (1, 1.0)]
+    overlaps = pattern_overlaps(norms, [stored_patterns(norm) for norm in norms])
+    assert nearest_patterns(overlaps) == [(3, round(54 / 64, 3)), (1, 1.0)]
 
 
 def test_the_summary_gives_each_tasks_entropy_under_its_own_and_the_best_other_stored_mask(tmp_path, data_root):

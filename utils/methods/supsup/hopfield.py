@@ -117,14 +117,15 @@ def stored_patterns(norm: HopfieldMaskedNorm) -> torch.Tensor:
     return torch.stack([unpack_bits(norm.stack[t], (norm.channels,)) for t in range(norm.num_tasks)]).float() * 2 - 1
 
 
-def nearest_patterns(norms: list[HopfieldMaskedNorm]) -> list[tuple[int, float]]:
-    """Per layer, the stored task whose pattern is nearest the recovery's signs, and their overlap s.x/d."""
-    nearest = []
-    for norm in norms:
-        overlaps = stored_patterns(norm) @ (norm.recovered().float() * 2 - 1) / norm.channels
-        best = int(overlaps.argmax())
-        nearest.append((best + 1, round(float(overlaps[best]), 3)))
-    return nearest
+def pattern_overlaps(norms: list[HopfieldMaskedNorm], patterns: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per layer, the overlap s.x/d of the recovery's signs with each stored pattern (`stored_patterns`)."""
+    return [rows @ (norm.recovered().float() * 2 - 1) / norm.channels
+            for norm, rows in zip(norms, patterns, strict=True)]
+
+
+def nearest_patterns(overlaps: list[torch.Tensor]) -> list[tuple[int, float]]:
+    """Per layer, the stored task whose pattern is nearest the recovery's signs, and their overlap."""
+    return [(int(layer.argmax()) + 1, round(float(layer.max()), 3)) for layer in overlaps]
 
 
 @torch.no_grad()
@@ -150,6 +151,7 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
     optimizer = SGD(scores, lr=settings.supsup_hop_lr, momentum=RECOVERY_MOMENTUM, weight_decay=RECOVERY_DECAY)
     stored = [unpack_bits(norm.stack[task - 1], (norm.channels,)) for norm in norms]
     batches = [images for images, _ in data.test_batches(settings.val_batch_size)]
+    patterns = [stored_patterns(norm) for norm in norms] if trace is not None else []
     steps, since = settings.supsup_hop_steps, None
     network.train()
     try:
@@ -164,9 +166,9 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
             same = all(torch.equal(norm.recovered(), bits) for norm, bits in zip(norms, stored, strict=True))
             since = (since or step + 1) if same else None
             if trace is not None:
-                nearest = nearest_patterns(norms)
-                own = [round(float(((norm.recovered() == bits).float() * 2 - 1).mean()), 3)
-                       for norm, bits in zip(norms, stored, strict=True)]
+                overlaps = pattern_overlaps(norms, patterns)
+                nearest = nearest_patterns(overlaps)
+                own = [round(float(layer[task - 1]), 3) for layer in overlaps]
                 trace(step=step + 1, entropy=round(entropy.item(), 4), energy=round(energy.item(), 2),
                       nearest_task=[t for t, _ in nearest], overlap=[o for _, o in nearest], own_overlap=own)
         distance = sum(int((norm.recovered() != bits).sum()) for norm, bits in zip(norms, stored, strict=True))
