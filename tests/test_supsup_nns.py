@@ -180,6 +180,10 @@ def test_the_stream_report_refuses_a_folder_without_a_run_and_a_corrupt_checks_f
     assert stream_report.main([str(tmp_path)]) == 65
     err = capsys.readouterr().err
     assert "not an NNs checks file" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "model/checks.csv").write_text("batch,stream_task,decision,n_max_nu,masks_allocated\n10,a,new,nan,1\n")
+    assert stream_report.main([str(tmp_path)]) == 65
+    err = capsys.readouterr().err
+    assert "n_max_nu nan is not a finite number" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "model/checks.csv").unlink()
     (tmp_path / "summary.json").write_text(json.dumps({"hidden": 64, "recovery_trace": {"a": [{"step": 1}]}}))
     assert stream_report.main([str(tmp_path)]) == 65  # a HopSupSup summary whose trace lacks the overlaps

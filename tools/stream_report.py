@@ -10,6 +10,7 @@ checks or its recovery went.
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,7 +27,9 @@ def read_checks(path: Path) -> list[dict]:
         with path.open(newline="") as file:
             checks = list(csv.DictReader(file))
         for check in checks:
-            int(check["batch"]), float(check["n_max_nu"]), int(check["masks_allocated"]), check["decision"]
+            int(check["batch"]), int(check["masks_allocated"]), check["decision"]
+            if not math.isfinite(float(check["n_max_nu"])):
+                raise ValueError(f"n_max_nu {check['n_max_nu']} is not a finite number")
     except (OSError, KeyError, TypeError, ValueError, csv.Error) as error:
         raise CheckpointFileError(f"{path}: not an NNs checks file ({error})") from error
     if not checks:
