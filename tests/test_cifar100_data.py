@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.cifar_fixtures import write_cifar100_pickle, write_cifar100_png
-from tests.conftest import REPO, run_main
+from tests.conftest import REPO
 from utils.data.cifar100 import load_task
 from utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES, baseline_goals
 from utils.data.registry import DataError, get_benchmark
@@ -99,14 +99,17 @@ def test_missing_dataset_names_both_layouts_on_one_line(tmp_path):
     assert str(tmp_path / "cifar-100-python") in message and str(tmp_path / "cifar100_org") in message
 
 
-def test_missing_dataset_exits_64_with_one_line(tmp_path):
+def test_missing_dataset_exits_64_with_one_line(tmp_path, capsys):
+    import main_normal
+
     (tmp_path / "data").mkdir()
     (tmp_path / "load").mkdir()
-    result = run_main("--mode", "inference", "--benchmark", "cifar100", "--dataset", "fish",
-                      "--data_root", str(tmp_path / "data"), "--load_folder", str(tmp_path / "load"))
-    assert result.returncode == 64, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr and "cifar-100-python" in lines[0]
+    code = main_normal.main(["--mode", "inference", "--benchmark", "cifar100", "--dataset", "fish",
+                             "--data_root", str(tmp_path / "data"), "--load_folder", str(tmp_path / "load")])
+    stderr = capsys.readouterr().err
+    assert code == 64, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr and "cifar-100-python" in lines[0]
 
 
 def test_cache_is_reused_without_the_source(tmp_path):

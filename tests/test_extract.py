@@ -240,6 +240,7 @@ def test_a_teacher_that_is_not_fully_connected_exits_64_with_one_line(tmp_path, 
     assert code == 64 and len(err.strip().splitlines()) == 1 and "not a fully connected" in err, err
 
 
+@pytest.mark.slow
 def test_extract_mnist_without_mnist_stops_naming_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_driver("extract_mnist.sh", str(tmp_path / "out"), DATA_ROOT=str(tmp_path / "empty"), SEEDS="1")
