@@ -6,12 +6,12 @@
 #
 # usage: scripts/baseline.sh <benchmark> [gpu id]
 # environment: NUM_TASKS, EPOCHS (100), BATCH_SIZE (32), WEIGHT_DECAY (4e-5), ARCH (the benchmark's default),
-#   LOGFILE, SEED, SEEDS (e.g. "1 2 3": one run each, goal files logs/baseline_<benchmark>_seed<seed>_acc.json,
-#   spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT
+#   LOGFILE (default logs/baseline_<benchmark>_acc.json; for a seed other than 1 ..._seed<seed>_acc.json), SEED (1),
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -ge 1 && $# -le 2 && -n $1 ]] || usage_error "usage: $0 <benchmark> [gpu id]"
 for_each_seed "$@"
 [[ -z ${2:-} ]] || select_gpu "$2"
-run_plain_models "$1" baseline "${LOGFILE:-$REPO_ROOT/logs/baseline_$1${SEED_SUFFIX:-}_acc.json}" from_scratch
+run_plain_models "$1" baseline "${LOGFILE:-}" from_scratch

@@ -12,17 +12,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/synthetic}")
 seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
-gamma=${GAMMA:-0.5}
-beta=${BETA:-6}
+for name in GAMMA:0.5 BETA:6 SIZES:20,8,2 ACTIVATION:relu STUDENTS:10 EXPANSION:4 SAMPLES:2000 LR:1e-2 \
+  EPOCHS:6000; do
+  setting "${name%%:*}" "${name#*:}"
+done
+gamma=$GAMMA beta=$BETA
 require_python
 limit_cpu_threads
-lock_run_root "$out"
+begin_run "$out"  # SEEDS is not a setting: a rerun may add seeds to the table
 cd "$REPO_ROOT" || exit 1
 
 common=(--method extract --benchmark gaussian_teacher --dataset gaussian --data_root "$out"
-  --save_folder "$out" --ec_sizes "${SIZES:-20,8,2}" --ec_activation "${ACTIVATION:-relu}"
-  --ec_students "${STUDENTS:-10}" --ec_expansion "${EXPANSION:-4}" --ec_samples "${SAMPLES:-2000}"
-  --ec_gamma "$gamma" --ec_beta "$beta" --lr "${LR:-1e-2}" --epochs "${EPOCHS:-6000}" --batch_size 1000000
+  --save_folder "$out" --ec_sizes "$SIZES" --ec_activation "$ACTIVATION"
+  --ec_students "$STUDENTS" --ec_expansion "$EXPANSION" --ec_samples "$SAMPLES"
+  --ec_gamma "$gamma" --ec_beta "$beta" --lr "$LR" --epochs "$EPOCHS" --batch_size 1000000
   --device "${DEVICE:-auto}")
 reports=()
 for seed in $seeds; do

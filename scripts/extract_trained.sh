@@ -16,13 +16,17 @@ benchmark=$1 task=$2 arch=$3
 out=$(realpath -m "${4:-$REPO_ROOT/checkpoints/extract/$arch}")
 seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
-gamma=${GAMMA:-0.5}
-beta=${BETA:-10}  # 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
-mask_share=${MASK_SHARE:-0.1}
-threshold=${THRESHOLD:-1e-2}
+# BETA 10: 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
+for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TEACHER_LR:0.05 STUDENTS:10 \
+  EXPANSION:4 PROBE:data SAMPLES:2000 LR:1e-2 EPOCHS:25000 PATIENCE:200 MIN_LR:1e-7 FINETUNE_EPOCHS:3000 \
+  FINETUNE_LR:1e-4; do
+  setting "${name%%:*}" "${name#*:}"
+done
+gamma=$GAMMA beta=$BETA mask_share=$MASK_SHARE threshold=$THRESHOLD
 resolve_roots
 limit_cpu_threads
-lock_run_root "$out"
+RUN_SETTINGS+=(task arch)
+BENCHMARK=$benchmark begin_run "$out"  # SEEDS is not a setting: a rerun may add seeds to the table
 cd "$REPO_ROOT" || exit 1
 
 reports=()
@@ -32,14 +36,14 @@ for seed in $seeds; do
   data=(--benchmark "$benchmark" --dataset "$task" --data_root "$DATA_ROOT" --seed "$seed" --device "${DEVICE:-auto}")
   run_stage "teacher_seed$seed" "$out/.stages" "$log" "0" \
     "$PYTHON" main_normal.py --method baseline --mode finetune --arch "$arch" "${data[@]}" \
-    --epochs "${TEACHER_EPOCHS:-60}" --lr "${TEACHER_LR:-0.05}" --batch_size 32 --save_folder "$folder/teacher" \
+    --epochs "$TEACHER_EPOCHS" --lr "$TEACHER_LR" --batch_size 32 --save_folder "$folder/teacher" \
     --log_path "$log"
   extract=(--method extract "${data[@]}" --load_folder "$folder/teacher" --save_folder "$folder" --log_path "$log"
-    --ec_students "${STUDENTS:-10}" --ec_expansion "${EXPANSION:-4}" --ec_gamma "$gamma" --ec_beta "$beta"
-    --ec_probe "${PROBE:-data}" --ec_samples "${SAMPLES:-2000}" --ec_mask_share "$mask_share"
-    --ec_threshold "$threshold" --lr "${LR:-1e-2}" --epochs "${EPOCHS:-25000}" --ec_patience "${PATIENCE:-200}"
-    --ec_min_lr "${MIN_LR:-1e-7}" --ec_finetune_epochs "${FINETUNE_EPOCHS:-3000}"
-    --ec_finetune_lr "${FINETUNE_LR:-1e-4}" --batch_size 1000000)
+    --ec_students "$STUDENTS" --ec_expansion "$EXPANSION" --ec_gamma "$gamma" --ec_beta "$beta"
+    --ec_probe "$PROBE" --ec_samples "$SAMPLES" --ec_mask_share "$mask_share"
+    --ec_threshold "$threshold" --lr "$LR" --epochs "$EPOCHS" --ec_patience "$PATIENCE"
+    --ec_min_lr "$MIN_LR" --ec_finetune_epochs "$FINETUNE_EPOCHS"
+    --ec_finetune_lr "$FINETUNE_LR" --batch_size 1000000)
   run_stage "students_seed$seed" "$out/.stages" "$log" "0" "$PYTHON" main_normal.py --mode finetune "${extract[@]}"
   report="$folder/report.json"
   rebuild="rebuild_seed${seed}_gamma${gamma}_beta${beta}_mask${mask_share}_below${threshold}"

@@ -3,7 +3,8 @@
 # the tasks one after another, each task starting from the model the previous task left (head included,
 # lr FINETUNE_LR, 5e-3; the first task from scratch at 1e-2), so it forgets the earlier ones. Ends with the
 # accuracy matrix (metrics.json, accuracy_matrix.csv and .png), whose BWT shows the forgetting; the
-# accuracies right after learning go to an accuracy-goal file (default logs/finetune_<benchmark>_acc.json).
+# accuracies right after learning go to an accuracy-goal file (default logs/finetune_<benchmark>_acc.json; for a
+# seed other than 1 logs/finetune_<benchmark>_seed<seed>_acc.json).
 # Rerunning skips the tasks that finished.
 #
 # usage: scripts/finetune.sh <benchmark> [gpu id]
@@ -15,4 +16,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $# -ge 1 && $# -le 2 && -n $1 ]] || usage_error "usage: $0 <benchmark> [gpu id]"
 for_each_seed "$@"
 [[ -z ${2:-} ]] || select_gpu "$2"
-run_plain_models "$1" finetune "${LOGFILE:-$REPO_ROOT/logs/finetune_$1${SEED_SUFFIX:-}_acc.json}" from_previous_task
+run_plain_models "$1" finetune "${LOGFILE:-}" from_previous_task

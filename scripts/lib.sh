@@ -274,6 +274,30 @@ lock_run_root() {
   RUN_ROOT=$root
 }
 
+# setting NAME [DEFAULT]: NAME is one of the run's settings: its value from the environment, else DEFAULT.
+# begin_run records every setting declared so far, so a driver declares each one it reads or passes on.
+RUN_SETTINGS=()
+setting() {
+  [[ -n ${!1:-} ]] || printf -v "$1" '%s' "${2-}"
+  RUN_SETTINGS+=("$1")
+}
+
+# begin_run ROOT: hold the run folder ROOT (lock_run_root) and make it this run's: the first run records its
+# settings (those declared with `setting`, what identifies BENCHMARK's data and the content of GOALS) and the
+# code version in ROOT/run_settings.json; a rerun with the same settings resumes, one with other settings
+# stops with exit 64 before any stage, a line per differing setting (tools/run_settings.py).
+begin_run() {
+  local pairs=() name identity=()
+  lock_run_root "$1"
+  for name in "${RUN_SETTINGS[@]}"; do
+    pairs+=("$name=${!name}")
+  done
+  [[ -z ${BENCHMARK:-} ]] || identity+=(--benchmark "$BENCHMARK" --data_root "${DATA_ROOT:-$REPO_ROOT/data}")
+  [[ -z ${GOALS:-} ]] || identity+=(--goals "$GOALS")
+  "$PYTHON" -m tools.run_settings "$1" --driver "$(basename "$0")" --command "$DRIVER_COMMAND" "${identity[@]}" \
+    --settings "${pairs[@]}" || exit "$?"
+}
+
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
 # torch and CPG's stages once (utils/warm_start.py), saving about 1.5 s a stage; FAST_START=0 turns it
 # off. The server goes when the driver exits; without it main_normal.py simply runs in its own process.
@@ -362,6 +386,25 @@ flag_value() {
   return 1
 }
 
+# same_stage_arguments MARKER COMMAND...: a finished stage's marker carries the stage's full command line
+# (MARKER.args, its words NUL-separated), its fingerprint; the same stage asked with other words is a rerun
+# with other settings, which must not reuse its result: one line per differing word, exit 64. A marker
+# written before fingerprints existed has none and is taken as it is.
+same_stage_arguments() {
+  local marker=$1 old=() i changes=()
+  shift
+  [[ -f $marker.args ]] || return 0
+  mapfile -d '' -t old < "$marker.args"
+  for ((i = 0; i < ${#old[@]} || i < $#; i++)); do
+    [[ ${old[i]-} == "${*:i+1:1}" ]] && continue
+    changes+=("${old[i - 1]-}: '${old[i]-}' -> '${*:i+1:1}'")
+  done
+  ((${#changes[@]})) || return 0
+  printf '%s: error: stage %s ran with other arguments: %s\n' "$(basename "$0")" "${marker##*/}" "${changes[0]}" >&2
+  usage_error "the run folder $RUN_ROOT holds results of other settings; give the new run its own folder" \
+    "(another setting name, EXPERIMENT or CKPT_ROOT), or delete that folder to start it over"
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
@@ -371,6 +414,7 @@ run_stage() {
   local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
+    same_stage_arguments "$marker" "$@"
     say "$name: done before (exit $STAGE_RC), skipped"
     return 0
   fi
@@ -383,6 +427,8 @@ run_stage() {
     mkdir -p "$marker_dir"
     # the stage's wall time beside its marker: tools.report --runs adds them up into the run's cost
     awk -v end="$EPOCHREALTIME" -v start="$started" 'BEGIN { printf "%.3f\n", end - start }' > "$marker.seconds"
+    printf '%s\0' "$@" > "$marker.args.tmp"
+    mv "$marker.args.tmp" "$marker.args"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
     mv "$marker.tmp" "$marker"
     return 0
@@ -439,24 +485,34 @@ ensure_venv() {
 }
 
 # run_plain_models BENCHMARK NAME LOGFILE START: one plain model (ARCH, default the benchmark's
-# architecture) per task of BENCHMARK, each task's test accuracy added to LOGFILE, an accuracy-goal file
+# architecture) per task of BENCHMARK, each task's accuracy added to LOGFILE (default
+# logs/<NAME>_<BENCHMARK>_acc.json, with _seed<SEED> before _acc for a seed other than 1), an accuracy-goal file
 # that cpg.sh takes as GOALS. START is from_scratch (the independent baselines), from_previous_task (the
 # sequential finetune baseline: each task starts from the model the previous one left, head included, and
 # forgets the earlier tasks), or from_random_earlier_task (the reference's finetune baseline: lr 5e-3 from
 # the model of a random earlier task of the same run, chosen with seed ITER_ID). Models go to
-# $CKPT_ROOT/baselines/<benchmark>/<name><SEED_SUFFIX>/<arch>/<task>/; the first two end with the run's
+# $CKPT_ROOT/baselines/<benchmark>/<name>_seed<SEED>/<arch>/<task>/; the first two end with the run's
 # accuracy matrix (tools.report: metrics.json, accuracy_matrix.png) and its run.json.
 run_plain_models() {
   PLAIN_BENCHMARK=$1 PLAIN_START=$4
   require_commands jq
-  PLAIN_LOGFILE=$(realpath -m "$3")
-  [[ ${ITER_ID:-1} =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
+  local name
+  for name in SEED:1 ITER_ID:1 EPOCHS:100 BATCH_SIZE:32 WEIGHT_DECAY:4e-5 FINETUNE_LR:5e-3 VAL_FRACTION:; do
+    setting "${name%%:*}" "${name#*:}"
+  done
+  PLAIN_LOGFILE=${3:-$REPO_ROOT/logs/$2_$1$([[ $SEED == 1 ]] || printf '_seed%s' "$SEED")_acc.json}
+  PLAIN_LOGFILE=$(realpath -m "$PLAIN_LOGFILE")
+  PLAIN_VAL=()
+  [[ -z $VAL_FRACTION ]] || PLAIN_VAL=(--val_fraction "$VAL_FRACTION")
+  [[ $ITER_ID =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
   resolve_roots
   load_benchmark "$PLAIN_BENCHMARK"
   BENCHMARK=$PLAIN_BENCHMARK
+  setting ARCH
+  setting NUM_TASKS
   limit_cpu_threads
-  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2${SEED_SUFFIX:-}/$ARCH"
-  lock_run_root "$PLAIN_ROOT"
+  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2_seed$SEED/$ARCH"
+  begin_run "$PLAIN_ROOT"
   use_gpus
   if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then
     spread_over_gpus "$PLAIN_ROOT/*/train.log" plain_models_share "${STAGE_GPU_IDS[@]}"
@@ -473,7 +529,7 @@ run_plain_models() {
   esac
   run_child "$PYTHON" -m tools.report --root "$PLAIN_ROOT" --checkpoints "$layout" --benchmark "$PLAIN_BENCHMARK" \
     --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
-  write_run_card "$PLAIN_ROOT" "$method" "${SEED:-1}"
+  write_run_card "$PLAIN_ROOT" "$method" "$SEED"
 }
 
 # plain_models_share WORKER WORKERS: run_plain_models' tasks WORKER+1, WORKER+1+WORKERS, ... one after another.
@@ -485,19 +541,19 @@ plain_models_share() {
     local load=()
     lr=1e-2
     if [[ $PLAIN_START == from_random_earlier_task ]] && ((k > 1)); then
-      earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "${ITER_ID:-1}")
+      earlier=$("$PYTHON" -m tools.random_task_id --curr_task_id "$k" --seed "$ITER_ID")
       load=(--load_folder "$PLAIN_ROOT/${TASKS[earlier - 1]}")
       lr=5e-3
     elif [[ $PLAIN_START == from_previous_task ]] && ((k > 1)); then
       load=(--load_folder "$PLAIN_ROOT/${TASKS[k - 2]}")
-      lr=${FINETUNE_LR:-5e-3}
+      lr=$FINETUNE_LR
     fi
     say "task $k/$NUM_TASKS: $task"
     run_stage baseline "$dir/.stages" "$dir/train.log" "0" \
       ranked_main --method baseline --mode finetune --benchmark "$PLAIN_BENCHMARK" --arch "$ARCH" \
-      --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "${EPOCHS:-100}" \
-      --batch_size "${BATCH_SIZE:-32}" --weight_decay "${WEIGHT_DECAY:-4e-5}" --save_folder "$dir" \
-      --logfile "$PLAIN_LOGFILE" --log_path "$dir/train.log" --seed "${SEED:-1}" --device "${DEVICE:-auto}"
+      --dataset "$task" --data_root "$DATA_ROOT" "${load[@]}" --lr "$lr" --epochs "$EPOCHS" \
+      --batch_size "$BATCH_SIZE" --weight_decay "$WEIGHT_DECAY" --save_folder "$dir" \
+      --logfile "$PLAIN_LOGFILE" --log_path "$dir/train.log" --seed "$SEED" --device "${DEVICE:-auto}" "${PLAIN_VAL[@]}"
   done
 }
 
@@ -598,7 +654,7 @@ spread_over_gpus() {
 }
 
 # for_each_seed ARGS...: with SEEDS (e.g. SEEDS="1 2 3") run this driver once per seed instead, as
-# `SEED=<seed> SEED_SUFFIX=_seed<seed> $0 ARGS` (each driver puts SEED_SUFFIX into its run folder's name),
+# `SEED=<seed> $0 ARGS` (each driver names its run folder by its seed),
 # spread over GPUS (one worker per GPU id, each running its seeds one after another on that GPU alone) or,
 # without GPUS, over SEED_WORKERS workers on the device the driver would use (default 1); then print the
 # seeds' table (tools.report --runs) and exit. Without SEEDS it returns and the driver runs once, on SEED.
@@ -636,7 +692,7 @@ seed_share() {
     seed=${SEED_LIST[k]}
     say "seed $seed: $(basename "${SEED_DRIVER[0]}") ${SEED_DRIVER[*]:1}"
     CHILD_IS_DRIVER=1
-    run_child env -u SEEDS SEED="$seed" SEED_SUFFIX="_seed$seed" RUN_ROOTS_FILE="$SEED_ROOTS_FILE" \
+    run_child env -u SEEDS SEED="$seed" RUN_ROOTS_FILE="$SEED_ROOTS_FILE" \
       bash "${SEED_DRIVER[@]}" || return "$CHILD_RC"
   done
 }
@@ -645,8 +701,11 @@ seed_share() {
 # method as the comparison table labels it, the benchmark, the seed and the command), and ROOT is added to
 # RUN_ROOTS_FILE when a caller (for_each_seed, a comparison script) collects the runs.
 write_run_card() {
+  local settings='{}'
+  [[ ! -f $1/run_settings.json ]] || settings=$("$PYTHON" -m tools.run_settings --card "$1")
   jq -n --arg method "$2" --arg benchmark "$BENCHMARK" --argjson seed "$3" --arg command "$DRIVER_COMMAND" \
-    '{method: $method, benchmark: $benchmark, seed: $seed, command: $command}' > "$1/run.json.tmp"
+    --argjson settings "$settings" '{method: $method, benchmark: $benchmark, seed: $seed, command: $command,
+    settings: $settings}' > "$1/run.json.tmp"
   mv "$1/run.json.tmp" "$1/run.json"
   [[ -z ${RUN_ROOTS_FILE:-} ]] || printf '%s\n' "$1" >> "$RUN_ROOTS_FILE"
 }

@@ -27,13 +27,13 @@ load_benchmark "$benchmark"
 [[ -n $ARCH ]] || usage_error "benchmark $benchmark has no default architecture; name one with ARCH"
 task=${2:-${TASKS[0]}}
 printf '%s\n' "${TASKS[@]}" | grep -qxF -- "$task" || usage_error "benchmark $benchmark has no task '$task'"
-fraction=${PRUNE_FRACTION:-0.2}
-scope=${PRUNE_SCOPE:-global}
-rewind=${REWIND_STEP:-0}
-epochs=${EPOCHS:-20}
-lr=${LR:-0.02}
-read -r -a seeds <<< "${SEEDS:-1 2 3}"
-read -r -a targets <<< "${TARGETS:-0.5 0.8 0.9 0.95}"
+for name in PRUNE_FRACTION:0.2 PRUNE_SCOPE:global REWIND_STEP:0 EPOCHS:20 LR:0.02 BATCH_SIZE:32 MOMENTUM:0.9 \
+  WEIGHT_DECAY:0 TARGETS:"0.5 0.8 0.9 0.95" ARCH; do
+  setting "${name%%:*}" "${name#*:}"
+done
+fraction=$PRUNE_FRACTION scope=$PRUNE_SCOPE rewind=$REWIND_STEP epochs=$EPOCHS lr=$LR
+read -r -a seeds <<< "${SEEDS:-1 2 3}"  # not a setting: a rerun may add seeds to the report
+read -r -a targets <<< "$TARGETS"
 ((${#seeds[@]} && ${#targets[@]})) || usage_error "SEEDS and TARGETS must each name at least one value"
 for seed in "${seeds[@]}"; do [[ $seed =~ ^[0-9]{1,9}$ ]] || usage_error "SEEDS must be whole numbers, got '$seed'"; done
 # between VALUE: whether VALUE is a number strictly between 0 and 1.
@@ -59,15 +59,15 @@ for target in "${targets[@]}"; do
 done
 
 root="$CKPT_ROOT/lottery/$benchmark/$task/$ARCH/${scope}_p${fraction}_rewind${rewind}_e${epochs}_lr${lr}"
-lock_run_root "$root"
+BENCHMARK=$benchmark begin_run "$root"
 start_stage_server
 say "lottery on $benchmark/$task ($ARCH): levels 0-$last, controls at levels ${control_levels[*]}, seeds ${seeds[*]}"
 for seed in "${seeds[@]}"; do
   run="$root/seed$seed"
   log="$run/train.log"
   common=(main_normal.py --method lottery --benchmark "$benchmark" --dataset "$task" --arch "$ARCH"
-    --data_root "$DATA_ROOT" --epochs "$epochs" --lr "$lr" --batch_size "${BATCH_SIZE:-32}"
-    --momentum "${MOMENTUM:-0.9}" --weight_decay "${WEIGHT_DECAY:-0}" --prune_fraction "$fraction"
+    --data_root "$DATA_ROOT" --epochs "$epochs" --lr "$lr" --batch_size "$BATCH_SIZE"
+    --momentum "$MOMENTUM" --weight_decay "$WEIGHT_DECAY" --prune_fraction "$fraction"
     --prune_scope "$scope" --rewind_step "$rewind" --seed "$seed" --device "${DEVICE:-auto}"
     --save_folder "$run" --log_path "$log")
   run_stage "seed${seed}_level0" "$root/.stages" "$log" "0" "$PYTHON" "${common[@]}" --mode finetune

@@ -9,7 +9,9 @@
 #   BACKBONE_EPOCHS (first task without PRETRAINED, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
 #   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run folder
 #   instead of the benchmark), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun),
-#   SEEDS (e.g. "1 2 3": one run each in <setting>_seed<seed>, spread over GPUS or SEED_WORKERS, then a table)
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table)
+# The run folder is $CKPT_ROOT/Piggyback/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; a rerun
+# into it with other settings is refused (run_settings.json).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,11 +22,16 @@ require_commands jq "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
-ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}${SEED_SUFFIX:-}/$ARCH"
-lock_run_root "$ROOT"
+for name in ARCH NUM_TASKS SEED:1 BACKBONE_EPOCHS:100 EPOCHS:30 LR:1e-2 LR_MASK:5e-4 BATCH_SIZE:32 WEIGHT_DECAY:4e-5 \
+  VAL_FRACTION: PRETRAINED: SPEED_FLAGS:; do
+  setting "${name%%:*}" "${name#*:}"
+done
+ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}_seed$SEED/$ARCH"
+begin_run "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
-        --batch_size "${BATCH_SIZE:-32}" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
-read -r -a speed_flags <<< "${SPEED_FLAGS:-}"
+        --batch_size "$BATCH_SIZE" --seed "$SEED" --device "${DEVICE:-auto}")
+[[ -n $VAL_FRACTION ]] && COMMON+=(--val_fraction "$VAL_FRACTION")
+read -r -a speed_flags <<< "$SPEED_FLAGS"
 COMMON+=("${speed_flags[@]}")
 
 start_stage_server
@@ -33,18 +40,18 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   task=${TASKS[k - 1]}
   dir="$ROOT/$task"
   load=()
-  epochs=${BACKBONE_EPOCHS:-100}
+  epochs=$BACKBONE_EPOCHS
   if [[ -n $previous ]]; then
     load=(--load_folder "$previous")
-    epochs=${EPOCHS:-30}
-  elif [[ -n ${PRETRAINED:-} ]]; then  # the backbone is torchvision's: the first task only learns its mask
+    epochs=$EPOCHS
+  elif [[ -n $PRETRAINED ]]; then  # the backbone is torchvision's: the first task only learns its mask
     load=(--pretrained "$PRETRAINED")
-    epochs=${EPOCHS:-30}
+    epochs=$EPOCHS
   fi
   say "task $k/$NUM_TASKS: $task"
   run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
     ranked_main --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" --epochs "$epochs" \
-    --lr "${LR:-1e-2}" --lr_mask "${LR_MASK:-5e-4}" --weight_decay "${WEIGHT_DECAY:-4e-5}" \
+    --lr "$LR" --lr_mask "$LR_MASK" --weight_decay "$WEIGHT_DECAY" \
     --save_folder "$dir/model" --log_path "$dir/train.log"
   previous="$dir/model"
 done
@@ -54,9 +61,9 @@ run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS
 jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accuracy_final)"),
   "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \
   "$ROOT/summary.json"
-if [[ -z ${PRETRAINED:-} ]]; then  # a pretrained backbone's ImageNet task has no data here to fill its row
+if [[ -z $PRETRAINED ]]; then  # a pretrained backbone's ImageNet task has no data here to fill its row
   run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints model --benchmark "$BENCHMARK" \
     --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
 fi
-write_run_card "$ROOT" piggyback "${SEED:-1}"
+write_run_card "$ROOT" piggyback "$SEED"
 say "summary: $ROOT/summary.json"

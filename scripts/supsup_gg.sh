@@ -29,20 +29,22 @@ case $BASELINE in
 esac
 for_each_seed "$@"
 require_commands jq "$PYTHON"
-BENCHMARK=${BENCHMARK:-rand_split_cifar100}
+setting BENCHMARK rand_split_cifar100
 resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
-SPARSITY=${SPARSITY:-32}
-SEED=${SEED:-0}
+for name in ARCH NUM_TASKS BASELINE SPARSITY:32 SEED:0 EPOCHS:250 BATCH_SIZE:128; do
+  setting "${name%%:*}" "${name#*:}"
+done
 if [[ $BASELINE != supsup ]]; then
   # shellcheck source=scripts/supsup_gg_baselines.sh
   source "$(dirname "${BASH_SOURCE[0]}")/supsup_gg_baselines.sh"
   run_gg_baseline "${gpu_ids[0]}"
   exit 0
 fi
+setting LR 1e-3
 ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
-lock_run_root "$ROOT"
+begin_run "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
 
 # train_share WORKER WORKERS: the tasks WORKER, WORKER + WORKERS, ... one after another (on the worker's GPU).
@@ -53,7 +55,7 @@ train_share() {
     dir="$ROOT/$task"
     run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
       "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" --supsup_er "$SPARSITY" \
-      --lr "${LR:-1e-3}" --epochs "${EPOCHS:-250}" --batch_size "${BATCH_SIZE:-128}" --val_batch_size 500 \
+      --lr "$LR" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" --val_batch_size 500 \
       --save_folder "$dir" --log_path "$dir/train.log" --device "${DEVICE:-auto}"
   done
 }

@@ -29,8 +29,9 @@ gg_baseline_flags() {
     batche_randw) layers=batche_randw lr=1e-1 ;;
     transfer) lr=1e-3 ;;
   esac
-  lr=${LR:-$lr}
-  body_lr=${BODY_LR:-$body_lr}
+  setting LR "$lr"
+  setting BODY_LR "$body_lr"
+  lr=$LR body_lr=$BODY_LR
   is_number "$lr" || usage_error "LR must be a number, got '$lr'"
   is_number "$body_lr" || usage_error "BODY_LR must be a number, got '$body_lr'"
   if [[ -z $layers ]]; then
@@ -47,7 +48,7 @@ run_gg_baseline() {
   local k task dir folders task_folders=()
   gg_baseline_flags
   ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/$BASELINE_NAME/$ARCH"
-  lock_run_root "$ROOT"
+  begin_run "$ROOT"
   select_gpu "$1"
   start_stage_server
   local common=(--benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
@@ -61,7 +62,7 @@ run_gg_baseline() {
     ((k == 0)) || load=(--load_folder "$ROOT/${TASKS[k - 1]}")
     run_stage finetune "$dir/.stages" "$dir/train.log" "0" \
       "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${BASELINE_FLAGS[@]}" "${common[@]}" "${load[@]}" \
-      --epochs "${EPOCHS:-250}" --batch_size "${BATCH_SIZE:-128}" --save_folder "$dir" --log_path "$dir/train.log"
+      --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" --save_folder "$dir" --log_path "$dir/train.log"
   done
   rm -f "$ROOT/results.csv"
   say "evaluating every task"

@@ -5,7 +5,8 @@
 # classifies with the inferred task's mask and counts the class. Training does not depend on the adaptor or
 # the objective: the masks are learned once per benchmark, scenario and architecture, in <run folder>/model,
 # and each evaluation writes to a subfolder of its own, <run folder>/<adaptor>_<objective>/, so evaluating the
-# same masks another way trains nothing. After each task count k listed in EVAL_AT, and at the end, every task
+# same masks another way trains nothing. The run folder is $CKPT_ROOT/SupSup/<benchmark>/<scenario>_seed<SEED>/<arch>;
+# it records the training settings (run_settings.json), and a rerun with other ones is refused. After each task count k listed in EVAL_AT, and at the end, every task
 # learned so far is evaluated on the model as it was after task k (adapt_results.csv, the reference's format:
 # accuracy right after learning and now); at the end also results.csv and summary.json. Every stage runs in
 # a child of one warm interpreter (start_stage_server). Called by the supsup_gnu_*.sh and supsup_gns_*.sh
@@ -47,11 +48,14 @@ limit_cpu_threads
 launch_stage_server supsup  # it imports torch while the benchmark's tasks are listed
 resolve_roots
 load_benchmark "$BENCHMARK"
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/$SCENARIO/$ARCH"
+for name in ARCH NUM_TASKS SCENARIO SEED:1 EPOCHS:2 LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:100; do
+  setting "${name%%:*}" "${name#*:}"
+done
+ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/${SCENARIO}_seed$SEED/$ARCH"
 MODEL="$ROOT/model"
 EVAL="$ROOT/${ADAPTOR}_$OBJECTIVE"
-lock_run_root "$ROOT"
-COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "${SEED:-1}"
+begin_run "$ROOT"
+COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}" --val_batch_size 500)
 INFER=(--supsup_adaptor "$ADAPTOR" --supsup_objective "$OBJECTIVE" --supsup_infer_batch "$INFER_BATCH"
        --supsup_real_neurons "$REAL_NEURONS" --supsup_labels "$LABELS")
@@ -73,8 +77,8 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   run_stage "task_$k" "$ROOT/.stages" "$ROOT/train.log" "0" \
     "$PYTHON" main_normal.py --mode finetune --dataset "$task" "${COMMON[@]}" "${load[@]}" \
     --supsup_masks threshold --supsup_optimizer rmsprop --supsup_weight_decay 0 --supsup_schedule constant \
-    --supsup_output_size "${OUTPUT_SIZE:-100}" --lr "${LR:-1e-4}" --epochs "${EPOCHS:-2}" \
-    --batch_size "${BATCH_SIZE:-128}" --save_folder "$MODEL" --log_path "$ROOT/train.log"
+    --supsup_output_size "$OUTPUT_SIZE" --lr "$LR" --epochs "$EPOCHS" \
+    --batch_size "$BATCH_SIZE" --save_folder "$MODEL" --log_path "$ROOT/train.log"
   if [[ " ${EVAL_AT[*]} " == *" $k "* ]] && ((k < NUM_TASKS)); then
     # the model as task k left it (--supsup_tasks: later tasks' masks left out, so a rerun gives the same rows)
     run_stage "adapt_$k" "$EVAL/.stages" "$EVAL/eval.log" "0" \

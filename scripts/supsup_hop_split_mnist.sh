@@ -23,20 +23,24 @@ require_commands "$PYTHON" jq
 resolve_roots
 ARCH=bn_mask_net load_benchmark "$BENCHMARK"
 limit_cpu_threads
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/hopfield/h${HIDDEN:-2048}_seed${SEED:-1}"
-lock_run_root "$ROOT"
+for name in NUM_TASKS HIDDEN:2048 SEED:1 EPOCHS:1 LR:0.1 BATCH_SIZE:128 TEST_BATCH:64 STEPS:30 HOP_LR:500 \
+  GAMMA:3.072; do
+  setting "${name%%:*}" "${name#*:}"
+done
+ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/hopfield/h${HIDDEN}_seed$SEED"
+begin_run "$ROOT"
 start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")
 COMMON=(--method supsup --supsup_scenario hopfield --benchmark "$BENCHMARK" --dataset "${TASKS[0]}"
-        --data_root "$DATA_ROOT" --seed "${SEED:-1}" --device "${DEVICE:-auto}" --val_batch_size "${TEST_BATCH:-64}")
+        --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}" --val_batch_size "$TEST_BATCH")
 
 run_stage learn "$ROOT/.stages" "$ROOT/train.log" "0" \
   "$PYTHON" main_normal.py --mode finetune "${COMMON[@]}" --supsup_stream "$stream" \
-  --supsup_hop_hidden "${HIDDEN:-2048}" --lr "${LR:-0.1}" --epochs "${EPOCHS:-1}" --batch_size "${BATCH_SIZE:-128}" \
+  --supsup_hop_hidden "$HIDDEN" --lr "$LR" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" \
   --save_folder "$ROOT/model" --log_path "$ROOT/train.log"
 
 run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder "$ROOT/model" \
-  --supsup_hop_steps "${STEPS:-30}" --supsup_hop_lr "${HOP_LR:-500}" --supsup_hop_gamma "${GAMMA:-3.072}" \
+  --supsup_hop_steps "$STEPS" --supsup_hop_lr "$HOP_LR" --supsup_hop_gamma "$GAMMA" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 jq -r '(.tasks[0] | keys_unsorted | @csv), (.tasks[] | [.[]] | @csv)' "$ROOT/summary.json" > "$ROOT/results.csv.tmp"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"

@@ -8,7 +8,8 @@
 # decision and the masks allocated so far; also model/checks.csv), results.csv and summary.json (per task:
 # the mask it was mapped to, accuracy with the inferred mask, and the number of masks allocated), and
 # nns_checks.png (each check's n max nu along the stream against 1 + EPSILON, with the masks allocated).
-# BENCHMARK=permuted_digits runs the same on the embedded 8x8 digits (no download).
+# BENCHMARK=permuted_digits runs the same on the embedded 8x8 digits (no download). The run folder is
+# $CKPT_ROOT/SupSup/<benchmark>/nns_seed<SEED>/<arch>; a rerun into it with other settings is refused.
 #
 # usage: scripts/supsup_nns_permuted_mnist.sh [gpu id]
 # environment: BENCHMARK (permuted_mnist), NUM_TASKS (all of the benchmark's), TASK_BATCHES (1000),
@@ -24,24 +25,28 @@ require_commands "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/nns/$ARCH"
-lock_run_root "$ROOT"
+for name in ARCH NUM_TASKS SEED:1 TASK_BATCHES:1000 CHECK_EVERY:100 BUDGET:"$NUM_TASKS" EPSILON:0.125 MAXN:5 \
+  LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:500 INFER_BATCH:1; do
+  setting "${name%%:*}" "${name#*:}"
+done
+ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/nns_seed$SEED/$ARCH"
+begin_run "$ROOT"
 start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")
 COMMON=(--method supsup --supsup_scenario nns --benchmark "$BENCHMARK" --dataset "${TASKS[0]}" --arch "$ARCH"
-        --data_root "$DATA_ROOT" --seed "${SEED:-1}" --device "${DEVICE:-auto}")
+        --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}")
 
 run_stage stream "$ROOT/.stages" "$ROOT/train.log" "0" \
   "$PYTHON" main_normal.py --mode finetune "${COMMON[@]}" --supsup_stream "$stream" \
   --supsup_masks threshold --supsup_optimizer rmsprop --supsup_weight_decay 0 \
-  --supsup_output_size "${OUTPUT_SIZE:-500}" --lr "${LR:-1e-4}" --batch_size "${BATCH_SIZE:-128}" \
-  --supsup_nns_task_batches "${TASK_BATCHES:-1000}" --supsup_nns_every "${CHECK_EVERY:-100}" \
-  --supsup_nns_budget "${BUDGET:-$NUM_TASKS}" --supsup_nns_epsilon "${EPSILON:-0.125}" \
-  --supsup_nns_maxn "${MAXN:-5}" --save_folder "$ROOT/model" --log_path "$ROOT/train.log"
+  --supsup_output_size "$OUTPUT_SIZE" --lr "$LR" --batch_size "$BATCH_SIZE" \
+  --supsup_nns_task_batches "$TASK_BATCHES" --supsup_nns_every "$CHECK_EVERY" \
+  --supsup_nns_budget "$BUDGET" --supsup_nns_epsilon "$EPSILON" \
+  --supsup_nns_maxn "$MAXN" --save_folder "$ROOT/model" --log_path "$ROOT/train.log"
 
 rm -f "$ROOT/results.csv.tmp"
 run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder "$ROOT/model" \
-  --supsup_infer_batch "${INFER_BATCH:-1}" --val_batch_size 500 --supsup_results "$ROOT/results.csv.tmp" \
+  --supsup_infer_batch "$INFER_BATCH" --val_batch_size 500 --supsup_results "$ROOT/results.csv.tmp" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"
 run_child "$PYTHON" -m tools.stream_report "$ROOT"

@@ -43,7 +43,7 @@ def test_cpg_script_runs_three_tasks_and_inference_matches(tmp_path, pickle_root
     env = {**ONE_EPOCH, "DATA_ROOT": str(pickle_root), "CKPT_ROOT": str(tmp_path / "ck")}
     result = run_driver("CPG_cifar100_scratch_mul_1.5.sh", "0", **env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    root = tmp_path / "ck/CPG/experiment1/scratch_mul_1.5/custom_vgg_cifar100"
+    root = tmp_path / "ck/CPG/experiment1/scratch_mul_1.5_seed1/custom_vgg_cifar100"
     for task in TASK_NAMES[:3]:
         _check_task_folder(root / task)
     (root / "summary.json").unlink()
@@ -66,7 +66,7 @@ def test_baselines_write_goal_files_and_packnet_runs(tmp_path, pickle_root):
         assert list(goals) == list(TASK_NAMES[:2]) and all(0.0 <= v <= 1.0 for v in goals.values())
     packnet = run_driver("PackNet_cifar100.sh", "0", **env)
     assert packnet.returncode == 0, packnet.stderr[-2000:]
-    root = tmp_path / "ck/PackNet/experiment1/one_shot_prune/vgg16_bn_cifar100"
+    root = tmp_path / "ck/PackNet/experiment1/one_shot_prune_seed1/vgg16_bn_cifar100"
     summary = json.loads((root / "summary.json").read_text())
     assert [row["width"] for row in summary["tasks"]] == [1.0, 1.0]
     assert not (root / "fish/retrain").exists()

@@ -177,7 +177,7 @@ def _processes() -> dict[int, tuple[int, int, str]]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_torchrun_stage_is_redone_when_the_driver_reruns(data_root, tmp_path):
     env = {**DRIVER, "CKPT_ROOT": str(tmp_path / "ck")}
-    root = tmp_path / "ck/CPG/split_digits/ddp/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/ddp_seed1/digits_convnet"
     log = root / "digits_01/train.log"
     driver = subprocess.Popen(["bash", str(REPO / "scripts/cpg.sh"), "split_digits", str(data_root), "ddp", "1.0"],
                               env=environment(**env), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -275,7 +275,7 @@ def test_gpus_run_every_cpg_stage_under_torchrun_and_its_state_codes_reach_the_d
                                     "main_normal.py"]
         assert call["visible"] == "2,3"
     assert [flag(call["args"], "--network_width_multiplier") for call in calls] == ["1.0", "1.5", "1.5"]
-    stages = tmp_path / "ck/CPG/split_digits/s/digits_convnet/digits_01/.stages"
+    stages = tmp_path / "ck/CPG/split_digits/s_seed1/digits_convnet/digits_01/.stages"
     assert (stages / "finetune_w1.0").read_text() == "2\n" and (stages / "prune_0.1").read_text() == "6\n"
     assert not list(temporary.iterdir())  # no stage server (FAST_START=1 is ignored), no state file left
 
@@ -287,7 +287,7 @@ def test_a_failed_torchrun_is_never_read_as_a_state(tmp_path):
     done = run_driver("cpg.sh", "split_digits", str(data), "s", "1.5", NUM_TASKS="1", GPUS="cpu:2",
                       CKPT_ROOT=str(tmp_path / "ck"), **env)
     assert done.returncode == 1 and "stage finetune_w1.0 exited with unexpected code 1" in done.stderr
-    assert not (tmp_path / "ck/CPG/split_digits/s/digits_convnet/digits_01/.stages").exists()
+    assert not (tmp_path / "ck/CPG/split_digits/s_seed1/digits_convnet/digits_01/.stages").exists()
     assert [call["visible"] for call in _calls(env)] == [""]  # cpu:N hides the GPUs from the ranks
 
 

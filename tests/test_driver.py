@@ -35,7 +35,7 @@ def test_unreachable_goals_grow_to_the_cap_and_reach_every_state(data_root, tmp_
     result = run_driver("cpg.sh", "split_digits", str(data_root), "unreachable", "1.5", **QUICK,
                         NUM_TASKS="3", TOTAL_TASKS="2", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    root = tmp_path / "ck/CPG/split_digits/unreachable/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/unreachable_seed1/digits_convnet"
     finetunes = {task: _decisions(root / task / "train.log", "finetune") for task in ("digits_01", "digits_23",
                                                                                        "digits_45")}
     widths = [float(row["width"]) for rows in finetunes.values() for row in rows]
@@ -68,7 +68,7 @@ def test_killed_during_pruning_resumes_to_the_same_summary(data_root, tmp_path):
     reference = run_driver("cpg.sh", "split_digits", str(data_root), "straight", "1.5", **common)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    root = tmp_path / "ck/CPG/split_digits/killed/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/killed_seed1/digits_convnet"
     log = root / "digits_01/train.log"
     driver = subprocess.Popen(["bash", str(REPO / "scripts/cpg.sh"), "split_digits", str(data_root), "killed", "1.5"],
                               env=environment(**common), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -87,4 +87,4 @@ def test_killed_during_pruning_resumes_to_the_same_summary(data_root, tmp_path):
     resumed = run_driver("cpg.sh", "split_digits", str(data_root), "killed", "1.5", **common)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "prune_0.2: done before" in resumed.stdout
-    assert _summary(root) == _summary(tmp_path / "ck/CPG/split_digits/straight/digits_convnet")
+    assert _summary(root) == _summary(tmp_path / "ck/CPG/split_digits/straight_seed1/digits_convnet")

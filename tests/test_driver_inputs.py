@@ -94,7 +94,7 @@ def test_cpg_redoes_stages_whose_markers_hold_an_expression(data_root, tmp_path)
     env = {**QUICK, "NUM_TASKS": "1", "CKPT_ROOT": str(tmp_path / "ck")}
     first = driver("cpg.sh", "split_digits", str(data_root), "s", "1.5", cwd=tmp_path, timeout=300, **env)
     assert first.returncode == 0, first.stderr[-2000:]
-    root = tmp_path / "ck/CPG/split_digits/s/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/s_seed1/digits_convnet"
     summary = (root / "summary.json").read_text()
     pwned = tmp_path / "pwned"
     for name in ("finetune_w1.0", "prune_0.1"):  # their codes go into [[ -eq ]] and (( )) in cpg.sh
@@ -177,16 +177,16 @@ def test_supsup_gnu_rejects_eval_at_that_is_not_task_counts(tmp_path, value):
 # 4. One driver per run folder --------------------------------------------------------------------------------
 
 LOCKED = {  # script, arguments, extra environment, run folder under the test's folder
-    "cpg": ("cpg.sh", ["split_digits", "{tmp}", "s", "1.5"], {}, "ck/CPG/split_digits/s/digits_convnet"),
+    "cpg": ("cpg.sh", ["split_digits", "{tmp}", "s", "1.5"], {}, "ck/CPG/split_digits/s_seed1/digits_convnet"),
     "gnu": ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {"NUM_TASKS": "2"},
-            "ck/SupSup/permuted_digits/gnu/lenet_300_100"),
+            "ck/SupSup/permuted_digits/gnu_seed1/lenet_300_100"),
     "gg": ("supsup_gg.sh", ["0", "1"], {"BENCHMARK": "permuted_digits", "NUM_TASKS": "2"},
            "ck/SupSup/permuted_digits/gg_er32_seed0/lenet_300_100"),
-    "piggyback": ("piggyback.sh", ["split_digits"], {}, "ck/Piggyback/split_digits/default/digits_convnet"),
-    "lines": ("subspace_lines.sh", [], {}, "ck/subspace/line/digits10/digits10"),
+    "piggyback": ("piggyback.sh", ["split_digits"], {}, "ck/Piggyback/split_digits/default_seed1/digits_convnet"),
+    "lines": ("subspace_lines.sh", [], {}, "ck/subspace/line/digits10/digits10/seed1"),
     "extract_digits": ("extract_digits.sh", ["{tmp}/out"], {}, "out"),
     "extract_synthetic": ("extract_synthetic.sh", ["{tmp}/out"], {"SEEDS": "1"}, "out"),
-    "baseline": ("baseline_cifar100.sh", ["0"], {"NUM_TASKS": "2"}, "ck/baselines/cifar100/baseline/vgg16_bn_cifar100"),
+    "baseline": ("baseline_cifar100.sh", ["0"], {"NUM_TASKS": "2"}, "ck/baselines/cifar100/baseline_seed1/vgg16_bn_cifar100"),
 }
 
 
@@ -228,7 +228,7 @@ def test_a_second_driver_on_the_same_run_folder_stops_naming_the_first(tmp_path,
 
 def test_a_lock_file_left_by_a_dead_driver_does_not_block(tmp_path):
     env = stub_env(tmp_path)
-    root = tmp_path / "ck/subspace/line/digits10/digits10"
+    root = tmp_path / "ck/subspace/line/digits10/digits10/seed1"
     root.mkdir(parents=True)
     (root / ".lock").write_text("pid 4194303: bash scripts/subspace_lines.sh\n")
     done = driver("subspace_lines.sh", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
@@ -256,7 +256,7 @@ def test_piggyback_stops_with_65_naming_the_model_it_could_not_read(tmp_path):
                   CKPT_ROOT=str(tmp_path / "ck"), NUM_TASKS="3")
     assert done.returncode == 65, done.stderr
     line = one_line(done)
-    assert str(tmp_path / "ck/Piggyback/split_digits/default/digits_convnet/digits_01/model") in line, line
+    assert str(tmp_path / "ck/Piggyback/split_digits/default_seed1/digits_convnet/digits_01/model") in line, line
     assert "log:" not in line  # the stand-in wrote no train.log: none is named
     assert [call["args"][call["args"].index("--dataset") + 1] for call in stub_calls(env)] == ["digits_01", "digits_23"]
 
@@ -473,7 +473,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_supsup_gnu_evaluates_the_same_masks_with_another_objective_without_training(data_root, tmp_path):
     env = {"NUM_TASKS": "3", "EPOCHS": "1", "EVAL_AT": "1 2", "DATA_ROOT": str(data_root),
            "CKPT_ROOT": str(tmp_path / "ck"), "OMP_NUM_THREADS": "1"}
-    root = tmp_path / "ck/SupSup/permuted_digits/gnu/lenet_300_100"
+    root = tmp_path / "ck/SupSup/permuted_digits/gnu_seed1/lenet_300_100"
     first = driver("supsup_gnu.sh", "permuted_digits", "oneshot", "g", cwd=tmp_path, timeout=300, **env)
     assert first.returncode == 0, first.stderr[-2000:]
     assert [first.stdout.count(f"task_{k}: running") for k in (1, 2, 3)] == [1, 1, 1]

@@ -42,12 +42,12 @@ class Driver:
 
 
 CPG = Driver("cpg.sh", ("split_digits", "{data}", "s", "1.5"), {**QUICK, "NUM_TASKS": "2"},
-             "CPG/split_digits/s/digits_convnet", ("summary.json",))
+             "CPG/split_digits/s_seed1/digits_convnet", ("summary.json",))
 GNU = Driver("supsup_gnu_permuted_mnist.sh", (), {"BENCHMARK": "permuted_digits", "NUM_TASKS": "3", "EPOCHS": "1",
                                                    "EVAL_AT": "1 2"},
-             "SupSup/permuted_digits/gnu/lenet_300_100",
+             "SupSup/permuted_digits/gnu_seed1/lenet_300_100",
              ("oneshot_g/results.csv", "oneshot_g/summary.json", "oneshot_g/adapt_results.csv"))
-LINES = Driver("subspace_lines.sh", (), {"EPOCHS": "2"}, "subspace/line/digits10/digits10",
+LINES = Driver("subspace_lines.sh", (), {"EPOCHS": "2"}, "subspace/line/digits10/digits10/seed1",
                ("summary.json", "sweep.csv"))
 DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES}
 

@@ -62,7 +62,7 @@ def test_cpg_run_matrix_never_forgets_and_its_plots_are_drawn(data_root, tmp_pat
     result = run_driver("cpg.sh", "split_digits", str(data_root), "matrix", "1.5", **QUICK, NUM_TASKS="3",
                         CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    root = tmp_path / "ck/CPG/split_digits/matrix/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/matrix_seed1/digits_convnet"
     summary = json.loads((root / "summary.json").read_text())
     matrix, rows = summary["accuracy_matrix"], summary["tasks"]
     assert list(summary)[:9] == ["benchmark", "tasks", "average_accuracy_after_learning", "average_accuracy_final",

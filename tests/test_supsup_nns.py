@@ -151,7 +151,7 @@ def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_r
            "LR": "3e-3", "OUTPUT_SIZE": "10", "DATA_ROOT": str(data_root), "CKPT_ROOT": str(tmp_path)}
     result = run_driver("supsup_nns_permuted_mnist.sh", "0", **env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    root = tmp_path / "SupSup/permuted_digits/nns/lenet_300_100"
+    root = tmp_path / "SupSup/permuted_digits/nns_seed1/lenet_300_100"
     checks = [line for line in (root / "train.log").read_text().splitlines() if " batch=" in line]
     assert [int(line.split(" batch=")[1].split()[0]) for line in checks] == [10, 20, 30]
     assert all("decision=" in line and "masks_allocated=" in line for line in checks)

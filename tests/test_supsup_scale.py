@@ -199,7 +199,7 @@ def test_gns_driver_evaluates_every_learned_task_at_each_eval_point(tmp_path, da
     result = run_driver("supsup_gns_permuted_mnist.sh", "0", BENCHMARK="permuted_digits", NUM_TASKS="3",
                         EVAL_AT="1 2", DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    root = tmp_path / "SupSup/permuted_digits/gns/lenet_300_100"
+    root = tmp_path / "SupSup/permuted_digits/gns_seed1/lenet_300_100"
     meta = json.loads((root / "model/meta.json").read_text())
     assert meta["outputs"] == 10  # shared labels: no superfluous neurons
     with (root / "oneshot_h/adapt_results.csv").open() as file:

@@ -41,6 +41,11 @@ class Benchmark:
     spec: Spec | None = None
     """a spec file's checked content, handed to its loader first (built-in benchmarks have none)"""
 
+    @property
+    def embedded(self) -> bool:
+        """whether the code makes the images itself (no files identify them)"""
+        return self.spec is None and self.loader.startswith(EMBEDDED_LOADERS)
+
     def load_task(self, data_root, task_name: str):
         """Decode (or read from cache) one task's uint8 images; see `utils.data.TaskData`."""
         if task_name not in self.task_names:
@@ -53,6 +58,8 @@ class Benchmark:
 DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
 SYNTHETIC_TASKS = tuple(f"synthetic_{i}" for i in range(1, 21))
 MNIST = "utils.data.mnist"
+EMBEDDED_LOADERS = ("utils.data.digits:", "utils.data.synthetic:", "utils.methods.extract.teachers:",
+                    f"{MNIST}:load_permuted_digits")
 
 BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
     # name, tasks in learning order, default architecture, loader, crop padding, flip, default goals
