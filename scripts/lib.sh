@@ -251,7 +251,8 @@ run_child() {
 # lock_run_root ROOT: hold the run folder ROOT (created if missing) for this driver, so two drivers never
 # run on one folder: a second one stops with exit 64 naming the process that holds it. The lock is flock
 # on ROOT/.lock, held by the driver and inherited by its stages; the kernel drops it when the last of them
-# is gone, so a killed run leaves no stale lock. If the holder named in the file is dead, its last stage
+# is gone, so a killed run leaves no stale lock. The file names its holder (begin_run writes that line once
+# the settings are checked). If the holder named in the file is dead, its last stage
 # is stopping (a watcher stops it within half a second): wait for it.
 lock_run_root() {
   local root=$1 lock holder=""
@@ -270,7 +271,6 @@ lock_run_root() {
       usage_error "run folder $root is in use by ${holder:-another process}; wait for it to end or stop it first"
     fi
   fi
-  printf 'pid %s: %s\n' "$DRIVER_PID" "$DRIVER_COMMAND" > "$lock"
   RUN_ROOT=$root
 }
 
@@ -296,6 +296,7 @@ begin_run() {
   [[ -z ${GOALS:-} ]] || identity+=(--goals "$GOALS")
   "$PYTHON" -m tools.run_settings "$1" --driver "$(basename "$0")" --command "$DRIVER_COMMAND" "${identity[@]}" \
     --settings "${pairs[@]}" || exit "$?"
+  printf 'pid %s: %s\n' "$DRIVER_PID" "$DRIVER_COMMAND" > "$1/.lock"  # after the check: a refused run changes nothing
 }
 
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported

@@ -186,7 +186,8 @@ LOCKED = {  # script, arguments, extra environment, run folder under the test's 
     "lines": ("subspace_lines.sh", [], {}, "ck/subspace/line/digits10/digits10/seed1"),
     "extract_digits": ("extract_digits.sh", ["{tmp}/out"], {}, "out"),
     "extract_synthetic": ("extract_synthetic.sh", ["{tmp}/out"], {"SEEDS": "1"}, "out"),
-    "baseline": ("baseline_cifar100.sh", ["0"], {"NUM_TASKS": "2"}, "ck/baselines/cifar100/baseline_seed1/vgg16_bn_cifar100"),
+    "baseline": ("baseline_cifar100.sh", ["0"], {"NUM_TASKS": "2"},
+                 "ck/baselines/cifar100/baseline_seed1/vgg16_bn_cifar100"),
 }
 
 
