@@ -15,10 +15,13 @@ from tools import report
 METHODS = ("independent", "finetune", "cpg", "packnet", "piggyback", "supsup_gg")
 
 
-def _run_folder(root, method: str, seed: int, acc: float, bwt: float, seconds: list[float], capacity: float = 0.5):
-    """A finished run as a driver leaves it: run.json, the report's metrics.json and stage times."""
+def _run_folder(root, method: str, seed: int, acc: float, bwt: float, seconds: list[float], capacity: float = 0.5,
+                settings: dict[str, str] | None = None):
+    """A finished run as a driver leaves it: run.json (with `settings` when given; older cards have none),
+    the report's metrics.json and stage times."""
     root.mkdir(parents=True)
-    (root / "run.json").write_text(json.dumps({"method": method, "benchmark": "split_digits", "seed": seed}))
+    card = {"method": method, "benchmark": "split_digits", "seed": seed, "command": f"bash scripts/{method}.sh"}
+    (root / "run.json").write_text(json.dumps(card if settings is None else {**card, "settings": settings}))
     (root / "metrics.json").write_text(json.dumps({
         "accuracy_matrix": [[acc]], "metrics": {"average_accuracy": acc, "backward_transfer": bwt,
                                                  "forgetting": -bwt},
@@ -49,7 +52,8 @@ def test_runs_table_gives_mean_and_spread_over_seeds(tmp_path, capsys):
     assert bwt == f"{-0.2:.4f} ± {statistics.stdev([-0.3, -0.1, -0.2]):.4f}"
     assert forgetting.startswith("0.2000 ±") and storage == "0.50"
     assert time == f"{statistics.fmean(map(sum, seconds)):.0f} ± {statistics.stdev(map(sum, seconds)):.0f}"
-    assert _row(table, "beta")[2:4] == ["0.5000 ± 0.0000", "0.0000 ± 0.0000"]
+    beta = _row(table, "beta")
+    assert beta[2:4] == ["0.5000", "0.0000"] and beta[5:] == ["1.25", "4"]  # one seed: its values, no spread
     assert (tmp_path / "out/comparison.md").read_text().strip() == table.split("\ntable and plot")[0].strip()
     assert _png_is_drawn(tmp_path / "out/comparison.png")
 

@@ -23,7 +23,8 @@ def read_json(path: Path, *keys: str) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointFileError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from error
     if not isinstance(data, dict) or any(key not in data for key in keys):
-        raise CheckpointFileError(f"{path} is not what this toolkit wrote (expected the keys {', '.join(keys)})")
+        expected = f"the keys {', '.join(keys)}" if keys else "a JSON object"
+        raise CheckpointFileError(f"{path} is not what this toolkit wrote (expected {expected})")
     return data
 
 

@@ -191,24 +191,28 @@ def hopfield_recovery(root: Path, summary: dict) -> Path:
 
 
 def comparison(folder: Path, rows: list[dict]) -> Path:
-    """Per method: average accuracy (mean and std over seeds) beside its storage against one network per
-    task, the two axes a continual learner trades."""
+    """Per row of tools/runs.py (a method at its settings): average accuracy (mean, and std over seeds where
+    there are several) beside its storage against one network per task, the two axes a continual learner
+    trades."""
     plt = _pyplot()
-    labels = [row["method"] for row in rows]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(max(7.0, 1.4 * len(rows) + 3.0), 3.9))
+    several = len({row["benchmark"] for row in rows}) > 1  # then the method alone does not name a row
+    labels = ["\n".join([row["method"], *([row["benchmark"]] if several else []), *row["differences"]])
+              for row in rows]
+    lines = max(label.count("\n") for label in labels)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(max(7.0, 1.4 * len(rows) + 3.0), 3.9 + 0.15 * lines))
     colours = [f"C{k}" for k in range(len(rows))]
-    left.bar(labels, [row["acc_mean"] for row in rows], yerr=[row["acc_std"] for row in rows], capsize=4,
-             color=colours)
+    spreads = [math.nan if row["acc_std"] is None else row["acc_std"] for row in rows]  # NaN: no error bar
+    left.bar(labels, [row["acc_mean"] for row in rows], yerr=spreads, capsize=4, color=colours)
     left.set_ylim(max(0.0, min(row["acc_mean"] for row in rows) - 0.15), 1.0)
     left.set_ylabel("average accuracy after the last task")
     left.set_title("ACC (mean ± std over seeds)")
     right.bar(labels, [row["capacity_mean"] for row in rows], color=colours)
     right.axhline(1.0, color="black", linestyle="--", linewidth=1, label="one network per task")
-    right.set_ylabel("bytes kept / one network per task")
+    right.set_ylabel("bytes kept / one plain width-1.0 net per task", fontsize=8)
     right.set_title("storage")
     right.legend(fontsize=7)
     for axes in (left, right):
-        axes.tick_params(axis="x", rotation=30)
+        axes.tick_params(axis="x", rotation=30, labelsize=7 if lines else None)
     return _save(figure, folder / COMPARISON)
 
 

@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="SupSup: the objective of the one-shot task inference curve (h: entropy, g: needs "
                              "superfluous output neurons)")
     parser.add_argument("--runs", type=Path, nargs="+", metavar="ROOT",
-                        help="finished run folders (each with run.json): print one Markdown table of the methods, "
-                             "mean ± std over seeds, and stop")
+                        help="finished run folders (each with run.json): print one Markdown table, a row per "
+                             "method, benchmark and settings, mean ± std over seeds, and stop")
     parser.add_argument("--out", type=Path, default=None,
                         help="with --runs: also write the table (comparison.md) and its plot (comparison.png) here")
     args = parser.parse_args(argv)
