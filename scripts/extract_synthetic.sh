@@ -34,8 +34,8 @@ for seed in $seeds; do
     "$PYTHON" main_normal.py --mode finetune "${common[@]}" --seed "$seed" --log_path "$log"
   report="$out/seed_$seed.report.json"
   rebuild="rebuild_seed${seed}_gamma${gamma}_beta${beta}"
-  # as in extract_digits.sh: the seed's report is its latest rebuild's, so rebuild unless these settings made it
-  [[ -f $report && -f $out/.stages/$rebuild ]] || rm -f "$out/.stages/rebuild_seed${seed}_"*
+  # the seed's report is its rebuild's output: a report that is gone is rebuilt (the students are kept)
+  [[ -f $report ]] || rm -f "$out/.stages/$rebuild"
   run_stage "$rebuild" "$out/.stages" "$log" "0" \
     "$PYTHON" main_normal.py --mode retrain "${common[@]}" --seed "$seed" --log_path "$log" --ec_report "$report"
   reports+=("$report")

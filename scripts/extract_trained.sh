@@ -47,8 +47,8 @@ for seed in $seeds; do
   run_stage "students_seed$seed" "$out/.stages" "$log" "0" "$PYTHON" main_normal.py --mode finetune "${extract[@]}"
   report="$folder/report.json"
   rebuild="rebuild_seed${seed}_gamma${gamma}_beta${beta}_mask${mask_share}_below${threshold}"
-  # as in extract_synthetic.sh: the seed's report is its latest rebuild's, so rebuild unless these settings made it
-  [[ -f $report && -f $out/.stages/$rebuild ]] || rm -f "$out/.stages/rebuild_seed${seed}_"*
+  # as in extract_synthetic.sh: a report that is gone is rebuilt (the students are kept)
+  [[ -f $report ]] || rm -f "$out/.stages/$rebuild"
   run_stage "$rebuild" "$out/.stages" "$log" "0" \
     "$PYTHON" main_normal.py --mode retrain "${extract[@]}" --ec_report "$report"
   reports+=("$report")

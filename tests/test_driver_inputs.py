@@ -325,7 +325,7 @@ def _goals_reach_cpg(tmp_path: Path, benchmark: str, data: Path, arch: str, task
     cpg = driver("cpg.sh", benchmark, str(data), "goals", "1.5", cwd=tmp_path, timeout=300, **QUICK,
                  NUM_TASKS="1", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
     assert cpg.returncode == 0, cpg.stderr[-2000:]
-    log = (tmp_path / f"ck/CPG/{benchmark}/goals/{arch}/{tasks[0]}/train.log").read_text()
+    log = (tmp_path / f"ck/CPG/{benchmark}/goals_seed1/{arch}/{tasks[0]}/train.log").read_text()
     assert f"goal={written[tasks[0]]:.4f}" in log
     return written
 

@@ -22,7 +22,7 @@ def runs(data_root, tmp_path_factory):
         if script not in cache:
             ckpt = tmp_path_factory.mktemp("ckpt")
             done = run_driver(script, DATA_ROOT=str(data_root), CKPT_ROOT=str(ckpt), **SHORT)
-            cache[script] = done, ckpt / "subspace" / FOLDERS[script] / "digits10" / "digits10", ckpt
+            cache[script] = done, ckpt / "subspace" / FOLDERS[script] / "digits10" / "digits10" / "seed1", ckpt
         return cache[script]
     return run
 
