@@ -314,13 +314,13 @@ launch_stage_server() {
   [[ ${FAST_START:-1} == 1 ]] || return 0
   use_gpus
   ((STAGE_RANKS == 1)) || return 0  # torchrun starts its own processes
-  local method methods=()
+  local method methods=() parent=$BASHPID  # read here: in the command below it would be the child's own pid
   for method in "${@:-cpg}"; do
     methods+=(--method "$method")
   done
   STAGE_SERVER_DIR=$(mktemp -d)
   export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
-  "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" --parent "$BASHPID" "${methods[@]}" &
+  "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" --parent "$parent" "${methods[@]}" &
   STAGE_SERVER_PID=$!
   local cleanup
   printf -v cleanup 'kill %q 2>/dev/null; wait %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_PID" \

@@ -69,13 +69,20 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("moment", [0.3, 1.2])
+@pytest.mark.parametrize("moment", [0.3, 1.2, "listening"])
 def test_a_driver_killed_while_its_server_starts_leaves_neither_server_nor_lock(tmp_path, moment):
     """SIGKILL runs no trap: the server must notice its driver's death by itself, at any moment of start-up."""
     root = tmp_path / "run"
-    script = f'source scripts/lib.sh; lock_run_root "{root}"; launch_stage_server supsup; sleep 60 {{LOCK_FD}}>&-'
+    script = (f'source scripts/lib.sh; lock_run_root "{root}"; launch_stage_server supsup; await_stage_server; '
+              f'touch "{tmp_path}/$([[ -S $CPG_STAGE_SERVER ]] && echo up || echo down)"; sleep 60 {{LOCK_FD}}>&-')
     driver = subprocess.Popen(["bash", "-c", script], cwd=REPO, env=environment(TMPDIR=str(tmp_path)))
-    time.sleep(moment)
+    if moment == "listening":
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("up")) + list(tmp_path.glob("down")) and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "up").exists(), "the server did not start"
+    else:
+        time.sleep(moment)
     driver.kill()
     driver.wait()
     deadline = time.time() + 10
