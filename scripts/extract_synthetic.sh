@@ -11,7 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
 out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/synthetic}")
 seeds=${SEEDS:-"1 2 3 4 5"}
-[[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
+[[ $seeds =~ ^[0-9\ ]*[0-9][0-9\ ]*$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 for name in GAMMA:0.5 BETA:6 SIZES:20,8,2 ACTIVATION:relu STUDENTS:10 EXPANSION:4 SAMPLES:2000 LR:1e-2 \
   EPOCHS:6000; do
   setting "${name%%:*}" "${name#*:}"

@@ -15,7 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 benchmark=$1 task=$2 arch=$3
 out=$(realpath -m "${4:-$REPO_ROOT/checkpoints/extract/$arch}")
 seeds=${SEEDS:-"1 2 3 4 5"}
-[[ $seeds =~ ^[0-9\ ]+$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
+[[ $seeds =~ ^[0-9\ ]*[0-9][0-9\ ]*$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 # BETA 10: 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
 for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TEACHER_LR:0.05 STUDENTS:10 \
   EXPANSION:4 PROBE:data SAMPLES:2000 LR:1e-2 EPOCHS:25000 PATIENCE:200 MIN_LR:1e-7 FINETUNE_EPOCHS:3000 \

@@ -250,26 +250,25 @@ run_child() {
 
 # lock_run_root ROOT: hold the run folder ROOT (created if missing) for this driver, so two drivers never
 # run on one folder: a second one stops with exit 64 naming the process that holds it. The lock is flock
-# on ROOT/.lock, held by the driver and inherited by its stages; the kernel drops it when the last of them
-# is gone, so a killed run leaves no stale lock. The file names its holder (begin_run writes that line once
-# the settings are checked). If the holder named in the file is dead, its last stage
-# is stopping (a watcher stops it within half a second): wait for it.
+# on ROOT/.lock, held by the driver and inherited by its stages (not by the warm-start server, which closes
+# it); the kernel drops it when the last of them is gone, so a killed run leaves no stale lock. The file
+# names its holder while a driver runs (begin_run writes that line once the settings are checked; the
+# driver's exit empties it), so a line naming a dead driver means one that was killed: its folder is taken
+# over with one line, once its last stage, which a watcher stops within half a second, is gone.
 lock_run_root() {
-  local root=$1 lock holder=""
+  local root=$1 lock holder="" problem
   require_commands flock
-  mkdir -p "$root"
+  problem=$(mkdir -p -- "$root" 2>&1) || usage_error "cannot create the run folder $root: ${problem##*: }"
   lock="$root/.lock"
-  exec {LOCK_FD}>>"$lock"
-  if ! flock -n "$LOCK_FD"; then
-    { read -r holder < "$lock"; } 2>/dev/null || true
-    if [[ $holder =~ ^pid\ ([0-9]+) ]] && ! process_alive "${BASH_REMATCH[1]}"; then
-      say "waiting for what is left of the stopped driver ${BASH_REMATCH[1]} to leave $root"
-      flock -w 30 "$LOCK_FD" || holder=""
-    fi
-    if [[ $holder != pid\ * ]] || ! flock -n "$LOCK_FD"; then
-      { read -r holder < "$lock"; } 2>/dev/null || true
-      usage_error "run folder $root is in use by ${holder:-another process}; wait for it to end or stop it first"
-    fi
+  { exec {LOCK_FD}>>"$lock"; } 2>/dev/null || usage_error "cannot write the lock file $lock in the run folder" \
+    "(a read-only folder or file system?); give the run a writable CKPT_ROOT"
+  { read -r holder < "$lock"; } 2>/dev/null || true
+  if [[ $holder =~ ^pid\ ([0-9]+) ]] && ! process_alive "${BASH_REMATCH[1]}"; then
+    flock -w 30 "$LOCK_FD" || usage_error "run folder $root is still in use by what is left of the killed driver" \
+      "${BASH_REMATCH[1]}; stop those processes first"
+    say "taking over run folder $root from the killed driver ${BASH_REMATCH[1]}"
+  elif ! flock -n "$LOCK_FD"; then
+    usage_error "run folder $root is in use by ${holder:-another process}; wait for it to end or stop it first"
   fi
   RUN_ROOT=$root
 }
@@ -297,6 +296,8 @@ begin_run() {
   "$PYTHON" -m tools.run_settings "$1" --driver "$(basename "$0")" --command "$DRIVER_COMMAND" "${identity[@]}" \
     --settings "${pairs[@]}" || exit "$?"
   printf 'pid %s: %s\n' "$DRIVER_PID" "$DRIVER_COMMAND" > "$1/.lock"  # after the check: a refused run changes nothing
+  printf -v name ': > %q' "$1/.lock"
+  on_exit "$name"  # the line is left only by a driver killed outright
 }
 
 # start_stage_server: run the stages in children forked from one warm interpreter that has imported
@@ -313,13 +314,13 @@ launch_stage_server() {
   [[ ${FAST_START:-1} == 1 ]] || return 0
   use_gpus
   ((STAGE_RANKS == 1)) || return 0  # torchrun starts its own processes
-  local method methods=()
+  local method methods=() parent=$BASHPID  # read here: in the command below it would be the child's own pid
   for method in "${@:-cpg}"; do
     methods+=(--method "$method")
   done
   STAGE_SERVER_DIR=$(mktemp -d)
   export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
-  "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" "${methods[@]}" &
+  "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" --parent "$parent" "${methods[@]}" &
   STAGE_SERVER_PID=$!
   local cleanup
   printf -v cleanup 'kill %q 2>/dev/null; wait %q 2>/dev/null; rm -rf %q' "$STAGE_SERVER_PID" "$STAGE_SERVER_PID" \

@@ -70,7 +70,7 @@ def test_runs_refuse_a_folder_that_is_no_finished_run(tmp_path, capsys):
     (good / "metrics.json").unlink()
     with pytest.raises(SystemExit) as stop:
         report.main(["--runs", str(good)])
-    assert stop.value.code == 65 and "no report with an accuracy matrix" in capsys.readouterr().err
+    assert stop.value.code == 64 and "has not finished" in capsys.readouterr().err
 
 
 def test_seeds_must_be_whole_numbers(tmp_path):

@@ -237,6 +237,59 @@ def test_a_lock_file_left_by_a_dead_driver_does_not_block(tmp_path):
     assert [call["args"][call["args"].index("--mode") + 1] for call in stub_calls(env)] == ["finetune", "inference"]
 
 
+
+def test_a_run_folder_held_by_a_killed_driver_is_taken_over_with_one_line(tmp_path):
+    env = stub_env(tmp_path)
+    root = tmp_path / "ck/subspace/line/digits10/digits10/seed1"
+    root.mkdir(parents=True)
+    (root / ".lock").write_text("pid 4194303: bash scripts/subspace_lines.sh\n")
+    started = time.monotonic()
+    done = driver("subspace_lines.sh", cwd=tmp_path, **env, DATA_ROOT=str(tmp_path), CKPT_ROOT=str(tmp_path / "ck"))
+    assert done.returncode == 0 and time.monotonic() - started < 20, done.stderr
+    assert [line for line in done.stdout.splitlines() if "taking over" in line and "4194303" in line]
+    assert (root / ".lock").read_text() == "", "a driver that ended must not be named as the folder's holder"
+
+
+def immutable(folder: Path) -> None:
+    """Make `folder` unwritable even for root (chattr +i), or skip where that is not allowed."""
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not allowed here")
+
+
+@pytest.mark.parametrize(("script", "args"), [("lottery_digits.sh", ()), ("supsup_nns_permuted_mnist.sh", ()),
+                                              ("extract_synthetic.sh", ("{ck}/extract",))])
+def test_a_read_only_checkpoint_root_is_one_line_and_64(tmp_path, script, args):
+    env = stub_env(tmp_path)
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    immutable(ck)
+    try:
+        done = driver(script, *[arg.format(ck=ck) for arg in args], cwd=tmp_path, **env, DATA_ROOT=str(tmp_path),
+                      CKPT_ROOT=str(ck), SEEDS="1", BENCHMARK="permuted_digits")
+    finally:
+        subprocess.run(["chattr", "-i", str(ck)])
+    assert done.returncode == 64, done.stderr
+    assert f"cannot create the run folder {ck}/" in one_line(done)
+
+
+def test_a_read_only_run_folder_that_exists_is_one_line_and_64(tmp_path):
+    root = tmp_path / "run"
+    root.mkdir()
+    immutable(root)
+    try:
+        done = lib(f'lock_run_root "{root}"; echo locked', tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(root)])
+    assert done.returncode == 64 and "locked" not in done.stdout
+    assert f"cannot write the lock file {root}/.lock" in one_line(done)
+
+
+def test_extract_with_no_seeds_is_refused_before_anything(tmp_path):
+    env = stub_env(tmp_path)
+    done = driver("extract_synthetic.sh", str(tmp_path / "out"), cwd=tmp_path, **env, SEEDS=" ")
+    assert done.returncode == 64 and "SEEDS" in one_line(done)
+    assert not (tmp_path / "out").exists() and not stub_calls(env)
+
 # 5. Exit 65: a checkpoint a stage cannot read ------------------------------------------------------------------
 
 def test_exit_65_is_reported_as_a_bad_checkpoint_naming_the_input_folder(tmp_path):

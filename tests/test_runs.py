@@ -176,3 +176,11 @@ def test_the_command_line_says_which_card_is_bad_in_one_line(tmp_path):
     assert result.returncode == 65 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [f"report.py: error: {root / 'run.json'} is not a run card: method is 5, "
                                           "not a non-empty one-line string"]
+
+
+def test_an_out_that_is_a_file_is_one_line_and_64(tmp_path):
+    root = _run_folder(tmp_path / "run", "cpg", 1, 0.9, 0.0, [1.0])
+    (tmp_path / "table").write_text("mine")
+    code, lines = _fails(["--runs", str(root), "--out", str(tmp_path / "table")])
+    assert code == 64 and len(lines) == 1 and "is a file" in lines[0]
+    assert (tmp_path / "table").read_text() == "mine"

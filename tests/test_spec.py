@@ -156,7 +156,19 @@ BAD_SPECS = {  # case: (spec entries or raw text, what the one line must say)
     "class_in_two_tasks": ({"torchvision": "MNIST", "tasks": [{"name": "t1", "classes": [0, 1]},
                                                               {"name": "t2", "classes": ["1", 2]}]},
                            "tasks[1] 't2'", "class '1' is already in task 't1'"),
-    "bad_partition": ({"torchvision": "CIFAR10", "split": {"tasks": 6, "seed": 0}}, '"split"', "at least 2"),
+    "bad_partition": ({"torchvision": "CIFAR10", "split": {"tasks": 6, "seed": 0}}, "'tasks'", "from 1 to 5, got 6"),
+    "billion_tasks": ({"torchvision": "MNIST", "split": {"tasks": 10**9, "seed": 0}}, "from 1 to 5, got 1000000000"),
+    "huge_seed": ({"torchvision": "MNIST", "split": {"tasks": 2, "seed": 2**40}}, "'seed'", "from 0 to"),
+    "huge_image_size": ({**FOLDER_SPEC, "image_size": 10**12}, "'image_size'", "from 1 to 4096"),
+    "huge_crop_padding": ({**FOLDER_SPEC, "crop_padding": 10**9}, "'crop_padding'", "from 0 to 256"),
+    "padding_past_size": ({**FOLDER_SPEC, "image_size": 8, "crop_padding": 9}, "'crop_padding'", "from 0 to 8"),
+    "huge_large": ({**FOLDER_SPEC, "large": {"short_side": 10**9, "crop": 6}}, "'short_side'", "from 1 to"),
+    "nan_mean": ('{"images": "images", "tasks": ["rows", "cols"], "channels": 1, '
+                 '"normalise": {"mean": [NaN], "std": [1]}}', "NaN is not allowed"),
+    "infinite_std": ('{"images": "images", "tasks": ["rows"], "normalise": {"mean": [0], "std": [-Infinity]}}',
+                     "-Infinity is not allowed"),
+    "endless_digits": ('{"images": "images", "tasks": ["rows"], "image_size": 1' + "0" * 5000 + "}", "too large"),
+    "deep_nesting": ("[" * 100000 + "]" * 100000, "nested deeper than 16"),
     "large_and_size": ({**FOLDER_SPEC, "image_size": 8, "large": {"short_side": 8, "crop": 6}}, '"image_size"'),
 }
 

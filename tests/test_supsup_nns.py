@@ -201,3 +201,17 @@ def test_nns_inference_of_a_gnu_checkpoint_exits_64(tmp_path, data_root, capsys)
                  "--data_root", str(data_root), "--supsup_scenario", "nns", "--load_folder", str(tmp_path / "m"))
     err = capsys.readouterr().err
     assert code == 64 and "was not learned by --supsup_scenario nns" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("scenario", [("--supsup_scenario", "nns", "--supsup_stream", ",".join(NAMES[:2])), ()])
+def test_too_few_outputs_for_the_tasks_classes_is_one_line_and_64_before_training(tmp_path, data_root, capsys,
+                                                                                    scenario):
+    try:
+        code = _main("--method", "supsup", "--mode", "finetune", "--benchmark", "permuted_digits", "--dataset",
+                     NAMES[0], "--arch", "lenet_300_100", "--data_root", str(data_root), "--save_folder",
+                     str(tmp_path / "m"), "--supsup_output_size", "5", *scenario)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 64 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "has 10 classes, more than the network's 5 outputs" in err

@@ -1,9 +1,12 @@
 """The chooser tools: which checkpoint becomes the task's, idempotence, accuracy-based retrain choice."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
+from tests.conftest import REPO, environment
 from tools import choose_pruning_ratio, choose_retrain, random_task_id
 from tools.choose_pruning_ratio import choose
 
@@ -100,3 +103,13 @@ def test_capacity_is_the_real_ratio_of_shared_weights(capsys, arch):
     weights = [sum(layer.weight.numel() for layer in cpg_layers(build_network(arch, width))) for width in (1.0, 1.5)]
     assert ratio == pytest.approx(weights[1] / weights[0], abs=1e-4)
     assert ratio < 1.3 if arch == "lenet_300_100" else ratio > 1.45  # LeNet's 784 inputs do not scale
+
+
+TOOLS = sorted(path.stem for path in (REPO / "tools").glob("*.py") if 'if __name__ == "__main__"' in path.read_text())
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_runs_as_a_file_as_the_readme_names_it(tool, tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "tools" / f"{tool}.py"), "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, env={**environment(), "PYTHONPATH": ""}, timeout=60)
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]

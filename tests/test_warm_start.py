@@ -1,9 +1,11 @@
 """Warm start: stages run in children of a server that imported torch once, with the same results."""
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +16,8 @@ from utils.warm_start import ENV_VAR, run_remote
 @pytest.fixture
 def server(tmp_path):
     path = tmp_path / "stages.sock"
-    process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path)], cwd=REPO,
-                               env=environment())
+    process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path), "--parent",
+                                str(os.getpid())], cwd=REPO, env=environment())
     deadline = time.time() + 60
     while not path.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -53,3 +55,39 @@ def test_a_stage_gives_the_same_checkpoint_warm_and_cold(server, data_root, tmp_
             meta["settings"].pop(flag)
     assert metas[0] == metas[1]
     assert (tmp_path / "cold/checkpoint.pth").read_bytes() == (tmp_path / "warm/checkpoint.pth").read_bytes()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line names `text` (zombies have none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("moment", [0.3, 1.2, "listening"])
+def test_a_driver_killed_while_its_server_starts_leaves_neither_server_nor_lock(tmp_path, moment):
+    """SIGKILL runs no trap: the server must notice its driver's death by itself, at any moment of start-up."""
+    root = tmp_path / "run"
+    script = (f'source scripts/lib.sh; lock_run_root "{root}"; launch_stage_server supsup; await_stage_server; '
+              f'touch "{tmp_path}/$([[ -S $CPG_STAGE_SERVER ]] && echo up || echo down)"; sleep 60 {{LOCK_FD}}>&-')
+    driver = subprocess.Popen(["bash", "-c", script], cwd=REPO, env=environment(TMPDIR=str(tmp_path)))
+    if moment == "listening":
+        deadline = time.time() + 120
+        while not list(tmp_path.glob("up")) + list(tmp_path.glob("down")) and time.time() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "up").exists(), "the server did not start"
+    else:
+        time.sleep(moment)
+    driver.kill()
+    driver.wait()
+    deadline = time.time() + 10
+    while processes_mentioning(str(tmp_path)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not processes_mentioning(str(tmp_path))
+    lock = subprocess.run(["flock", "-n", str(root / ".lock"), "true"])
+    assert lock.returncode == 0, "the run folder's lock outlived the driver"

@@ -26,6 +26,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+if not __package__:  # run as `python tools/bench.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.data.registry import get_benchmark

@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+if not __package__:  # run as `python tools/bench_supsup.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from tools.bench import device_name, stage_server
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser

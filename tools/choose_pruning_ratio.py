@@ -13,6 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/choose_pruning_ratio.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser

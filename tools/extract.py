@@ -13,6 +13,9 @@ import json
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/extract.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from utils.cli import UsageParser
 from utils.exit_codes import ExitCode
 

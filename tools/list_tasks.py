@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+if not __package__:  # run as `python tools/list_tasks.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import UsageParser
 from utils.data.registry import BENCHMARKS, DataError, get_benchmark

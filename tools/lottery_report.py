@@ -10,6 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/lottery_report.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from utils.atomic import atomic_write
 from utils.cli import UsageParser
 from utils.exit_codes import ExitCode

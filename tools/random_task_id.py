@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import random
 import sys
+from pathlib import Path
+
+if not __package__:  # run as `python tools/random_task_id.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.cli import UsageParser
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/report.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from tools import metrics, plots, runs, sequences
 from tools.checkpoints import CheckpointFileError, number, read_json
 from utils.atomic import atomic_csv, atomic_json_dump

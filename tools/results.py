@@ -17,6 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/results.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from utils.atomic import atomic_write
 from utils.cli import UsageParser
 

@@ -19,6 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+if not __package__:  # run as `python tools/run_settings.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.data.registry import DataError, get_benchmark

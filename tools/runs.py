@@ -98,8 +98,8 @@ def _report(root: Path) -> dict:
                     "bwt": _number(metrics, "backward_transfer", path, optional=True),
                     "forgetting": _number(metrics, "forgetting", path, optional=True),
                     "capacity": _number(capacity, "model_vs_independent", path)}
-    raise CheckpointFileError(f"{root} holds no report with an accuracy matrix (summary.json or metrics.json): "
-                              "run its driver to the end")
+    raise UsageError(f"{root} holds no report with an accuracy matrix (summary.json or metrics.json), so the "
+                     "run has not finished: run its driver to the end")
 
 
 def _number(data: dict, key: str, path: Path, optional: bool = False) -> float | None:
@@ -219,7 +219,12 @@ def main(parser: UsageParser, roots: list[Path], out: Path | None) -> int:
     if out is not None:
         from tools import plots
 
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            parser.error(f"--out {out} is a file; give a folder for the table and its plot")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"cannot create the folder --out {out}: {error.strerror or error}")
         atomic_write(out / TABLE, lambda file: file.write(table + "\n"), binary=False)
         plots.comparison(out, rows)
         print(f"table and plot written to {out / TABLE} and {out / plots.COMPARISON}")

@@ -15,6 +15,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+if not __package__:  # run as `python tools/stream_report.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from tools import plots
 from tools.checkpoints import CheckpointFileError, read_json
 from utils.cli import UsageParser

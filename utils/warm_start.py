@@ -12,6 +12,12 @@ when the server cannot be reached, `main_normal.py` runs the stage itself.
 SIGINT and SIGTERM stop the server, a stage child or a waiting client quietly
 (no traceback) with the shell's code for the signal, 128 + its number; a child
 sends that code to its client first.
+
+The server dies with the driver that started it (`--parent`), at every moment:
+the kernel sends it SIGTERM when its parent dies (Linux's parent-death signal),
+set before anything else. It keeps none of the descriptors it inherits but
+its standard streams, so it never holds the run folder's lock. It reaps each child itself, so the stages' CPU time
+reaches the server and, once the driver has waited for the server, the driver.
 """
 
 from __future__ import annotations
@@ -51,6 +57,36 @@ def _receive_exactly(conn: socket.socket, size: int) -> bytes:
 
 def _exit_quietly(signum: int, _frame: object) -> None:
     os._exit(128 + signum)
+
+
+def _reap_children(_signum: int = 0, _frame: object = None) -> None:
+    """Wait for every ended child, so that its resource usage accrues to this process."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _stop_server(signum: int, _frame: object) -> None:
+    _reap_children()
+    os._exit(128 + signum)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel stop this process when `parent` dies; exit now if it is gone already.
+
+    The parent-death signal is set first and the parent checked after, so no moment is left in which the
+    parent could die unnoticed (a check alone misses a death just after it). Elsewhere than Linux only the
+    check is made, and the serve loop's polling does the rest.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(128 + signal.SIGTERM)
 
 
 def run_remote(argv: list[str]) -> int | None:
@@ -142,10 +178,10 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     os._exit(int(code))
 
 
-def serve(path: str, methods: tuple[str, ...] = ("cpg",)) -> None:
-    """Import the stage machinery (of `methods`) once, then fork one child per request."""
-    signal.signal(signal.SIGINT, _exit_quietly)  # a stop, not a crash: no KeyboardInterrupt traceback
-    signal.signal(signal.SIGTERM, _exit_quietly)
+def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
+    """Import the stage machinery (of `methods`) once, then fork one child per request while `parent` lives."""
+    signal.signal(signal.SIGINT, _stop_server)  # a stop, not a crash: no KeyboardInterrupt traceback
+    signal.signal(signal.SIGTERM, _stop_server)
     import main_normal  # noqa: F401  (warms the imports the children use)
     from utils.data.registry import BENCHMARKS
     from utils.methods import METHODS
@@ -155,13 +191,12 @@ def serve(path: str, methods: tuple[str, ...] = ("cpg",)) -> None:
     for benchmark in BENCHMARKS.values():  # the data loaders, which a stage imports when it reads its task
         importlib.import_module(benchmark.loader.split(":")[0])
 
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    driver = os.getppid()
+    signal.signal(signal.SIGCHLD, _reap_children)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(8)
     server.settimeout(1.0)
-    while os.getppid() == driver:  # a driver killed outright must not leave its server behind
+    while os.getppid() == parent:  # the parent-death signal's fallback where there is none
         try:
             conn, _ = server.accept()
         except TimeoutError:
@@ -185,7 +220,11 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="Serve main_normal.py stages from a warm process.")
     parser.add_argument("--socket", required=True, help="path of the Unix socket to listen on")
+    parser.add_argument("--parent", type=int, required=True,
+                        help="pid of the process that starts the server (the driver); the server dies with it")
     parser.add_argument("--method", action="append", default=None,
                         help="a method whose stages to import before serving, repeatable (default: cpg)")
     args = parser.parse_args()
-    serve(args.socket, tuple(args.method or ["cpg"]))
+    die_with_parent(args.parent)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # inherited ones, above all the run folder's lock: the driver's
+    serve(args.socket, args.parent, tuple(args.method or ["cpg"]))

@@ -33,6 +33,12 @@ KEYS = ("arch", "images", "torchvision", "tasks", "split", "channels", "image_si
         "crop_padding", "flip", "goals")
 SPLIT_KEYS = ("tasks", "seed", "classes_per_task", "names")
 DIGITS = tuple(str(digit) for digit in range(10))
+MAX_DEPTH = 16
+"""A spec nests a few levels (split names in an object in the spec); a deeper file is not a spec."""
+MAX_SIDE = 4096
+"""The largest image side (image_size, large's sizes) a spec may ask for: a batch of larger ones fits no GPU."""
+MAX_PADDING = 256
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes no larger one
 MNIST_FILES = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
 
 
@@ -128,12 +134,37 @@ def read_spec(name: str) -> Benchmark:
 def _parse(name: str, path: Path, content: bytes) -> Benchmark:
     """Parsed once per process and content: a stage asks for its benchmark several times."""
     try:
-        data = json.loads(content)
+        _check_depth(name, content.decode())
+        data = json.loads(content, parse_int=functools.partial(_integer, name), parse_constant=functools.partial(
+            _constant, name))
     except UnicodeDecodeError as error:
         raise DataError(f"{name}: not a text file") from error
     except json.JSONDecodeError as error:
         raise DataError(f"{name}: not JSON ({error.msg} at line {error.lineno} column {error.colno})") from error
     return _Parser(name, path).benchmark(data, content)
+
+
+def _check_depth(name: str, text: str) -> None:
+    """Refuse brackets nested deeper than MAX_DEPTH before json does, which recurses once per level."""
+    depth = 0
+    for char in re.sub(r'"(?:[^"\\]|\\.)*"', "", text):
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise DataError(f"{name}: brackets nested deeper than {MAX_DEPTH} levels; not a benchmark spec")
+        elif char in "]}":
+            depth -= 1
+
+
+def _integer(name: str, digits: str) -> int:
+    """JSON integers of at most 18 digits: no spec number is larger, and int() refuses very long ones."""
+    if len(digits.lstrip("-")) > 18:
+        raise DataError(f"{name}: the number {digits[:20]}... is too large for any entry of a spec")
+    return int(digits)
+
+
+def _constant(name: str, constant: str) -> float:
+    raise DataError(f"{name}: {constant} is not allowed (JSON has no such number; give a finite one)")
 
 
 class _Parser:
@@ -156,10 +187,10 @@ class _Parser:
         if channels not in (1, 3) or isinstance(channels, bool):
             raise self.fail('"channels"', f"must be 1 (grey) or 3 (RGB), got {channels!r}")
         large = self.large(data.get("large"))
-        image_size = self.integer(data, "image_size", None, 1)
+        image_size = self.integer(data, "image_size", None, 1, MAX_SIDE)
         if large and image_size:
             raise self.fail('"image_size"', "does not go with \"large\" (which sets its own sizes)")
-        crop_padding = self.integer(data, "crop_padding", 0, 0)
+        crop_padding = self.integer(data, "crop_padding", 0, 0, min(MAX_PADDING, image_size or MAX_PADDING))
         if large and crop_padding:
             raise self.fail('"crop_padding"', "does not go with \"large\" (which trains on random-resized crops)")
         flip = data.get("flip", False)
@@ -193,10 +224,11 @@ class _Parser:
         root = self.images_root(data["images"])
         return self.folder_tasks(data, root), str(root), 3
 
-    def integer(self, data: dict, key: str, default: int | None, at_least: int) -> int | None:
+    def integer(self, data: dict, key: str, default: int | None, at_least: int, at_most: int) -> int | None:
         value = data.get(key, default)
-        if value is not default and (not isinstance(value, int) or isinstance(value, bool) or value < at_least):
-            raise self.fail(repr(key), f"must be a whole number of at least {at_least}, got {value!r}")
+        if value is not default and (not isinstance(value, int) or isinstance(value, bool)
+                                     or not at_least <= value <= at_most):
+            raise self.fail(repr(key), f"must be a whole number from {at_least} to {at_most}, got {value!r}")
         return value
 
     def large(self, value: Any) -> Large | None:
@@ -205,7 +237,7 @@ class _Parser:
         if not isinstance(value, dict) or set(value) != {"short_side", "crop"}:
             raise self.fail('"large"', f"must be {{\"short_side\": N, \"crop\": M}} (e.g. 256 and 224), got "
                                        f"{json.dumps(value)}")
-        short_side, crop = (self.integer(value, key, None, 1) for key in ("short_side", "crop"))
+        short_side, crop = (self.integer(value, key, None, 1, MAX_SIDE) for key in ("short_side", "crop"))
         if crop > short_side:
             raise self.fail('"large"', f"crop {crop} is larger than short_side {short_side}")
         return Large(short_side, crop)
@@ -346,9 +378,11 @@ class _Parser:
         if not isinstance(value, dict) or not {"tasks", "seed"} <= set(value) <= set(SPLIT_KEYS):
             raise self.fail('"split"', f"must be {{\"tasks\": N, \"seed\": S}} with optional "
                                        f"\"classes_per_task\" and \"names\", got {json.dumps(value)}")
-        count, seed = self.integer(value, "tasks", None, 1), self.integer(value, "seed", None, 0)
-        per_task = self.integer(value, "classes_per_task", len(dataset.classes) // count, 2)
-        if per_task < 2 or count * per_task > len(dataset.classes):
+        classes = len(dataset.classes)
+        count = self.integer(value, "tasks", None, 1, classes // 2)  # at least 2 classes a task
+        seed = self.integer(value, "seed", None, 0, MAX_SEED)
+        per_task = self.integer(value, "classes_per_task", classes // count, 2, classes)
+        if count * per_task > classes:
             raise self.fail('"split"', f"{count} tasks of {per_task} classes need {count * per_task} of the "
                                        f"{len(dataset.classes)} classes, and at least 2 per task")
         names = value.get("names", [f"task_{i}" for i in range(1, count + 1)])

@@ -36,7 +36,7 @@ from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.supsup.infer import alpha_gradient, infer_tasks
 from utils.methods.supsup.settings import SupSupSettings
-from utils.methods.supsup.stages import _add_csv_rows, first_tasks, load
+from utils.methods.supsup.stages import _add_csv_rows, first_tasks, load, too_few_outputs
 from utils.optim import Adam, RMSprop
 
 CHECKS = "checks.csv"
@@ -136,6 +136,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     first = benchmark.load_task(Path(settings.data_root), names[0])  # each task is read when its turn comes
     classes = first.num_classes
     outputs = settings.supsup_output_size or classes
+    too_few_outputs(names[0], classes, outputs)
     network = build_network(settings.arch, 1.0, mode="supsup", input_shape=first.image_shape, outputs=outputs)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
     network.to(device)
@@ -145,8 +146,7 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     board = log.board("supsup_nns")  # one point per check, at its batch of the stream
     for position, name in enumerate(names):
         task = first if position == 0 else benchmark.load_task(Path(settings.data_root), name)
-        if task.num_classes > outputs:
-            raise UsageError(f"task {name} has {task.num_classes} classes, the network {outputs} outputs")
+        too_few_outputs(name, task.num_classes, outputs)
         data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
         used: Counter[int] = Counter()
         for images, labels in _task_batches(data, settings.batch_size, settings.seed + position,

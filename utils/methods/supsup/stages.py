@@ -97,6 +97,13 @@ def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Ad
     return Adam(params, lr=settings.lr) if settings.supsup_optimizer == "adam" else RMSprop(params, lr=settings.lr)
 
 
+def too_few_outputs(task: str, classes: int, outputs: int) -> None:
+    """A setting checked against the data before any training: the head must have a unit per class."""
+    if classes > outputs:
+        raise UsageError(f"task {task} has {classes} classes, more than the network's {outputs} outputs "
+                         f"(--supsup_output_size {outputs}); give at least {classes}")
+
+
 def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> ExitCode:
     """Learn task --dataset's mask and save the network with it to --save_folder."""
     torch.manual_seed(settings.seed)
@@ -119,6 +126,7 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
         network = build_network(settings.arch, 1.0, mode="supsup", input_shape=task.image_shape,
                                 outputs=outputs)
         meta = {"input_shape": list(task.image_shape), "outputs": outputs, "accuracy_after_learning": {}}
+    too_few_outputs(settings.dataset, task.num_classes, meta["outputs"])
     torch.manual_seed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
     task_id = network.add_task(settings.dataset, task.num_classes)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
