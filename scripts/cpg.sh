@@ -7,7 +7,8 @@
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
 # environment: PRETRAINED (a torchvision state dict: task 1 "imagenet"), LRS (finetune learning rate per task),
-#   VAL_FRACTION (choose on held-out training images), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
+#   VAL_FRACTION (share of each task's training images held out to choose on; default the benchmark's, 0.1;
+#   0 chooses on the test images, as the reference), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
 #   SEEDS (e.g. "1 2 3": one run each in <setting>_seed<seed>, spread over GPUS or SEED_WORKERS, then a table),

@@ -58,6 +58,7 @@ class Stage:
     """training images, and the images choices are made on: the held-out validation share, or the test
     images (the reference's choice) when --val_fraction is 0"""
     test_data: DeviceTaskData
+    """the task's test images: what reports and inference measure, never what a stage chooses on"""
     process_start: float
     board: Board
     """the stage's TensorBoard run (`board_run`), written with each epoch line"""
@@ -77,14 +78,24 @@ class Stage:
                           width=self.network.width, reason=reason, **extra)
         return code
 
-    def save(self, accuracy: float, train_accuracy: float, **extra) -> None:
-        """The checkpoint and its meta.json (rank 0 alone under torchrun)."""
+    def test_accuracy(self, accuracy: float) -> float:
+        """The test accuracy of the network whose accuracy on `data` is `accuracy` (the same number when choices
+        are made on the test images); every rank calls it under torchrun."""
+        if self.test_data is self.data:
+            return accuracy
+        return on_main(lambda: evaluate(self.network, self.test_data, self.settings.val_batch_size,
+                                        self.settings.speed))
+
+    def save(self, accuracy: float, train_accuracy: float, test_accuracy: float | None = None, **extra) -> None:
+        """The checkpoint and its meta.json (rank 0 alone under torchrun); `accuracy` is on `data`, and the
+        test accuracy (measured here unless given) is recorded apart when the two differ."""
         if not is_main():
             return
         settings, layers = self.settings, cpg_layers(self.network)
         if self.test_data is not self.data:
-            extra["test_accuracy"] = round(evaluate(self.network, self.test_data, settings.val_batch_size,
-                                                    settings.speed), 4)
+            if test_accuracy is None:
+                test_accuracy = evaluate(self.network, self.test_data, settings.val_batch_size, settings.speed)
+            extra["test_accuracy"] = round(test_accuracy, 4)
         save_checkpoint(Path(settings.save_folder), self.network, settings.arch, settings, {
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
@@ -201,7 +212,8 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
                               channels_last=speed.channels_last, shard=(rank(), world_size()))
 
     test_data = on_device(task_data)
-    data = on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
+    chooses = settings.val_fraction and settings.mode != "inference"  # inference only measures
+    data = on_device(hold_out(task_data, settings.val_fraction)) if chooses else test_data
     return Stage(settings, log, device, network, task, data, test_data, process_start, log.board(board_run(settings)))
 
 
@@ -357,11 +369,11 @@ def retrain(stage: Stage) -> ExitCode:
 
 
 def inference(stage: Stage) -> ExitCode:
-    """Evaluate one task at its own width with its own batch-norm, head and picks."""
-    accuracy = _evaluate(stage)
+    """Evaluate one task on its test images at its own width with its own batch-norm, head and picks."""
+    accuracy = evaluate(stage.network, stage.test_data, stage.settings.val_batch_size, stage.settings.speed)
     width = stage.network.tasks[stage.task - 1].width
     print(json.dumps({"task": stage.settings.dataset, "accuracy": round(accuracy, 4), "width": width}))
-    stage.log.line(stage="inference", task=stage.settings.dataset, val_acc=accuracy, width=width)
+    stage.log.line(stage="inference", task=stage.settings.dataset, test_acc=accuracy, width=width)
     return ExitCode.OK
 
 
