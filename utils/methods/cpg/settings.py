@@ -10,6 +10,9 @@ from utils.cli import UsageError
 from utils.settings import StageSettings, flag
 from utils.speed import SpeedFlags
 
+TRAIN_ACCURACY_GATE = 0.95
+"""The reference's training accuracy a finetune or prune stage must exceed (`--train_accuracy_gate`)."""
+
 
 @dataclass(frozen=True)
 class PretrainedFlag(StageSettings):
@@ -67,6 +70,11 @@ class CPGSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
     baseline_acc_file: str | None = flag(None, "JSON task -> accuracy goal (default: the benchmark's goals)")
     jsonfile: str | None = flag(None, "record.txt: sparsity -> accuracy", aliases=("--record_file",))
     total_num_tasks: int | None = flag(None, "tasks the capacity must last for (default: all)", at_least=1)
+    train_accuracy_gate: float = flag(
+        TRAIN_ACCURACY_GATE, "training accuracy a stage's last epoch must exceed; short of it finetune counts the "
+        "goal as missed (grow, or keep the model at the width cap), and a prune stage records and saves nothing and "
+        "ends pruning (exit 6). The reference's 0.95; a task that never exceeds it (few images or epochs) keeps "
+        "every weight it owns, leaving none to later tasks", at_least=0.0, at_most=1.0)
 
     def resolved(self) -> CPGSettings:
         from utils.data.registry import get_benchmark
