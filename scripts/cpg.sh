@@ -7,7 +7,10 @@
 #
 # usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
 # environment: PRETRAINED (a torchvision state dict: task 1 "imagenet"), LRS (finetune learning rate per task),
-#   VAL_FRACTION (choose on held-out training images), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
+#   VAL_FRACTION (share of each task's training images held out to choose on; default the benchmark's, 0.1;
+#   0 chooses on the test images, as the reference), TRAIN_ACCURACY_GATE (training accuracy finetune and each
+#   prune stage must exceed, 0.95; a task that stays below it is not pruned, keeps every weight, and the report
+#   warns), GPUS (e.g. 0,1,2,3: each stage under torchrun), NUM_TASKS, TOTAL_TASKS, FINETUNE_EPOCHS, PRUNE_EPOCHS, RETRAIN_EPOCHS, CKPT_ROOT, GOALS,
 #   EXPERIMENT, ARCH, BATCH_SIZE, LR, LR_MASK, PRUNE_LR, RETRAIN_LR, RETRAIN_LR_MASK, WEIGHT_DECAY,
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table),

@@ -106,7 +106,7 @@ def test_choices_use_validation_and_test_accuracy_is_reported_apart(data_root, t
 
     flags = ["--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root), "--device", "cpu",
              "--epochs", "2", "--lr", "0.05", "--max_allowed_network_width_multiplier", "1.0"]
-    for name, extra in (("val", ["--val_fraction", "0.3"]), ("test", [])):
+    for name, extra in (("val", ["--val_fraction", "0.3"]), ("test", ["--val_fraction", "0"])):
         assert main_normal.main([*flags, *extra, "--save_folder", str(tmp_path / name),
                                  "--jsonfile", str(tmp_path / f"{name}.txt")]) in (0, 5)
     meta, record = (json.loads((tmp_path / "val/meta.json").read_text()),

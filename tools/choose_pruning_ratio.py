@@ -2,7 +2,9 @@
 
 Highest sparsity whose accuracy meets the goal (minus --allow_acc_loss), else the
 unpruned model; at the width cap with the unpruned model below its goal, the
-highest recorded sparsity (the goal is lost anyway, so free capacity). Then the
+highest recorded sparsity (the goal is lost anyway, so free capacity). When no
+pruned model was recorded it says why pruning was skipped (a prune stage's stop
+note, or a task that owns no weights), and chosen.json keeps the note. Then the
 per-sparsity folders are removed. Running it again gives the same result.
 """
 
@@ -21,18 +23,34 @@ from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.data.registry import DataError, get_benchmark
 from utils.logs import RunLog
-from utils.records import FORCE_GROWTH, MissingGoal, RecordError, goal_for, read_goals, read_record
+from utils.records import FORCE_GROWTH, STOP_NOTE, MissingGoal, RecordError, goal_for, read_goals, read_record
 
 
-def choose(record: dict[str, float], goal: float, allow_loss: float, at_cap: bool) -> tuple[str, str]:
-    """The sparsity key to keep ("0.0" for the unpruned model) and why."""
+def choose(record: dict[str, float], goal: float, allow_loss: float, at_cap: bool,
+           skipped: str = "") -> tuple[str, str]:
+    """The sparsity key to keep ("0.0" for the unpruned model) and why; `skipped` is why no pruned model
+    was recorded, where that is known."""
     pruned = sorted((key for key in record if key != "0.0"), key=float, reverse=True)
+    if not pruned:
+        return "0.0", f"pruning was skipped: {skipped or 'no pruned model was recorded'}"
     for key in pruned:
         if record[key] + allow_loss >= goal:
             return key, "highest sparsity meeting the goal"
-    if at_cap and record["0.0"] < goal and pruned:
+    if at_cap and record["0.0"] < goal:
         return pruned[0], "at the width cap below the goal: free the most capacity"
     return "0.0", "no pruned model meets the goal"
+
+
+def stop_note(prune_folder: Path, chosen: dict) -> dict | None:
+    """Why pruning stopped without saving: the note of the prune stage that stopped (pruning ends there), or
+    the one an earlier run of this tool kept in chosen.json."""
+    notes = sorted(prune_folder.glob(f"*/{STOP_NOTE}"))
+    if notes:
+        return read_json(notes[-1], "sparsity", "kind", "cause")
+    kept = chosen.get("pruning_stopped")
+    if kept is not None and not (isinstance(kept, dict) and isinstance(kept.get("cause"), str)):
+        raise CheckpointFileError(f"{prune_folder / 'chosen.json'}: pruning_stopped is not what this toolkit wrote")
+    return kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     chosen_file = prune_folder / "chosen.json"
     try:
         scratch_meta = args.task_folder / "scratch" / "meta.json"
-        width = number(read_json(scratch_meta, "width"), "width", scratch_meta)
+        scratch = read_json(scratch_meta, "width")
+        width = number(scratch, "width", scratch_meta)
         at_cap = width >= args.max_allowed_network_width_multiplier
-        key, reason = choose(record, goal, args.allow_acc_loss, at_cap)
-        already = (chosen_file.is_file() and read_json(chosen_file, "sparsity")["sparsity"] == key
-                   and has_checkpoint(prune_folder))
+        chosen = read_json(chosen_file, "sparsity") if chosen_file.is_file() else {}
+        stop = stop_note(prune_folder, chosen)
+        skipped = stop["cause"] if stop else ("the task owns no free weights (finetune exit 5)"
+                                              if scratch.get("owned_fraction") == 0 else "")
+        key, reason = choose(record, goal, args.allow_acc_loss, at_cap, skipped)
+        already = chosen.get("sparsity") == key and has_checkpoint(prune_folder)
     except CheckpointFileError as error:
         parser.bad_checkpoint(str(error))
     source = args.task_folder / "scratch" if key == "0.0" else prune_folder / key
@@ -76,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"the chosen sparsity {key} has no checkpoint in {source}")
         copy_checkpoint(source, prune_folder)
         shown_goal = goal if math.isfinite(goal) else FORCE_GROWTH  # JSON has no infinity
-        atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": shown_goal, "retrained": False},
-                         chosen_file)
+        atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": shown_goal, "retrained": False,
+                          "reason": reason, **({"pruning_stopped": stop} if stop else {})}, chosen_file)
     for folder in prune_folder.iterdir():
         if folder.is_dir():
             shutil.rmtree(folder)

@@ -83,7 +83,8 @@ def pruning_curves(root: Path, names: list[str]) -> Path:
 def capacity_bars(root: Path, summary: dict) -> Path:
     """Per task, stacked: weights owned by earlier tasks it does not use, those it picks, those it owns,
     and those left free after it; the bar's height is the network at the task's width, so whatever rises
-    above the dashed width-1.0 line is growth."""
+    above the dashed width-1.0 line is growth. The title warns of tasks that kept every free weight and of
+    tasks left with none."""
     plt = _pyplot()
     cost = summary["capacity"]
     rows = cost["tasks"]
@@ -105,7 +106,14 @@ def capacity_bars(root: Path, summary: dict) -> Path:
     axes.axhline(cost["unexpanded_weights"], color="black", linestyle="--", linewidth=1,
                  label="width 1.0 (above: growth)")
     axes.set_ylabel("shared weights")
-    axes.set_title("capacity per task (height: network at the task's width)")
+    title = "capacity per task (height: network at the task's width)"
+    kept = [row["task"] for row in summary["tasks"] if row.get("kept_every_free_weight")]
+    starved = [row["task"] for row in summary["tasks"] if row.get("starved")]
+    if kept or starved:
+        notes = [f"{', '.join(kept)} kept every free weight"] if kept else []
+        notes += [f"{', '.join(starved)} had none left (exit 5)"] if starved else []
+        title += f"\nwarning: {'; '.join(notes)} (see warnings in summary.json)"
+    axes.set_title(title, color="tab:red" if kept or starved else "black")
     axes.tick_params(axis="x", rotation=30)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, root / CAPACITY)

@@ -1,10 +1,12 @@
 """Per-task table and run summary JSON of a CPG run (design section 4), the accuracy matrix of any other
 run, the table of several runs side by side, or a checkpoint's settings.
 
-For every task of a CPG run: accuracy right after it was learned (its own final checkpoint),
-accuracy after the last task (the last task's checkpoint, each task at its own
+For every task of a CPG run: test accuracy right after it was learned (its own final checkpoint),
+test accuracy after the last task (the last task's checkpoint, each task at its own
 width with its own batch-norm, head and picks), chosen sparsity, width and the
-share of the network's weights it owns; then the averages. Beside them the accuracy matrix R[i][j] (task i
+share of the network's weights it owns; then the averages. A task that kept every free weight while
+tasks remained, and the tasks left without any (finetune exit 5), are marked and get one warning line
+on stderr naming the cause and the setting that changes it. Beside them the accuracy matrix R[i][j] (task i
 after task j, from task j's checkpoint; accuracy_matrix.csv), the continual-learning metrics of
 tools/metrics.py, each task's capacity (owned and picked weights, width, bytes against one network per
 task) and the plots of tools/plots.py. `--checkpoints model|task|independent|supsup` reads the layout of
@@ -85,6 +87,50 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
     return shares, total, total / unexpanded
 
 
+def keeper_cause(chosen: dict | None) -> tuple[str, str]:
+    """Why a task kept every free weight, from its chosen.json (None: a pretrained backbone), and what
+    changes it."""
+    growth = "allow growth (a larger max width)"
+    if chosen is None:
+        return "the pretrained backbone owns every weight at its width", f"To own the wider rest, {growth}."
+    stop = chosen.get("pruning_stopped")  # a task that kept every weight kept its unpruned model: why?
+    skipped = isinstance(stop, dict) and str(chosen.get("reason", "")).startswith("pruning was skipped")
+    stop = stop if skipped else {}  # a stop after pruned models were recorded did not keep it unpruned
+    if stop.get("kind") == "train_accuracy_gate":
+        return (f"its training accuracy {stop['train_accuracy']:.4f} did not exceed --train_accuracy_gate "
+                f"{stop['train_accuracy_gate']:g} at sparsity {stop['sparsity']}, so pruning stopped before saving",
+                f"Lower TRAIN_ACCURACY_GATE, train longer (FINETUNE_EPOCHS, PRUNE_EPOCHS) or {growth}.")
+    if stop.get("kind") == "last_task":
+        return (f"it missed its goal at the width cap as the last of --total_num_tasks {stop['total_num_tasks']}, "
+                "so pruning was skipped", f"Set TOTAL_TASKS to the number of tasks the run learns, or {growth}.")
+    return (f"it kept its unpruned model ({chosen.get('reason', 'no pruned model met its goal')})",
+            f"Lower its goal (GOALS) or {growth}.")
+
+
+def starvation(rows: list[dict], chosen: dict[str, dict]) -> tuple[set[str], set[str], list[str]]:
+    """From the capacity rows of the last checkpoint (every stored task in order, a pretrained backbone
+    first) and the run's chosen.json per task: the tasks that had no free weights to own (finetune exit 5),
+    the tasks that kept every free weight while tasks remained, and one warning line per such task (or
+    per backbone that left tasks without weights) naming the cause and the settings that change it."""
+    groups: list[tuple[str, list[str]]] = []  # a task that left no free weight, and the tasks that got none
+    for index, row in enumerate(rows):
+        if row["owned_weights"] == 0:
+            if groups:
+                groups[-1][1].append(row["task"])
+        elif row["free_weights_after"] == 0 and index < len(rows) - 1:
+            groups.append((row["task"], []))
+    warnings = []
+    for keeper, starved in groups:
+        if keeper not in chosen and not starved:
+            continue  # a pretrained backbone owns every weight at width 1.0 by design
+        cause, change = keeper_cause(chosen.get(keeper))
+        after = (f"task{'s' if len(starved) > 1 else ''} {', '.join(starved)} had no free weights (exit 5)"
+                 if starved else "later tasks had to grow the network")
+        warnings.append(f"warning: task {keeper} kept every free weight: {cause}; {after}. {change}")
+    return ({name for _, starved in groups for name in starved}, {keeper for keeper, _ in groups if keeper in chosen},
+            warnings)
+
+
 def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, device,
               baselines: dict[str, float] | None = None) -> dict:
     data = sequences.task_data(names, benchmark, data_root, device)
@@ -94,14 +140,17 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
                              lambda payload, network: seen.append((payload, network)))
     last_payload, last_network = seen[-1]
     owned, shared_weights, relative_size = ownership(last_network, last_payload["arch"])
+    cost = capacity(last_payload, last_network)
+    chosen = {name: read_json(root / name / "gradual_prune" / "chosen.json", "sparsity") for name in names}
+    starved, keepers, warnings = starvation(cost["tasks"], chosen)
     rows = []
     for i, name in enumerate(names):
         index = last_network.task_id(name)  # 1-based; a pretrained backbone's task comes first
-        folder = root / name / "gradual_prune"
-        meta, chosen = read_json(folder / "meta.json", "tasks"), read_json(folder / "chosen.json", "sparsity")
+        meta = read_json(root / name / "gradual_prune" / "meta.json", "tasks")
         rows.append({"task": name, "accuracy_after_learning": matrix[i][i], "accuracy_final": matrix[i][-1],
-                     "sparsity": float(chosen["sparsity"]), "retrained": bool(chosen.get("retrained")),
-                     "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6)})
+                     "sparsity": float(chosen[name]["sparsity"]), "retrained": bool(chosen[name].get("retrained")),
+                     "width": meta["tasks"][index - 1]["width"], "owned_fraction": round(owned.get(index, 0.0), 6),
+                     "kept_every_free_weight": name in keepers, "starved": name in starved})
 
     def mean(key: str) -> float:
         return round(sum(row[key] for row in rows) / len(rows), 4)
@@ -113,7 +162,7 @@ def summarise(root: Path, names: list[str], benchmark: str, data_root: Path, dev
             "size_vs_unexpanded": round(relative_size, 4),
             "free_fraction": round(1.0 - sum(owned.values()), 6),
             "task_names": names, "accuracy_matrix": matrix, "metrics": metrics.metrics(matrix, names, baselines),
-            "capacity": capacity(last_payload, last_network)}
+            "capacity": cost, "warnings": warnings}
 
 
 def summarise_sequence(root: Path, names: list[str], layout: str, benchmark: str, data_root: Path, device,
@@ -259,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     plots.write_all(args.root, summary)
     print(format_table(summary))
     print(f"summary written to {args.root / SUMMARY}, plots and {MATRIX_CSV} beside it")
+    for warning in summary["warnings"]:
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -206,6 +206,7 @@ def predict(network: nn.Module, data: DeviceTaskData, batch_size: int = 500,
 
 
 def evaluate(network: nn.Module, data: DeviceTaskData, batch_size: int = 500, speed: Speed = DEFAULT_SPEED) -> float:
-    """Test accuracy of the active task (the reference uses the test set as validation)."""
+    """Accuracy of the active task on the data's evaluation images: a held-out validation split (see
+    `utils.data.tasks.hold_out`) or the test images (the reference used those as validation)."""
     logits = predict(network, data, batch_size, speed)
     return (logits.argmax(1) == data.test_labels).sum().item() / data.test_labels.numel()

@@ -37,6 +37,12 @@ def sparsity_key(sparsity: float | str) -> str:
 FORCE_GROWTH = "force_growth"
 """A goal no accuracy meets: the task grows to the width cap (what a goal above 1 used to mean)."""
 
+STOP_NOTE = "stopped.json"
+"""Written into a prune stage's save folder when it stops without saving (exit 6): which sparsity, the
+`kind` of stop ("train_accuracy_gate" or "last_task"), its `cause` in words and the numbers behind it. The
+chooser copies it into chosen.json ("pruning_stopped"), where the run report finds why a task kept its
+weights."""
+
 
 def _read_json_object(path: Path, what: str) -> dict:
     try:

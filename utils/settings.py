@@ -22,11 +22,13 @@ from utils.cli import UsageError
 
 
 def flag(default: Any = MISSING, help: str = "", *, choices: tuple | None = None, aliases: tuple[str, ...] = (),
-         at_least: float | None = None, below: float | None = None, allow_inf: bool = False) -> Any:
+         at_least: float | None = None, at_most: float | None = None, below: float | None = None,
+         allow_inf: bool = False) -> Any:
     """A settings field: its flag's help, choices and extra names, and the range `validate` enforces
-    (`at_least` inclusive, `below` exclusive; floats must be finite unless `allow_inf`; NaN never passes)."""
-    metadata = {"help": help, "choices": choices, "aliases": aliases, "at_least": at_least, "below": below,
-                "allow_inf": allow_inf}
+    (`at_least` and `at_most` inclusive, `below` exclusive; floats must be finite unless `allow_inf`; NaN never
+    passes)."""
+    metadata = {"help": help, "choices": choices, "aliases": aliases, "at_least": at_least, "at_most": at_most,
+                "below": below, "allow_inf": allow_inf}
     return field(default=default, metadata=metadata)
 
 
@@ -84,6 +86,8 @@ class Settings:
                 raise UsageError(f"{name} must be a finite number, got {value}")
             if meta.get("at_least") is not None and value < meta["at_least"]:
                 raise UsageError(f"{name} must be at least {meta['at_least']}, got {value}")
+            if meta.get("at_most") is not None and value > meta["at_most"]:
+                raise UsageError(f"{name} must be at most {meta['at_most']}, got {value}")
             if meta.get("below") is not None and value >= meta["below"]:
                 raise UsageError(f"{name} must be below {meta['below']}, got {value}")
 

@@ -54,7 +54,7 @@ def hold_out(task: TaskData, fraction: float) -> TaskData:
     count = round(fraction * total)
     if not 0 < count < total:
         raise DataError(f"a validation fraction of {fraction} holds out {count} of the {total} training images "
-                        f"of {task.name}")
+                        f"of {task.name}: give another --val_fraction (0 chooses on the test images)")
     order = torch.randperm(total, generator=torch.Generator().manual_seed(VALIDATION_SEED))
     return task.split_training(order[count:].sort().values, order[:count].sort().values)
 

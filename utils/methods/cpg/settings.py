@@ -10,6 +10,9 @@ from utils.cli import UsageError
 from utils.settings import StageSettings, flag
 from utils.speed import SpeedFlags
 
+TRAIN_ACCURACY_GATE = 0.95
+"""The reference's training accuracy a finetune or prune stage must exceed (`--train_accuracy_gate`)."""
+
 
 @dataclass(frozen=True)
 class PretrainedFlag(StageSettings):
@@ -25,7 +28,26 @@ class PretrainedFlag(StageSettings):
 
 
 @dataclass(frozen=True)
-class CPGSettings(PretrainedFlag, SpeedFlags, StageSettings):
+class ValidationFlag(StageSettings):
+    """validation split (CPG family, Piggyback)"""
+
+    val_fraction: float | None = flag(
+        None, "share of each task's training images held out (seeded: the same images in every stage and run) to "
+        "make the method's choices on (CPG: growth, pruning ratio, retrain epoch, accuracy goals), so that the test "
+        "images only measure. "
+        "Default: the benchmark's, 0.1 (a CIFAR-100 task holds out 250 of its 2,500 images and trains on the "
+        "rest; split_digits 0.2, 48 of 240, so that a single error does not decide a 0.97 goal). 0 chooses on "
+        "the test images, as the CPG paper and its code do", at_least=0.0, below=1.0)
+
+    def resolved(self) -> ValidationFlag:
+        from utils.data.registry import get_benchmark
+
+        fraction = get_benchmark(self.benchmark).val_fraction if self.val_fraction is None else self.val_fraction
+        return super().resolved().replace(val_fraction=fraction)
+
+
+@dataclass(frozen=True)
+class CPGSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
     """cpg family (cpg, packnet, baseline)"""
 
     LAYER_MODE: ClassVar[str] = "cpg"
@@ -48,9 +70,11 @@ class CPGSettings(PretrainedFlag, SpeedFlags, StageSettings):
     baseline_acc_file: str | None = flag(None, "JSON task -> accuracy goal (default: the benchmark's goals)")
     jsonfile: str | None = flag(None, "record.txt: sparsity -> accuracy", aliases=("--record_file",))
     total_num_tasks: int | None = flag(None, "tasks the capacity must last for (default: all)", at_least=1)
-    val_fraction: float = flag(0.0, "share of the training images held out to make every choice on (epochs kept, "
-                               "pruning ratio, goals); 0 chooses on the test images, as the reference",
-                               at_least=0.0, below=1.0)
+    train_accuracy_gate: float = flag(
+        TRAIN_ACCURACY_GATE, "training accuracy a stage's last epoch must exceed; short of it finetune counts the "
+        "goal as missed (grow, or keep the model at the width cap), and a prune stage records and saves nothing and "
+        "ends pruning (exit 6). The reference's 0.95; a task that never exceeds it (few images or epochs) keeps "
+        "every weight it owns, leaving none to later tasks", at_least=0.0, at_most=1.0)
 
     def resolved(self) -> CPGSettings:
         from utils.data.registry import get_benchmark

@@ -22,6 +22,7 @@ from models import build_network, input_options
 from models.layers.cpg import cpg_layers
 from models.network import TaskNetwork
 from models.pretrained import PretrainedError, add_pretrained_task
+from utils.atomic import atomic_json_dump
 from utils.board import Board
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
 from utils.cli import UsageError
@@ -36,9 +37,8 @@ from utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsit
 from utils.methods.cpg.settings import BaselineSettings, CPGSettings
 from utils.optim import SGD, Adam, Optimizer
 from utils.ranks import is_main, rank, world_size
-from utils.records import goal_for, read_goals, read_record, write_goal_entry, write_record_entry
+from utils.records import STOP_NOTE, goal_for, read_goals, read_record, write_goal_entry, write_record_entry
 
-TRAIN_ACCURACY_GATE = 0.95
 MOMENTUM = 0.9
 RETRAIN_PATIENCE = 5
 KEEP_AT_LEAST = 0.05
@@ -58,6 +58,7 @@ class Stage:
     """training images, and the images choices are made on: the held-out validation share, or the test
     images (the reference's choice) when --val_fraction is 0"""
     test_data: DeviceTaskData
+    """the task's test images: what reports and inference measure, never what a stage chooses on"""
     process_start: float
     board: Board
     """the stage's TensorBoard run (`board_run`), written with each epoch line"""
@@ -77,20 +78,41 @@ class Stage:
                           width=self.network.width, reason=reason, **extra)
         return code
 
-    def save(self, accuracy: float, train_accuracy: float, **extra) -> None:
-        """The checkpoint and its meta.json (rank 0 alone under torchrun)."""
+    def test_accuracy(self, accuracy: float) -> float:
+        """The test accuracy of the network whose accuracy on `data` is `accuracy` (the same number when choices
+        are made on the test images); every rank calls it under torchrun."""
+        if self.test_data is self.data:
+            return accuracy
+        return on_main(lambda: evaluate(self.network, self.test_data, self.settings.val_batch_size,
+                                        self.settings.speed))
+
+    def save(self, accuracy: float, train_accuracy: float, test_accuracy: float | None = None, **extra) -> None:
+        """The checkpoint and its meta.json (rank 0 alone under torchrun); `accuracy` is on `data`, and the
+        test accuracy (measured here unless given) is recorded apart when the two differ."""
         if not is_main():
             return
         settings, layers = self.settings, cpg_layers(self.network)
         if self.test_data is not self.data:
-            extra["test_accuracy"] = round(evaluate(self.network, self.test_data, settings.val_batch_size,
-                                                    settings.speed), 4)
+            if test_accuracy is None:
+                test_accuracy = evaluate(self.network, self.test_data, settings.val_batch_size, settings.speed)
+            extra["test_accuracy"] = round(test_accuracy, 4)
         save_checkpoint(Path(settings.save_folder), self.network, settings.arch, settings, {
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
             "owned_fraction": round(owned_fraction(layers, self.task), 6),
             **input_options(settings.arch, tuple(self.test_data.test_images.shape[1:])), **extra})
+
+    @property
+    def choice_split(self) -> str:
+        """What `data` evaluates, in decision lines: "validation" (held-out training images) or "test"."""
+        return "test" if self.data is self.test_data else "validation"
+
+    def note_stop(self, kind: str, cause: str, **numbers) -> None:
+        """A prune stage that stops without saving says why in its save folder (`STOP_NOTE`; rank 0 alone)."""
+        if is_main():
+            atomic_json_dump({"sparsity": self.settings.target_sparsity, "kind": kind, "cause": cause, **numbers},
+                             Path(self.settings.save_folder) / STOP_NOTE)
 
     def record(self, path: str, sparsity: float, accuracy: float) -> None:
         """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for."""
@@ -201,7 +223,8 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
                               channels_last=speed.channels_last, shard=(rank(), world_size()))
 
     test_data = on_device(task_data)
-    data = on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
+    chooses = settings.val_fraction and settings.mode != "inference"  # inference only measures
+    data = on_device(hold_out(task_data, settings.val_fraction)) if chooses else test_data
     return Stage(settings, log, device, network, task, data, test_data, process_start, log.board(board_run(settings)))
 
 
@@ -271,18 +294,31 @@ def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
     return done.last, _evaluate(stage)
 
 
+def shortfall(split: str, accuracy: float, goal: float, train_accuracy: float, gate: float) -> str:
+    """Why a finetuned task does not count as learned, in words ("" when it does): its accuracy on the images
+    choices are made on is below the goal, or its training accuracy does not exceed the gate (then the words
+    also say whether the goal itself is met)."""
+    below_goal = f"{split} accuracy {accuracy:.4f} below the goal {goal:g}" if accuracy < goal else ""
+    if train_accuracy > gate:
+        return below_goal
+    at_gate = f"train accuracy {train_accuracy:.4f} not above --train_accuracy_gate {gate:g}"
+    if below_goal:
+        return f"{below_goal} and {at_gate}"
+    return f"{at_gate} (the {split} accuracy {accuracy:.4f} meets the goal {goal:g})"
+
+
 def finetune(stage: Stage, goal: float) -> ExitCode:
     """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
     settings = stage.settings
     result, accuracy = train_new_task(stage)
     at_cap = stage.network.width >= settings.max_allowed_network_width_multiplier
-    met = result.accuracy > TRAIN_ACCURACY_GATE and accuracy >= goal
+    missed = shortfall(stage.choice_split, accuracy, goal, result.accuracy, settings.train_accuracy_gate)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
-    if not met and not at_cap:
-        return stage.decide(ExitCode.EXPAND, "goal not met below the width cap", **facts)
+    if missed and not at_cap:
+        return stage.decide(ExitCode.EXPAND, f"{missed}, below the width cap: grow", **facts)
     stage.save(accuracy, result.accuracy)
     stage.record(settings.jsonfile, 0.0, accuracy)
-    reason = "goal met" if met else "goal not met at the width cap"
+    reason = f"{missed}, at the width cap: keep it" if missed else "goal met"
     if not stage.owns_weights():
         return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
     return stage.decide(ExitCode.OK, reason, **facts)
@@ -310,6 +346,11 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     settings = stage.settings
     give_way = (stage.network.width >= settings.max_allowed_network_width_multiplier and record["0.0"] < goal)
     must_free = required_sparsity(settings.total_num_tasks, stage.task)
+    if give_way and stage.task >= settings.total_num_tasks:
+        cause = f"at the width cap below the goal, and the last of --total_num_tasks {settings.total_num_tasks}"
+        stage.note_stop("last_task", cause, total_num_tasks=settings.total_num_tasks)
+        return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so no later task needs its weights",
+                            sparsity=settings.initial_sparsity)
     if give_way and settings.initial_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; {must_free} already freed for "
                                            "later tasks", sparsity=settings.initial_sparsity)
@@ -330,9 +371,17 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     pruner.finish()
     accuracy = _evaluate(stage)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=settings.target_sparsity)
-    if result.accuracy <= TRAIN_ACCURACY_GATE:
-        return stage.decide(ExitCode.STOP, f"train accuracy {result.accuracy:.4f} fell to the gate "
-                                           f"{TRAIN_ACCURACY_GATE}; nothing recorded", **facts)
+    gate = settings.train_accuracy_gate
+    if result.accuracy <= gate:
+        cause = (f"train accuracy {result.accuracy:.4f} at sparsity {settings.target_sparsity} not above "
+                 f"--train_accuracy_gate {gate:g}")
+        stage.note_stop("train_accuracy_gate", cause, train_accuracy=round(result.accuracy, 4),
+                        train_accuracy_gate=gate)
+        if any(key != "0.0" for key in record):
+            return stage.decide(ExitCode.STOP, f"pruning stops: {cause}; sparsity {settings.target_sparsity} is "
+                                               "not recorded or saved", **facts)
+        return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so nothing is recorded or saved and the "
+                                           "task keeps its unpruned model", **facts)
     stage.save(accuracy, result.accuracy)
     stage.record(settings.jsonfile, settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
@@ -357,11 +406,11 @@ def retrain(stage: Stage) -> ExitCode:
 
 
 def inference(stage: Stage) -> ExitCode:
-    """Evaluate one task at its own width with its own batch-norm, head and picks."""
-    accuracy = _evaluate(stage)
+    """Evaluate one task on its test images at its own width with its own batch-norm, head and picks."""
+    accuracy = evaluate(stage.network, stage.test_data, stage.settings.val_batch_size, stage.settings.speed)
     width = stage.network.tasks[stage.task - 1].width
     print(json.dumps({"task": stage.settings.dataset, "accuracy": round(accuracy, 4), "width": width}))
-    stage.log.line(stage="inference", task=stage.settings.dataset, val_acc=accuracy, width=width)
+    stage.log.line(stage="inference", task=stage.settings.dataset, test_acc=accuracy, width=width)
     return ExitCode.OK
 
 

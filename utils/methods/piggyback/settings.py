@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from utils.methods.cpg.settings import PretrainedFlag
+from utils.methods.cpg.settings import PretrainedFlag, ValidationFlag
 from utils.settings import StageSettings, flag
 from utils.speed import SpeedFlags
 
 
 @dataclass(frozen=True)
-class PiggybackSettings(PretrainedFlag, SpeedFlags, StageSettings):
+class PiggybackSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
     """piggyback"""
 
     LAYER_MODE: ClassVar[str] = "cpg"
@@ -24,8 +24,6 @@ class PiggybackSettings(PretrainedFlag, SpeedFlags, StageSettings):
     lr_mask: float = flag(5e-4, "Adam learning rate of each task's real-valued mask", at_least=0.0)
     weight_decay: float = flag(4e-5, "decay on the backbone's weights while the first task trains them",
                                at_least=0.0)
-    val_fraction: float = flag(0.0, "share of the training images held out to measure accuracy on; 0 measures on "
-                               "the test images", at_least=0.0, below=1.0)
     piggyback_summary: str | None = flag(None, "inference: evaluate every task of the checkpoint and write this "
                                          "summary JSON")
 

@@ -24,8 +24,10 @@ from utils.ranks import is_main
 def finetune(stage: Stage) -> ExitCode:
     settings = stage.settings
     result, accuracy = train_new_task(stage)
+    test_accuracy = stage.test_accuracy(accuracy)  # what the summary reports: never the validation accuracy
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {}) if settings.load_folder else {}
-    stage.save(accuracy, result.accuracy, accuracy_after_learning={**learned, settings.dataset: round(accuracy, 4)})
+    stage.save(accuracy, result.accuracy, test_accuracy,
+               accuracy_after_learning={**learned, settings.dataset: round(test_accuracy, 4)})
     role = "backbone trained" if stage.task == 1 else "mask learned over the frozen backbone"
     return stage.decide(ExitCode.OK, role, val_acc=accuracy, train_acc=result.accuracy)
 
@@ -40,7 +42,7 @@ def mask_cost(stage: Stage) -> dict:
 
 
 def summarise(stage: Stage) -> ExitCode:
-    """Every task's accuracy now and right after it was learned (its own checkpoint's meta), and the cost;
+    """Every task's test accuracy now and right after it was learned (its own checkpoint's meta), and the cost;
     a --pretrained backbone's ImageNet task has no data here and is left out."""
     settings, benchmark = stage.settings, get_benchmark(stage.settings.benchmark)
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {})
