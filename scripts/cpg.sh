@@ -148,9 +148,9 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   fi
   previous="$dir/gradual_prune"
   sparsity=$(json_get "$previous/chosen.json" .sparsity)
-  accuracy=$(json_get "$previous/meta.json" .accuracy)
+  accuracy=$(json_get "$previous/meta.json" '.test_accuracy // .accuracy')
   final_width=$(json_get "$previous/meta.json" .width)
-  say "task $k/$NUM_TASKS: $task done: sparsity $sparsity, accuracy $accuracy, width $final_width"
+  say "task $k/$NUM_TASKS: $task done: sparsity $sparsity, test accuracy $accuracy, width $final_width"
 done
 
 run_child "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
