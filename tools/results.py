@@ -69,12 +69,11 @@ def problems(repo: Path = REPO) -> list[str]:
 
 
 def summary_table(path: Path) -> str:
-    """A CPG run's per-task table and metrics as the driver prints them, in a code block."""
+    """A CPG run's per-task table, width, metrics and storage as the driver prints them, in a code block."""
     from tools.checkpoints import read_json
-    from tools.report import format_metrics, format_table
+    from tools.report import format_table
 
-    summary = read_json(path, "tasks")
-    return f"```\n{format_table(summary)}\n{format_metrics(summary)}\n```"
+    return f"```\n{format_table(read_json(path, 'tasks'))}\n```"
 
 
 def write(name: str, command: str, body: str, figures: list[Path], repo: Path = REPO) -> Path:
