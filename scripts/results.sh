@@ -53,7 +53,11 @@ results_gg_baselines() {
     BASELINE=$baseline SEEDS="1 2 3" SEED_WORKERS=2 BENCHMARK=permuted_digits NUM_TASKS=10 EPOCHS=30 \
       CKPT_ROOT="$WORK/gg" run_child bash "$REPO_ROOT/scripts/supsup_gg.sh" 0
   done
-  run_child "$PYTHON" -m tools.report --runs "$WORK"/gg/SupSup/permuted_digits/*/lenet_300_100 --out "$WORK/gg/table"
+  local roots=() name
+  for name in er32 transfer_er32 batche_randw batche upper_bound separate_heads_randw separate_heads; do
+    roots+=("$WORK"/gg/SupSup/permuted_digits/gg_"${name}"_seed*/lenet_300_100)
+  done
+  run_child "$PYTHON" -m tools.report --runs "${roots[@]}" --out "$WORK/gg/table"
   record gg_baselines --table "$WORK/gg/table/comparison.md" --figure "$WORK/gg/table/comparison.png"
 }
 

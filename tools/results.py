@@ -10,7 +10,10 @@ test tier runs it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -40,9 +43,18 @@ def commit() -> str:
     return f"{head} plus uncommitted changes" if dirty else head
 
 
-def render(command: str, body: str, figures: list[str], made: str, day: str) -> str:
+def machine() -> str:
+    """The processor and its core count, as far as the system tells: timings belong to a machine."""
+    name = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), name)
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def render(command: str, body: str, figures: list[str], made: str, day: str, on: str) -> str:
     """A result file's text: its provenance line, the table, then the figures."""
-    lines = [f"Made by `{command}` at commit {made} on {day}.", "", body.strip(), ""]
+    lines = [f"Made by `{command}` at commit {made} on {day}, on {on}.", "", body.strip(), ""]
     lines += [f"![{Path(figure).stem}]({figure})\n" for figure in figures]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -85,7 +97,7 @@ def write(name: str, command: str, body: str, figures: list[Path], repo: Path = 
         target = folder / f"{name}_{figure.name}"
         shutil.copyfile(figure, target)
         shown.append(str(target.relative_to(repo)))
-    text = render(command, body, shown, commit(), datetime.date.today().isoformat())
+    text = render(command, body, shown, commit(), datetime.date.today().isoformat(), machine())
     readme = (repo / README).read_text()
     if name not in blocks(readme):
         raise ValueError(f"the README has no block '{name}': put '<!-- results: {name} -->' and "
