@@ -5,6 +5,7 @@ without free weights and prints one warning naming the cause and the setting tha
 import json
 import re
 
+import numpy as np
 import pytest
 
 import main_normal
@@ -177,9 +178,41 @@ def test_the_driver_warns_when_a_first_task_below_the_gate_leaves_later_tasks_no
     assert warnings[0].startswith("warning: task digits_01 kept every free weight: its training accuracy ")
     assert "did not exceed --train_accuracy_gate 1 at sparsity 0.1, so pruning stopped before saving; tasks " \
            "digits_23, digits_45 had no free weights (exit 5). Lower TRAIN_ACCURACY_GATE" in warnings[0]
-    root = tmp_path / "ck/CPG/split_digits/gated/digits_convnet"
+    root = tmp_path / "ck/CPG/split_digits/gated_seed1/digits_convnet"
     summary = json.loads((root / "summary.json").read_text())
     assert summary["warnings"] == warnings
     assert [row["starved"] for row in summary["tasks"]] == [False, True, True]
     for task in ("digits_23", "digits_45"):
         assert [row["exit"] for row in _decisions(root / task / "train.log", "finetune")] == ["5"]
+
+
+@pytest.mark.slow
+def test_a_spec_whose_first_task_cannot_reach_the_default_gate_warns_and_marks_it(tmp_path):
+    """The case users meet: their own small data set whose first task (here pure noise, its labels
+    unlearnable in two epochs) stays below the reference's gate of 0.95, so it keeps the whole network."""
+    from PIL import Image
+
+    rng = np.random.RandomState(0)
+    for task in ("noise", "bands"):
+        for split, count in (("train", 16), ("test", 8)):
+            for label, name in enumerate(("a", "b")):
+                folder = tmp_path / "images" / task / split / name
+                folder.mkdir(parents=True)
+                for i in range(count):
+                    image = rng.randint(0, 256, (8, 8))
+                    if task == "bands":
+                        image[4 * label:4 * label + 4] = 255
+                    Image.fromarray(image.astype(np.uint8)).save(folder / f"{i}.png")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"images": str(tmp_path / "images"), "tasks": ["noise", "bands"], "channels": 1,
+                                "arch": "digits_convnet", "goals": {"noise": 0.0, "bands": 0.0}}))
+    result = run_driver("cpg.sh", str(spec), str(tmp_path), "own", "1.0", FINETUNE_EPOCHS="2", PRUNE_EPOCHS="1",
+                        BATCH_SIZE="16", CKPT_ROOT=str(tmp_path / "ck"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: task noise kept every free weight"), result.stderr
+    assert "--train_accuracy_gate 0.95" in warnings[0] and "task bands had no free weights (exit 5)" in warnings[0]
+    root = next((tmp_path / "ck/CPG").rglob("own_seed1/digits_convnet"))
+    summary = json.loads((root / "summary.json").read_text())
+    assert [(row["task"], row["kept_every_free_weight"], row["starved"]) for row in summary["tasks"]] == \
+        [("noise", True, False), ("bands", False, True)]
