@@ -29,7 +29,7 @@ done
 PRETRAINED=$(realpath -m "${PRETRAINED:-$DATA_ROOT/resnet50-0676ba61.pth}")
 [[ -f $PRETRAINED ]] || usage_error "no pretrained backbone at $PRETRAINED: put torchvision's ImageNet state dict there"
 export PRETRAINED ARCH=${ARCH:-resnet50}
-if [[ $1 == *,* ]]; then export GPUS=$1; else select_gpu "$1"; fi
+if [[ $1 == *,* ]]; then export GPUS=$1 && use_gpus; else select_gpu "$1"; fi
 
 # the benchmark spec (utils/data/spec.py): the task folders in order, large images, ImageNet statistics
 SPEC="$CKPT_ROOT/fine_grained/spec.json"

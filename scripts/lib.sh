@@ -560,17 +560,26 @@ plain_models_share() {
 }
 
 # use_gpus: GPUS read into STAGE_RANKS (processes per stage), STAGE_DEVICES (their CUDA_VISIBLE_DEVICES;
-# empty for the CPU) and STAGE_GPU_IDS (one entry per process: a GPU id, or cpu).
+# empty for the CPU) and STAGE_GPU_IDS (one entry per process: a GPU id, or cpu). Each GPU id must be
+# distinct (two ranks on one GPU would share its memory and run no faster); GPU ids on a machine without
+# an NVIDIA GPU warn once, as select_gpu does, and run on the CPU (DEVICE=cpu, exported: no second warning).
 use_gpus() {
-  local count
+  local count id seen=()
   STAGE_RANKS=1 STAGE_DEVICES=${GPUS:-} STAGE_GPU_IDS=()
   [[ -n ${GPUS:-} ]] || return 0
   if [[ $GPUS =~ ^cpu:([1-9][0-9]*)$ ]]; then
     STAGE_RANKS=${BASH_REMATCH[1]} STAGE_DEVICES=""
     for ((count = 0; count < STAGE_RANKS; count++)); do STAGE_GPU_IDS+=(cpu); done
-  elif [[ $GPUS =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+  elif [[ $GPUS =~ ^[0-9]{1,6}(,[0-9]{1,6})*$ ]]; then
     IFS=, read -r -a STAGE_GPU_IDS <<< "$GPUS"
     STAGE_RANKS=${#STAGE_GPU_IDS[@]}
+    for id in "${STAGE_GPU_IDS[@]}"; do
+      ((!seen[10#$id]++)) || usage_error "GPUS must name each GPU once (one process per GPU), got '$GPUS'"
+    done
+    if [[ ${DEVICE:-} != cpu ]] && ! gpu_found; then  # no warning when the CPU is what was asked for
+      printf 'warning: no NVIDIA GPU found; GPUS=%s runs on the CPU, which is far slower\n' "$GPUS" >&2
+      export DEVICE=${DEVICE:-cpu}
+    fi
   else
     usage_error "GPUS must be GPU ids such as 0,1,2,3, or cpu:N for N processes on the CPU; got '$GPUS'"
   fi
@@ -711,3 +720,6 @@ write_run_card() {
   mv "$1/run.json.tmp" "$1/run.json"
   [[ -z ${RUN_ROOTS_FILE:-} ]] || printf '%s\n' "$1" >> "$RUN_ROOTS_FILE"
 }
+
+# GPUS given to the driver is checked (and its warning said) once, before any work
+[[ -z ${GPUS:-} ]] || use_gpus

@@ -316,6 +316,34 @@ def test_a_bad_gpu_list_is_a_usage_error(tmp_path, gpus):
     assert not _calls(env)
 
 
+@pytest.mark.parametrize("gpus", ["0,0", "1,2,01"])
+def test_a_gpu_named_twice_is_a_usage_error(tmp_path, gpus):
+    """Two torchrun ranks on one GPU would share its memory and run no faster."""
+    env = _stub(tmp_path)
+    done = run_driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", GPUS=gpus, CKPT_ROOT=str(tmp_path / "ck"),
+                      **env)
+    assert done.returncode == 64 and done.stderr.splitlines() == [
+        f"cpg.sh: error: GPUS must name each GPU once (one process per GPU), got '{gpus}'"]
+    assert not _calls(env)
+
+
+def test_gpu_ids_without_a_gpu_warn_once_and_run_on_the_cpu(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    fake = tmp_path / "bin"  # an nvidia-smi that finds no GPU, whatever this machine has
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = _stub(tmp_path)
+    done = run_driver("cpg.sh", "split_digits", str(data), "s", "1.5", NUM_TASKS="1", GPUS="0,1", DEVICE="",
+                      SPARSITY_STEPS="0.1", CKPT_ROOT=str(tmp_path / "ck"), PATH=f"{fake}:{os.environ['PATH']}", **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: no NVIDIA GPU found; GPUS=0,1 runs on the CPU, which is far slower"]
+    calls = _calls(env)
+    assert calls and {flag(call["args"], "--device") for call in calls} == {"cpu"}
+
+
 def test_seeds_spread_over_the_gpus_each_run_on_one(tmp_path):
     """SEEDS with GPUS=0,1: one worker per GPU takes every other seed, and each seed's stages see that GPU
     alone and run in one process (no torchrun), in a run folder of its own."""
