@@ -31,8 +31,11 @@ ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/hopfield/h${HIDDEN}_seed$SEED"
 begin_run "$ROOT"
 start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")
+# the recovery's settings go to the learn stage too, which checks them with the rest: a bad one stops the run
+# before it trains rather than after
 COMMON=(--method supsup --supsup_scenario hopfield --benchmark "$BENCHMARK" --dataset "${TASKS[0]}"
-        --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}" --val_batch_size "$TEST_BATCH")
+        --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}" --val_batch_size "$TEST_BATCH"
+        --supsup_hop_steps "$STEPS" --supsup_hop_lr "$HOP_LR" --supsup_hop_gamma "$GAMMA")
 
 run_stage learn "$ROOT/.stages" "$ROOT/train.log" "0" \
   "$PYTHON" main_normal.py --mode finetune "${COMMON[@]}" --supsup_stream "$stream" \
@@ -40,7 +43,6 @@ run_stage learn "$ROOT/.stages" "$ROOT/train.log" "0" \
   --save_folder "$ROOT/model" --log_path "$ROOT/train.log"
 
 run_child "$PYTHON" main_normal.py --mode inference "${COMMON[@]}" --load_folder "$ROOT/model" \
-  --supsup_hop_steps "$STEPS" --supsup_hop_lr "$HOP_LR" --supsup_hop_gamma "$GAMMA" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log"
 jq -r '(.tasks[0] | keys_unsorted | @csv), (.tasks[] | [.[]] | @csv)' "$ROOT/summary.json" > "$ROOT/results.csv.tmp"
 mv "$ROOT/results.csv.tmp" "$ROOT/results.csv"

@@ -157,6 +157,19 @@ def test_too_few_outputs_for_the_streams_classes_exit_64(tmp_path, data_root, ca
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("setting, value", [("GAMMA", "nan"), ("HOP_LR", "inf"), ("STEPS", "0")])
+def test_the_driver_refuses_a_bad_recovery_setting_before_it_learns(tmp_path, data_root, setting, value):
+    """The recovery runs after every task is learned: its settings are checked by the learn stage."""
+    from tests.conftest import run_driver
+
+    result = run_driver("supsup_hop_split_mnist.sh", "0", BENCHMARK="split_digits", DATA_ROOT=str(data_root),
+                        CKPT_ROOT=str(tmp_path), FAST_START="0", **{setting: value})
+    assert result.returncode == 64, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.splitlines()[1:] == ["Stopped: stage learn rejected its input (message above)."]
+    assert "main_normal.py: error:" in result.stderr.splitlines()[0]
+    assert not (tmp_path / "SupSup/split_digits/hopfield/h2048_seed1/model").exists()
+
+
 @pytest.mark.slow
 def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports_the_bytes(tmp_path, data_root):
     """The reference's 2048-unit network: at 256 or 512 units 7 of the 25 tasks of seeds 1-5 (one of seed 1's)
