@@ -240,6 +240,26 @@ def test_a_teacher_that_is_not_fully_connected_exits_64_with_one_line(tmp_path, 
     assert code == 64 and len(err.strip().splitlines()) == 1 and "not a fully connected" in err, err
 
 
+@pytest.mark.parametrize("damage", ["truncated", "other students"])
+def test_saved_students_that_cannot_be_reused_exit_65_with_one_line_naming_the_file(tmp_path, capsys, damage):
+    import main_normal
+
+    flags = ["--method", "extract", "--mode", "finetune", "--benchmark", "gaussian_teacher", "--dataset", "gaussian",
+             "--data_root", str(tmp_path), "--save_folder", str(tmp_path), "--ec_sizes", "6,3,1", "--ec_students",
+             "4", "--ec_samples", "50", "--epochs", "1", "--device", "cpu"]
+    assert main_normal.main(flags) == 0
+    (students,) = tmp_path.glob("ec_*/students.pth")
+    if damage == "truncated":  # as a full disk may leave it
+        students.write_bytes(students.read_bytes()[:100])
+    else:
+        torch.save({"weight": torch.zeros(1)}, students)
+    capsys.readouterr()
+    code = main_normal.main(flags)
+    err = capsys.readouterr().err
+    assert code == 65 and len(err.strip().splitlines()) == 1 and str(students) in err, err
+    assert err.startswith("main_normal.py: error: cannot reuse the saved students: ")
+
+
 @pytest.mark.slow
 def test_extract_mnist_without_mnist_stops_naming_the_folder(tmp_path):
     (tmp_path / "empty").mkdir()

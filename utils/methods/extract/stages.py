@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from models.students import StudentsMLP
-from utils.atomic import atomic_json_dump, atomic_torch_save
+from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
+from utils.checkpoint import CheckpointError
 from utils.device import resolve_device
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
@@ -77,13 +78,25 @@ def student_widths(teacher: Teacher, expansion: float) -> list[int]:
     return [math.ceil(size * expansion) for size in teacher.sizes[1:-1]]
 
 
+def reuse_students(path: Path, model: nn.Module) -> None:
+    """Load students saved by an earlier run into `model`; a file that cannot serve (truncated by a full
+    disk, or of other students) is a CheckpointError naming it, which main_normal.py reports in one line."""
+    try:
+        model.load_state_dict(read_torch_file(path))
+    except UnreadableFile as error:
+        raise CheckpointError(f"cannot reuse the saved students: {error}; delete it to train them again") from error
+    except (RuntimeError, TypeError) as error:  # load_state_dict: not a state dict, or other keys or shapes
+        raise CheckpointError(f"cannot reuse the saved students: {path} holds other students; delete it to "
+                              f"train them again") from error
+
+
 def train_or_load(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
                   log: RunLog, stage: str) -> tuple[nn.Module, torch.Tensor, float]:
     """Students saved at `path`, else trained and saved there; also the seconds their training took
     (kept in a JSON file beside them, so the report counts them when they are reused)."""
     meta = path.with_suffix(".json")
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location=x.device, weights_only=True))
+        reuse_students(path, model)
         log.decision(stage=stage, reused=str(path))
         seconds = json.loads(meta.read_text())["seconds"] if meta.is_file() else 0.0
         return model, evaluate(model, x, y), seconds
