@@ -410,8 +410,8 @@ same_stage_arguments() {
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
-# Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read) naming the
-# stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
+# Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read, or an output
+# it cannot write) naming the stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
   local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started; shift 4
   local marker="$marker_dir/$name"
@@ -446,12 +446,12 @@ run_stage() {
       printf ' and rerun with GOALS=%s, or point GOALS at a JSON file mapping each task name to its goal%s.\n' \
         "$REPO_ROOT/logs/baseline_${FLAG_VALUE}_acc.json" "$see" >&2
       exit 3 ;;
-    65)
-      input="its input checkpoint"
+    65)  # main_normal.py's line above says which: a checkpoint it could not read or a file it could not write
+      input=""
       if flag_value --load_folder "$@" || flag_value --task_folder "$@"; then
-        input="the checkpoint in $FLAG_VALUE"
+        input=" ($FLAG_VALUE)"
       fi
-      printf 'Stopped: stage %s could not read %s (message above): a bad or incomplete checkpoint%s.\n' \
+      printf 'Stopped: stage %s could not read its input%s or write its output (message above)%s.\n' \
         "$name" "$input" "$see" >&2
       exit 65 ;;
     129 | 130 | 143)  # the stage was stopped by a signal from outside (the driver's own traps exit before)

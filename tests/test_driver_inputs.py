@@ -290,9 +290,9 @@ def test_extract_with_no_seeds_is_refused_before_anything(tmp_path):
     assert done.returncode == 64 and "SEEDS" in one_line(done)
     assert not (tmp_path / "out").exists() and not stub_calls(env)
 
-# 5. Exit 65: a checkpoint a stage cannot read ------------------------------------------------------------------
+# 5. Exit 65: a checkpoint a stage cannot read, or an output it cannot write -------------------------------------
 
-def test_exit_65_is_reported_as_a_bad_checkpoint_naming_the_input_folder(tmp_path):
+def test_exit_65_is_reported_as_a_failed_read_or_write_naming_the_input_folder(tmp_path):
     log = tmp_path / "task/train.log"
     log.parent.mkdir()
     log.write_text("stage=prune exit=65\n")
@@ -300,8 +300,20 @@ def test_exit_65_is_reported_as_a_bad_checkpoint_naming_the_input_folder(tmp_pat
     done = lib(f'run_stage prune "{tmp_path}/task/.stages" "{log}" "0 6" {stage}', tmp_path)
     assert done.returncode == 65
     line = one_line(done)
-    assert "prune" in line and "checkpoint" in line and f"{tmp_path}/in put" in line and str(log) in line, line
-    assert "unexpected" not in line and not (tmp_path / "task/.stages/prune").exists()
+    assert line == (f"Stopped: stage prune could not read its input ({tmp_path}/in put) or write its output "
+                    f"(message above); log: {log}.")
+    assert not (tmp_path / "task/.stages/prune").exists()
+
+
+def test_exit_65_after_a_failed_write_is_not_called_a_bad_checkpoint(tmp_path):
+    """main_normal.py exits 65 when a disk limit stops it writing its checkpoint, too: its own line says so."""
+    write_failed = "echo 'main_normal.py: error: cannot write out/checkpoint.pth: No space left on device' >&2; exit 65"
+    done = lib(f'run_stage finetune "{tmp_path}/.stages" "{tmp_path}/train.log" "0" bash -c "{write_failed}"',
+               tmp_path)
+    assert done.returncode == 65
+    assert done.stderr.splitlines() == [
+        "main_normal.py: error: cannot write out/checkpoint.pth: No space left on device",
+        "Stopped: stage finetune could not read its input or write its output (message above)."]
 
 
 def test_piggyback_stops_with_65_naming_the_model_it_could_not_read(tmp_path):
