@@ -10,6 +10,7 @@ a backend may pick another convolution algorithm for an equal call, so exactness
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
@@ -241,6 +242,18 @@ def test_a_bad_pretrained_file_exits_64_with_one_line(resnet18, tmp_path, capsys
     assert code == 64
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "synthetic_1").exists()
+
+
+def test_a_plain_pickle_is_one_line_without_torchs_warning(resnet18, tmp_path):
+    """torch warns about a pickle protocol it does not expect before its weights-only load fails."""
+    path = tmp_path / "resnet18-f37072fd.pth"
+    with path.open("wb") as file:
+        pickle.dump({name: value.numpy() for name, value in resnet18.state_dict().items()}, file, protocol=4)
+    result = run_main(*finetune_args(tmp_path, "cpg", path, "--jsonfile", str(tmp_path / "record.txt")))
+    assert result.returncode == 64
+    assert result.stderr.splitlines() == [f"main_normal.py: error: --pretrained: {path} is not a file torch.save "
+                                          f"wrote (truncated, or another format); get torchvision's "
+                                          f"resnet18-f37072fd.pth again"], result.stderr
 
 
 def test_a_missing_file_says_where_to_put_it_from_the_shell(tmp_path):

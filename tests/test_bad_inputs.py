@@ -193,6 +193,18 @@ def test_tools_on_corrupt_json_exit_65(run, data_root, tmp_path, broken, tool, t
     _check(_tool(*argv), 65, text, run, before)
 
 
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", b"PK\x03\x04 truncated"])
+def test_report_on_a_garbage_checkpoint_exits_65_with_one_line(run, data_root, tmp_path, content):
+    """torch's weights-only failure is a paragraph; the report names the file in one line."""
+    copy = _copy_of_run(run, tmp_path)
+    checkpoint = copy / TASK / "gradual_prune/checkpoint.pth"
+    assert checkpoint.is_file()
+    checkpoint.write_bytes(content)
+    before = _snapshot(run)
+    result = _tool("tools.report", "--root", str(copy), "--data_root", str(data_root), "--num_tasks", "1")
+    _check(result, 65, f"checkpoint {checkpoint} is corrupt or not a checkpoint of this toolkit", run, before)
+
+
 @pytest.mark.parametrize("flags, text", [
     (["--num_tasks", "0"], "--num_tasks must be at least 1"),
     (["--benchmark", "nope"], "unknown benchmark"),

@@ -82,23 +82,40 @@ def atomic_csv(path: Path, rows: Sequence[Mapping[str, object]], fieldnames: Seq
 
 class UnreadableFile(Exception):
     """A torch file that `read_torch_file` could not read: `os_error` when the system refused, else the file
-    is not what torch.save writes (truncated, garbage, or holding more than tensors)."""
+    is not what torch.save writes (truncated, garbage, or holding more than tensors); `reason` is one line
+    on why, for messages that stay one line (torch's own can be a paragraph)."""
 
-    def __init__(self, path: Path, os_error: OSError | None):
+    def __init__(self, path: Path, os_error: OSError | None, reason: str = ""):
         super().__init__(f"cannot read {path}: {os_error.strerror or os_error}" if os_error else
                          f"{path} is not a file torch.save wrote")
         self.os_error = os_error
+        self.reason = reason or str(self)
+
+
+def _load_failure(error: Exception) -> str:
+    """torch.load's failure in one line: the instruction the weights-only unpickler refused (its message is
+    a paragraph of advice around it), else the first line of the message."""
+    text = str(error).strip()
+    refused = text.partition("WeightsUnpickler error:")[2].strip()
+    if refused:
+        return f"the weights-only unpickler refused it: {refused.splitlines()[0]}"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def read_torch_file(path: Path) -> Any:
-    """torch.load of tensors only (weights_only); every failure but running out of memory is UnreadableFile."""
+    """torch.load of tensors only (weights_only); every failure but running out of memory is UnreadableFile.
+    torch's warning about a plain pickle's protocol is silenced: the failure that follows says it all."""
+    import warnings
+
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except OSError as error:
         raise UnreadableFile(path, error) from error
     except MemoryError:
         raise
     except Exception as error:  # whatever the unpickler trips over, the file is not what torch.save writes
-        raise UnreadableFile(path, None) from error
+        raise UnreadableFile(path, None, _load_failure(error)) from error

@@ -73,7 +73,7 @@ def load_checkpoint(folder: Path) -> dict:
         if error.os_error:
             raise CheckpointError(f"checkpoint {error}") from error
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint of this toolkit "
-                              f"({error.__cause__})") from error
+                              f"({error.reason})") from error
     try:
         return _checked(payload)
     except ValueError as error:
