@@ -23,15 +23,21 @@ export BATCH_SIZE=16
 RUN_ROOTS_FILE=$(mktemp)
 on_exit "rm -f '$RUN_ROOTS_FILE'"
 export RUN_ROOTS_FILE
-CHILD_IS_DRIVER=1  # each method's driver says itself where an interrupted run resumes
+RUN_ROOT=$CKPT_ROOT  # an interrupted comparison names it on the terminal: the methods' own lines are in their .out
 start=$SECONDS
 
-# method LABEL COMMAND...: one method's driver over every seed, its time said.
+# appended FILE COMMAND...: become COMMAND with its output appended to FILE. Redirecting run_child itself
+# would also send the driver's own messages there, a signal's included (its trap runs inside run_child).
+appended() { exec "${@:2}" >> "$1" 2>&1; }
+
+# method LABEL COMMAND...: one method's driver over every seed, its time said. Its output is appended to
+# CKPT_ROOT/LABEL.out, so a rerun keeps what an interrupted or failed run said.
 method() {
   local label=$1 began=$SECONDS
   shift
   say "$label: seeds $SEEDS"
-  run_child "$@" > "$CKPT_ROOT/$label.out" 2>&1 || {
+  printf '[%(%F %T)T] %s\n' -1 "$DRIVER_COMMAND" >> "$CKPT_ROOT/$label.out"
+  run_child appended "$CKPT_ROOT/$label.out" "$@" || {
     tail -n 20 "$CKPT_ROOT/$label.out" >&2
     die "$label failed (exit $CHILD_RC); its output: $CKPT_ROOT/$label.out"
   }

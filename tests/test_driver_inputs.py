@@ -227,6 +227,34 @@ def test_a_second_driver_on_the_same_run_folder_stops_naming_the_first(tmp_path,
     assert "in use" not in third.stderr, third.stderr
 
 
+def test_an_interrupted_comparison_says_how_to_resume_and_keeps_each_methods_output(tmp_path):
+    """The methods' drivers write to <CKPT_ROOT>/<method>.out: the terminal gets the comparison's own line,
+    and a rerun appends to the .out instead of overwriting what the interrupted run said there."""
+    ckpt = tmp_path / "ck"
+    env = environment(**stub_env(tmp_path), SEEDS="1", SEED_WORKERS="1", DATA_ROOT=str(tmp_path),
+                      CKPT_ROOT=str(ckpt), STUB_SLEEP="60")
+    outputs = []
+    for attempt in (1, 2):
+        with (tmp_path / "err").open("w") as errors:
+            comparison = subprocess.Popen(["bash", str(REPO / "scripts/compare_split_digits.sh")], env=env, cwd=REPO,
+                                          stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            deadline = time.time() + 60
+            while len(stub_calls(env)) < attempt and comparison.poll() is None and time.time() < deadline:
+                time.sleep(0.02)
+            assert len(stub_calls(env)) == attempt, (tmp_path / "err").read_text()
+            comparison.send_signal(signal.SIGTERM)
+            assert comparison.wait(timeout=30) == 143
+        finally:
+            if comparison.poll() is None:
+                comparison.kill()
+        assert (tmp_path / "err").read_text().splitlines() == [
+            "compare_split_digits.sh: interrupted by SIGTERM; run the same command again to resume "
+            f"(run folder {ckpt})"]
+        outputs.append((ckpt / "independent.out").read_text())
+    assert outputs[1].startswith(outputs[0]) and len(outputs[1]) > len(outputs[0])
+
+
 def test_a_lock_file_left_by_a_dead_driver_does_not_block(tmp_path):
     env = stub_env(tmp_path)
     root = tmp_path / "ck/subspace/line/digits10/digits10/seed1"
