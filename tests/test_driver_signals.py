@@ -241,8 +241,8 @@ def server(tmp_path):
     """A warm-start server started as a terminal would start it (SIGINT not ignored)."""
     path = tmp_path / "stages.sock"
     errors = (tmp_path / "server.err").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path)], cwd=REPO,
-                               env=environment(), stderr=errors, start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path), "--parent",
+                                str(os.getpid())], cwd=REPO, env=environment(), stderr=errors, start_new_session=True)
     assert _wait_until(lambda: path.exists(), 60, 0.05)
     yield process, path
     if process.poll() is None:
