@@ -402,7 +402,9 @@ same_stage_arguments() {
     changes+=("${old[i - 1]-}: '${old[i]-}' -> '${*:i+1:1}'")
   done
   ((${#changes[@]})) || return 0
-  printf '%s: error: stage %s ran with other arguments: %s\n' "$(basename "$0")" "${marker##*/}" "${changes[0]}" >&2
+  for i in "${changes[@]}"; do
+    printf '%s: error: stage %s ran with other arguments: %s\n' "${0##*/}" "${marker##*/}" "$i" >&2
+  done
   usage_error "the run folder $RUN_ROOT holds results of other settings; give the new run its own folder" \
     "(another setting name, EXPERIMENT or CKPT_ROOT), or delete that folder to start it over"
 }
