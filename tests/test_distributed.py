@@ -306,24 +306,17 @@ def test_baselines_spread_over_the_gpus_one_process_each(tmp_path):
     assert sorted(workers.values(), key=len) == [set(TASK_NAMES[1:5:2]), set(TASK_NAMES[0:5:2])]
 
 
-@pytest.mark.parametrize("gpus", ["0,,1", "cpu:0", "gpu1"])
-def test_a_bad_gpu_list_is_a_usage_error(tmp_path, gpus):
+BAD_LIST = "GPUS must be GPU ids such as 0,1,2,3, or cpu:N for N processes on the CPU; got '{}'"
+TWICE = "GPUS must name each GPU once (one process per GPU), got '{}'"  # two ranks on one GPU run no faster
+
+
+@pytest.mark.parametrize(("gpus", "message"), [("0,,1", BAD_LIST), ("cpu:0", BAD_LIST), ("gpu1", BAD_LIST),
+                                               ("0,0", TWICE), ("1,2,01", TWICE)])
+def test_a_bad_gpu_list_is_a_usage_error(tmp_path, gpus, message):
     env = _stub(tmp_path)
     done = run_driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", GPUS=gpus, CKPT_ROOT=str(tmp_path / "ck"),
                       **env)
-    assert done.returncode == 64 and done.stderr.splitlines() == [
-        f"cpg.sh: error: GPUS must be GPU ids such as 0,1,2,3, or cpu:N for N processes on the CPU; got '{gpus}'"]
-    assert not _calls(env)
-
-
-@pytest.mark.parametrize("gpus", ["0,0", "1,2,01"])
-def test_a_gpu_named_twice_is_a_usage_error(tmp_path, gpus):
-    """Two torchrun ranks on one GPU would share its memory and run no faster."""
-    env = _stub(tmp_path)
-    done = run_driver("cpg.sh", "split_digits", str(tmp_path), "s", "1.5", GPUS=gpus, CKPT_ROOT=str(tmp_path / "ck"),
-                      **env)
-    assert done.returncode == 64 and done.stderr.splitlines() == [
-        f"cpg.sh: error: GPUS must name each GPU once (one process per GPU), got '{gpus}'"]
+    assert done.returncode == 64 and done.stderr.splitlines() == [f"cpg.sh: error: {message.format(gpus)}"]
     assert not _calls(env)
 
 
