@@ -115,3 +115,29 @@ def test_every_tool_runs_as_a_file_as_the_readme_names_it(tool, tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "tools" / f"{tool}.py"), "--help"], capture_output=True,
                           text=True, cwd=tmp_path, env={**environment(), "PYTHONPATH": ""}, timeout=60)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-500:]
+
+
+BLOCK_TORCH = "import sys; sys.modules['torch'] = None; import runpy; sys.argv = sys.argv[1:]; " \
+              "runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+def test_the_decision_tools_run_without_torch(tmp_path):
+    """The drivers call them twice a task, outside the warm start: importing torch (about 1.5 s) would cost
+    more than their work. With torch made unimportable both still choose and log."""
+    task = tmp_path / "digits_01"
+    _checkpoint(task / "scratch", 0.99, "unpruned")
+    _checkpoint(task / "gradual_prune" / "0.2", 0.98, "0.2")
+    (task / "gradual_prune/record.txt").write_text('{"0.0": 0.99, "0.2": 0.98}')
+    (tmp_path / "goals.json").write_text('{"digits_01": 0.97}')
+    _checkpoint(task / "retrain", 0.985, "retrain")
+    log = ["--log_path", str(task / "train.log")]
+    runs = [["tools/choose_pruning_ratio.py", "--task_folder", str(task), "--dataset", "digits_01",
+             "--baseline_acc_file", str(tmp_path / "goals.json"), "--max_allowed_network_width_multiplier", "1.5"],
+            ["tools/choose_retrain.py", "--save_folder", str(task / "gradual_prune"), "--load_folder",
+             str(task / "retrain"), "--dataset", "digits_01"]]
+    for run in runs:
+        done = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *run, *log], cwd=REPO, env=environment(),
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert (task / "gradual_prune/checkpoint.pth").read_text() == "retrain"
+    assert "stage=" in (task / "train.log").read_text()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from torch.utils.tensorboard import SummaryWriter
+if TYPE_CHECKING:  # imported where the first scalar is written: a process that writes none needs no torch
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class Board:
@@ -25,6 +27,8 @@ class Board:
         if self.folder is None:
             return
         if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
             shutil.rmtree(self.folder, ignore_errors=True)
             self.writer = SummaryWriter(str(self.folder))
         for tag, value in values.items():
