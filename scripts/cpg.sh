@@ -84,9 +84,9 @@ COMMON+=("${speed_flags[@]}")
 GOAL_FLAGS=(--benchmark "$BENCHMARK" --method "$METHOD")
 [[ -n ${GOALS:-} ]] && GOAL_FLAGS+=(--baseline_acc_file "$GOALS")
 
-ratio=$("$PYTHON" -m tools.capacity --arch "$ARCH" --width "$MAX_WIDTH")
-say "width cap $MAX_WIDTH: ${ratio}x the shared weights of width 1.0"
 start_stage_server
+ratio=$("$PYTHON" -m utils.warm_run tools.capacity --arch "$ARCH" --width "$MAX_WIDTH")
+say "width cap $MAX_WIDTH: ${ratio}x the shared weights of width 1.0"
 width=1.0
 previous=""
 for ((k = 1; k <= NUM_TASKS; k++)); do
@@ -153,5 +153,5 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
   say "task $k/$NUM_TASKS: $task done: sparsity $sparsity, test accuracy $accuracy, width $final_width"
 done
 
-run_child "$PYTHON" -m tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
+run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --benchmark "$BENCHMARK" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS"
 write_run_card "$ROOT" "$METHOD" "$SEED"

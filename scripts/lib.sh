@@ -22,7 +22,7 @@ DRIVER_PID=$$
 printf -v DRIVER_COMMAND '%q ' "$0" "$@"  # sourced without arguments, "$@" is the driver's
 DRIVER_COMMAND=${DRIVER_COMMAND% }
 
-say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+say() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*"; }  # bash's own clock: a driver says a line per stage
 die() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 usage_error() { printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2; exit 64; }
 
@@ -319,7 +319,7 @@ launch_stage_server() {
     methods+=(--method "$method")
   done
   STAGE_SERVER_DIR=$(mktemp -d)
-  export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock"
+  export CPG_STAGE_SERVER="$STAGE_SERVER_DIR/stages.sock" CPG_STAGE_CPU="$STAGE_SERVER_DIR/stage.cpu"
   "$PYTHON" -m utils.warm_start --socket "$CPG_STAGE_SERVER" --parent "$parent" "${methods[@]}" &
   STAGE_SERVER_PID=$!
   local cleanup
@@ -346,7 +346,7 @@ json_get() { jq -er "$2" "$1"; }
 log_decision() {
   local log=$1; shift
   mkdir -p "$(dirname "$log")"
-  printf '%s stage=driver %s\n' "$(date +%Y-%m-%dT%H:%M:%S)" "$*" | tee -a "$log"
+  printf '%(%Y-%m-%dT%H:%M:%S)T stage=driver %s\n' -1 "$*" | tee -a "$log"
 }
 
 # stage_done NAME MARKER_DIR ALLOWED_CODES: whether MARKER_DIR/NAME records that stage NAME finished; if
@@ -409,13 +409,36 @@ same_stage_arguments() {
     "(another setting name, EXPERIMENT or CKPT_ROOT), or delete that folder to start it over"
 }
 
+# children_cpu: CHILDREN_CPU is the CPU time (user + sys, in clock ticks) of the children this shell has
+# waited for, their own waited-for children included (cutime and cstime in /proc's stat of this shell);
+# empty where there is no /proc.
+children_cpu() {
+  local stat=()
+  CHILDREN_CPU=""
+  [[ -r /proc/$BASHPID/stat ]] || return 0
+  read -r -a stat < "/proc/$BASHPID/stat"  # field 2, the command's name, is this shell's: no spaces
+  CHILDREN_CPU=$((stat[15] + stat[16]))
+}
+
+# stage_cpu_seconds TICKS: the CPU seconds of a stage whose processes used TICKS (children_cpu's difference)
+# plus the warm-start child's, which reaches this shell only when the server ends, so the child reports
+# it in $CPG_STAGE_CPU itself.
+stage_cpu_seconds() {
+  local warm=0
+  if [[ -n ${CPG_STAGE_CPU:-} && -f $CPG_STAGE_CPU ]]; then
+    read -r warm < "$CPG_STAGE_CPU" || warm=0
+    rm -f "$CPG_STAGE_CPU"
+  fi
+  awk -v ticks="$1" -v hz="$CLOCK_TICKS" -v warm="$warm" 'BEGIN { printf "%.3f\n", ticks / hz + warm }'
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.
 # Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read, or an output
 # it cannot write) naming the stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started cpu_before cpu=""; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     same_stage_arguments "$marker" "$@"
@@ -424,13 +447,21 @@ run_stage() {
   fi
   say "$name: running"
   started=$EPOCHREALTIME
+  children_cpu
+  cpu_before=$CHILDREN_CPU
   run_child "$@" || true
   STAGE_RC=$CHILD_RC
+  children_cpu
+  if [[ -n $CHILDREN_CPU ]]; then
+    CLOCK_TICKS=${CLOCK_TICKS:-$(getconf CLK_TCK)}
+    cpu=$(stage_cpu_seconds "$((CHILDREN_CPU - cpu_before))")
+  fi
   [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
     mkdir -p "$marker_dir"
     # the stage's wall time beside its marker: tools.report --runs adds them up into the run's cost
     awk -v end="$EPOCHREALTIME" -v start="$started" 'BEGIN { printf "%.3f\n", end - start }' > "$marker.seconds"
+    [[ -z $cpu ]] || printf '%s\n' "$cpu" > "$marker.cpu"  # its CPU time, the stage's own processes'
     printf '%s\0' "$@" > "$marker.args.tmp"
     mv "$marker.args.tmp" "$marker.args"
     printf '%s\n' "$STAGE_RC" > "$marker.tmp"
@@ -531,7 +562,8 @@ run_plain_models() {
     from_previous_task) layout=task method=finetune ;;
     *) return 0 ;;
   esac
-  run_child "$PYTHON" -m tools.report --root "$PLAIN_ROOT" --checkpoints "$layout" --benchmark "$PLAIN_BENCHMARK" \
+  run_child "$PYTHON" -m utils.warm_run tools.report --root "$PLAIN_ROOT" --checkpoints "$layout" \
+    --benchmark "$PLAIN_BENCHMARK" \
     --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
   write_run_card "$PLAIN_ROOT" "$method" "$SEED"
 }

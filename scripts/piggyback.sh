@@ -62,7 +62,7 @@ jq -r '(.tasks[] | "\(.task)\tlearned \(.accuracy_after_learning)\tfinal \(.accu
   "average final \(.average_accuracy_final); each task after the first stores \(.mask_bits_per_backbone_weight) bits per backbone weight"' \
   "$ROOT/summary.json"
 if [[ -z $PRETRAINED ]]; then  # a pretrained backbone's ImageNet task has no data here to fill its row
-  run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints model --benchmark "$BENCHMARK" \
+  run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --checkpoints model --benchmark "$BENCHMARK" \
     --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
 fi
 write_run_card "$ROOT" piggyback "$SEED"

@@ -77,7 +77,7 @@ say "evaluating every task with its own mask"
 run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \
   --supsup_adaptor gt --supsup_task_folders "$folders" --supsup_results "$ROOT/results.csv" \
   --supsup_summary "$ROOT/summary.json" --log_path "$ROOT/eval.log" --val_batch_size 500 --device "${DEVICE:-auto}"
-run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints supsup --benchmark "$BENCHMARK" \
+run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --checkpoints supsup --benchmark "$BENCHMARK" \
   --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
 write_run_card "$ROOT" supsup_gg "$SEED"
 say "results: $ROOT/results.csv, summary: $ROOT/summary.json"

@@ -82,7 +82,7 @@ run_gg_baseline() {
     upper_bound) layout=independent ;;
     transfer) layout=supsup ;;
   esac
-  run_child "$PYTHON" -m tools.report --root "$ROOT" --checkpoints "$layout" --benchmark "$BENCHMARK" \
+  run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --checkpoints "$layout" --benchmark "$BENCHMARK" \
     --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
   ((CHILD_RC == 0)) || exit "$CHILD_RC"
   write_run_card "$ROOT" "gg_$BASELINE" "$SEED"

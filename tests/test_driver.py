@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -29,13 +30,31 @@ def _decisions(log: Path, stage: str) -> list[dict[str, str]]:
     return rows
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _assert_stage_cpu_reaches_the_caller(root: Path, total: float) -> None:
+    """Every finished stage records its CPU seconds, and what the caller is told the run cost (the kernel's
+    count over the driver's whole tree, as /usr/bin/time reports it) holds them all: stages run in children
+    of the warm-start server, whose CPU is lost to every caller unless the server waits for them."""
+    finished = list(root.rglob(".stages/*.seconds"))
+    cpus = [float(path.with_suffix(".cpu").read_text()) for path in finished]
+    assert len(finished) > 10 and all(cpu > 0 for cpu in cpus)
+    assert sum(cpus) <= total, (sum(cpus), total)
+
+
 def test_unreachable_goals_grow_to_the_cap_and_reach_every_state(data_root, tmp_path):
     goals = tmp_path / "goals.json"
     goals.write_text(json.dumps({"digits_01": 0.5, "digits_23": "force_growth", "digits_45": "force_growth"}))
+    before = _children_cpu()
     result = run_driver("cpg.sh", "split_digits", str(data_root), "unreachable", "1.5", **QUICK,
                         NUM_TASKS="3", TOTAL_TASKS="2", GOALS=str(goals), CKPT_ROOT=str(tmp_path / "ck"))
+    total = _children_cpu() - before
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     root = tmp_path / "ck/CPG/split_digits/unreachable_seed1/digits_convnet"
+    _assert_stage_cpu_reaches_the_caller(root, total)
     finetunes = {task: _decisions(root / task / "train.log", "finetune") for task in ("digits_01", "digits_23",
                                                                                        "digits_45")}
     widths = [float(row["width"]) for rows in finetunes.values() for row in rows]

@@ -39,6 +39,33 @@ def test_the_server_returns_exit_codes_and_the_callers_streams(server, monkeypat
     assert "invalid choice" in capfd.readouterr().err
 
 
+def _tool(server: Path | None, *args: str, **env: str) -> subprocess.CompletedProcess:
+    extra = {ENV_VAR: str(server)} if server else {}
+    return subprocess.run([sys.executable, "-m", "utils.warm_run", *args], cwd=REPO, capture_output=True,
+                          text=True, env=environment(**extra, **env))
+
+
+@pytest.mark.slow
+def test_a_tool_runs_the_same_warm_and_cold_and_a_warm_stage_reports_its_cpu(server, tmp_path):
+    """A tool handed to the server prints what it prints run by itself, names itself in a usage error, and
+    writes no stage's CPU record; a stage's child writes its own CPU seconds where CPG_STAGE_CPU says."""
+    capacity = ["tools.capacity", "--arch", "digits_convnet", "--width", "1.5"]
+    cold, warm = _tool(None, *capacity), _tool(server, *capacity, CPG_STAGE_CPU=str(tmp_path / "tool.cpu"))
+    assert cold.returncode == warm.returncode == 0, cold.stderr + warm.stderr
+    assert warm.stdout == cold.stdout and float(warm.stdout) > 1
+    assert not (tmp_path / "tool.cpu").exists()
+    for bad in (["tools.capacity", "--width", "1.5"], ["tools.report", "--no_such_flag"]):
+        alone = subprocess.run([sys.executable, "-m", *bad], cwd=REPO, capture_output=True, text=True,
+                               env=environment())
+        for run in (_tool(None, *bad), _tool(server, *bad)):
+            assert (run.returncode, run.stderr) == (64, alone.stderr)
+
+    cpu = tmp_path / "stage.cpu"
+    stage = run_main("--mode", "nope", **{ENV_VAR: str(server), "CPG_STAGE_CPU": str(cpu)})
+    assert stage.returncode == 64, stage.stderr
+    assert float(cpu.read_text()) > 0
+
+
 @pytest.mark.slow
 def test_a_stage_gives_the_same_checkpoint_warm_and_cold(server, data_root, tmp_path):
     metas = []

@@ -17,7 +17,11 @@ The server dies with the driver that started it (`--parent`), at every moment:
 the kernel sends it SIGTERM when its parent dies (Linux's parent-death signal),
 set before anything else. It keeps none of the descriptors it inherits but
 its standard streams, so it never holds the run folder's lock. It reaps each child itself, so the stages' CPU time
-reaches the server and, once the driver has waited for the server, the driver.
+reaches the server and, once the driver has waited for the server, the driver; each child also writes its
+own CPU time where CPG_STAGE_CPU names, for the driver's per-stage record (`.stages/<stage>.cpu`).
+
+A request may name another module than `main_normal` whose `main(argv)` to run (utils/warm_run.py: the
+tools that evaluate networks start warm too).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import array
 import importlib
 import json
 import os
+import resource
 import signal
 import socket
 import struct
@@ -33,6 +38,7 @@ import sys
 import threading
 
 ENV_VAR = "CPG_STAGE_SERVER"
+CPU_VAR = "CPG_STAGE_CPU"
 HEADER = struct.Struct("!I")
 
 
@@ -89,24 +95,25 @@ def die_with_parent(parent: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
-def run_remote(argv: list[str]) -> int | None:
-    """Run `main_normal.py argv` in the warm server; None when no server is reachable."""
+def run_remote(argv: list[str], module: str = "main_normal") -> int | None:
+    """Run `module`'s main(argv) (a stage of `main_normal.py` by default, or a tool's) in the warm server;
+    None when no server is reachable."""
     path = os.environ.get(ENV_VAR)
     if not path:
         return None
     try:
-        return _run_remote(path, argv)
+        return _run_remote(path, argv, module)
     except KeyboardInterrupt:  # the connection is closed on the way out, which stops the stage
         return 128 + signal.SIGINT
 
 
-def _run_remote(path: str, argv: list[str]) -> int | None:
+def _run_remote(path: str, argv: list[str], module: str) -> int | None:
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(path)
     except OSError:
         return None
-    request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    request = json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     sys.stdout.flush()
     sys.stderr.flush()
     with conn:
@@ -161,10 +168,10 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
-    import main_normal
-
     try:
-        code = main_normal.main(request["argv"])
+        module = importlib.import_module(request.get("module", "main_normal"))
+        sys.argv = [module.__file__, *request["argv"]]  # usage lines name the program as if run by itself
+        code = module.main(request["argv"])
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
     except BaseException:  # the client must get a code whatever happens
@@ -174,8 +181,20 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()
+    _report_cpu()
     conn.sendall(HEADER.pack(int(code)))
     os._exit(int(code))
+
+
+def _report_cpu() -> None:
+    """Write this stage's CPU seconds (this child's and its own children's) where CPG_STAGE_CPU names: the
+    server reaps the child, so its CPU time reaches the driver only when the server ends, too late to say
+    what each stage cost."""
+    path = os.environ.get(CPU_VAR)
+    if path:
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        with open(path, "w") as file:
+            file.write(f"{sum(use.ru_utime + use.ru_stime for use in usage):.3f}\n")
 
 
 def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
