@@ -30,7 +30,7 @@ if __name__ == "__main__" and os.environ.get("CPG_STAGE_SERVER"):
         sys.stderr.flush()
         os._exit(_code)
 
-from utils.cli import UsageError, UsageParser  # noqa: E402
+from utils.cli import UsageError, UsageParser, one_line  # noqa: E402
 from utils.data.registry import DataError  # noqa: E402
 from utils.exit_codes import ExitCode  # noqa: E402
 from utils.methods import METHODS  # noqa: E402
@@ -100,15 +100,15 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return INTERRUPTED
     except MissingGoal as error:
-        print(f"main_normal.py: {error}. Add the task's accuracy goal to a JSON file "
+        print(f"main_normal.py: {one_line(str(error))}. Add the task's accuracy goal to a JSON file "
               f"(task name -> accuracy, e.g. from scripts/baseline.sh <benchmark>) and pass it as --baseline_acc_file.",
               file=sys.stderr)
         return ExitCode.NO_GOAL
     except (UsageError, RecordError, DataError, UnknownArchitecture) as error:
-        print(f"main_normal.py: error: {error}", file=sys.stderr)
+        print(f"main_normal.py: error: {one_line(str(error))}", file=sys.stderr)
         return ExitCode.USAGE
     except (CheckpointError, WriteError) as error:
-        print(f"main_normal.py: error: {error}", file=sys.stderr)
+        print(f"main_normal.py: error: {one_line(str(error))}", file=sys.stderr)
         return ExitCode.BAD_CHECKPOINT
 
 

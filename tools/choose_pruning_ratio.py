@@ -20,7 +20,7 @@ if not __package__:  # run as `python tools/choose_pruning_ratio.py`: put the re
 
 from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
 from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
+from utils.cli import UsageParser, number_in
 from utils.data.registry import DataError, get_benchmark
 from utils.logs import RunLog
 from utils.records import FORCE_GROWTH, STOP_NOTE, MissingGoal, RecordError, goal_for, read_goals, read_record
@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline_acc_file", default=None)
     parser.add_argument("--method", default="cpg", choices=("cpg", "packnet"),
                         help="packnet has no goals and keeps the sparsest recorded model")
-    parser.add_argument("--max_allowed_network_width_multiplier", type=float, required=True)
-    parser.add_argument("--allow_acc_loss", type=float, default=0.0)
+    parser.add_argument("--max_allowed_network_width_multiplier", type=number_in(1.0), required=True)
+    parser.add_argument("--allow_acc_loss", type=number_in(0.0, 1.0), default=0.0,
+                        help="accuracy (a fraction) a pruned model may lose against the goal")
     parser.add_argument("--log_path", default=None)
     args = parser.parse_args(argv)
     prune_folder = args.task_folder / "gradual_prune"

@@ -10,7 +10,7 @@ from pathlib import Path
 if not __package__:  # run as `python tools/choose_retrain.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
+from tools.checkpoints import CheckpointFileError, accuracy, copy_checkpoint, has_checkpoint, read_json
 from utils.atomic import atomic_json_dump
 from utils.cli import UsageParser
 from utils.logs import RunLog
@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         if chosen.get("retrained"):
             log.decision(stage="choose_retrain", task=args.dataset, kept="retrain", reason="already chosen")
             return 0
-        pruned = number(chosen, "accuracy", chosen_file)
+        pruned = accuracy(chosen, "accuracy", chosen_file)
         if not has_checkpoint(args.load_folder):
             log.decision(stage="choose_retrain", task=args.dataset, kept="gradual_prune", reason="no retrained model")
             return 0
         retrained_meta = args.load_folder / "meta.json"
-        retrained = number(read_json(retrained_meta, "accuracy"), "accuracy", retrained_meta)
+        retrained = accuracy(read_json(retrained_meta, "accuracy"), "accuracy", retrained_meta)
     except CheckpointFileError as error:
         parser.bad_checkpoint(str(error))
     if retrained > pruned:

@@ -55,6 +55,10 @@ def _read_json_object(path: Path, what: str) -> dict:
         raise RecordError(f"{what} {path} is not valid JSON ({error.msg} at line {error.lineno})") from error
     except UnicodeDecodeError as error:
         raise RecordError(f"{what} {path} is not text") from error
+    except ValueError as error:  # an integer of thousands of digits, which int() refuses
+        raise RecordError(f"{what} {path} holds a number too long to be a sparsity or an accuracy") from error
+    except RecursionError as error:
+        raise RecordError(f"{what} {path} is nested too deep to be one") from error
     if not isinstance(data, dict):
         raise RecordError(f"{what} {path} must hold a JSON object")
     return data

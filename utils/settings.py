@@ -20,6 +20,12 @@ from typing import Any, ClassVar
 
 from utils.cli import UsageError
 
+INT_LIMIT = 2**63
+"""Integer settings end up in torch and numpy tensors and sizes, which hold 64-bit integers."""
+FLOAT_LIMIT = 3.4028234663852886e38
+"""The largest float32: float settings scale float32 tensors, and a larger one overflows there (torch's "value
+cannot be converted to type float without overflow" in the middle of training)."""
+
 
 def flag(default: Any = MISSING, help: str = "", *, choices: tuple | None = None, aliases: tuple[str, ...] = (),
          at_least: float | None = None, at_most: float | None = None, below: float | None = None,
@@ -59,7 +65,7 @@ class Settings:
             if kind is bool:
                 options["action"] = "store_true"
             else:
-                options["type"] = kind
+                options["type"] = _text if kind is str else kind
                 options["default"] = item.default
                 if item.default is MISSING:
                     options["required"] = True
@@ -79,11 +85,12 @@ class Settings:
         """Every field within its declared range; raises UsageError naming the flag."""
         for item in fields(self):
             value, meta = getattr(self, item.name), item.metadata
+            name = f"--{item.name}"
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
-            name = f"--{item.name}"
             if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not meta.get("allow_inf"))):
                 raise UsageError(f"{name} must be a finite number, got {value}")
+            _check_limit(name, value)
             if meta.get("at_least") is not None and value < meta["at_least"]:
                 raise UsageError(f"{name} must be at least {meta['at_least']}, got {value}")
             if meta.get("at_most") is not None and value > meta["at_most"]:
@@ -96,6 +103,22 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def _text(value: str) -> str:
+    """A text flag's value, never empty: an empty path is the current folder, an empty name the default, and
+    neither is what a user (or a driver's unset variable) meant."""
+    if not value:
+        raise argparse.ArgumentTypeError("is empty: give it a value or leave the flag out")
+    return value
+
+
+def _check_limit(name: str, value: int | float) -> None:
+    """Numbers beyond what the tensors they reach can hold are refused here, not as an overflow mid-stage."""
+    if isinstance(value, int) and not -INT_LIMIT <= value < INT_LIMIT:
+        raise UsageError(f"{name} must fit a 64-bit integer (below 2**63 in magnitude), got {value}")
+    if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT_LIMIT:
+        raise UsageError(f"{name} must be at most {FLOAT_LIMIT:.4g} in magnitude (float32's range), got {value}")
 
 
 def _declaring_class(cls: type, name: str) -> type:
