@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate the README's results: each NAME runs its experiment in a fresh checkpoint folder on the CPU and
+# Regenerate the docs' results: each NAME runs its experiment in a fresh checkpoint folder on the CPU and
 # writes docs/results/NAME.md (the table, this command, the commit and the date) with its figures, and the
-# README's copy of it (tools/results.py); the fast tests fail while the README differs from those files.
+# copy on the page that shows it (tools/results.py); the fast tests fail while a page differs from them.
 # Commit the code first: a result made on a tree with uncommitted changes says so.
 #
 #   quickstart    scripts/quickstart.sh: CPG on split_digits, its per-task table (under a minute)

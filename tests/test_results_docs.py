@@ -1,5 +1,5 @@
-"""The README's results are the files in docs/results/ that scripts/results.sh wrote (tools/results.py):
-a table edited by hand in the README, or a result file with no README block, fails the fast tier."""
+"""The docs' results are the files in docs/results/ that scripts/results.sh wrote (tools/results.py): a table
+edited by hand on the page that shows it, or a result file no page shows, fails the fast tier."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from tests.conftest import REPO
 from tools import results
 
 
-def test_the_readme_shows_every_result_exactly_as_its_file_holds_it():
+def test_the_docs_show_every_result_exactly_as_its_file_holds_it():
     assert results.problems() == []
-    assert set(results.blocks((REPO / "README.md").read_text())) >= {"quickstart", "compare", "gg_baselines"}
+    assert set(results.shown()) >= {"quickstart", "compare", "gg_baselines"}
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -28,11 +28,13 @@ def _copy(tmp_path: Path) -> Path:
 @given(data=st.data())
 def test_any_hand_edit_inside_a_results_block_is_found(tmp_path_factory, data):
     repo = _copy(tmp_path_factory.mktemp("repo"))
-    readme = (repo / "README.md").read_text()
-    match = data.draw(st.sampled_from(list(results.BLOCK.finditer(readme))))
+    places = [(page, match) for page in results.pages(repo)
+              for match in results.BLOCK.finditer((repo / page).read_text())]
+    page, match = data.draw(st.sampled_from(places))
+    text = (repo / page).read_text()
     position = data.draw(st.integers(match.start("text"), match.end("text") - 1))
-    replacement = data.draw(st.characters(codec="utf-8").filter(lambda char: char != readme[position]))
-    (repo / "README.md").write_text(readme[:position] + replacement + readme[position + 1:])
+    replacement = data.draw(st.characters(codec="utf-8").filter(lambda char: char != text[position]))
+    (repo / page).write_text(text[:position] + replacement + text[position + 1:])
     assert any(f"'{match['name']}' differs" in problem for problem in results.problems(repo))
 
 
@@ -40,18 +42,33 @@ def test_write_replaces_its_own_block_and_records_the_command(tmp_path):
     repo = _copy(tmp_path)
     table = tmp_path / "table.md"
     table.write_text("| method | ACC |\n|---|---|\n| cpg | 0.5000 |\n")
-    before = results.blocks((repo / "README.md").read_text())
-    path = results.write("compare", "bash scripts/results.sh compare", table.read_text(), [], repo)
-    after = results.blocks((repo / "README.md").read_text())
-    assert after["compare"] == path.read_text() and "| cpg | 0.5000 |" in after["compare"]
-    assert "Made by `bash scripts/results.sh compare` at commit " in after["compare"]
-    assert {name: text for name, text in after.items() if name != "compare"} == \
-        {name: text for name, text in before.items() if name != "compare"}
+    figure = tmp_path / "comparison.png"
+    figure.write_bytes(b"png")
+    before = results.shown(repo)
+    path = results.write("compare", "bash scripts/results.sh compare", table.read_text(), [figure], repo)
+    after = results.shown(repo)
+    [(page, text)] = after["compare"]
+    assert text == results.as_shown(path.read_text(), page) and "| cpg | 0.5000 |" in text
+    assert "Made by `bash scripts/results.sh compare` at commit " in text
+    assert "![compare_comparison](compare_comparison.png)" in path.read_text()  # beside the result file
+    assert (repo / page).parent.joinpath(text.split("](")[-1].split(")")[0]).resolve() == \
+        (repo / "docs/results/compare_comparison.png").resolve()  # and relative to the page that shows it
+    assert results.problems(repo) == []
+    assert {name: places for name, places in after.items() if name != "compare"} == \
+        {name: places for name, places in before.items() if name != "compare"}
 
 
 def test_a_result_file_without_its_block_or_figure_is_found(tmp_path):
     repo = _copy(tmp_path)
-    (repo / "docs/results/orphan.md").write_text("Made by `x`.\n\n![gone](docs/results/gone.png)\n")
+    (repo / "docs/results/orphan.md").write_text("Made by `x`.\n\n![gone](gone.png)\n")
     found = results.problems(repo)
-    assert any("orphan.md is not shown" in problem for problem in found)
+    assert any("orphan.md is shown on no page" in problem for problem in found)
     assert any("gone.png, which does not exist" in problem for problem in found)
+
+
+def test_a_result_shown_on_two_pages_is_found(tmp_path):
+    repo = _copy(tmp_path)
+    [(_, text)] = results.shown(repo)["quickstart"]
+    block = f"<!-- results: quickstart -->\n{text}<!-- /results: quickstart -->\n"
+    (repo / "docs/extra.md").write_text(f"# Extra\n\n{block}")
+    assert any("'quickstart' is shown on 2 pages" in problem for problem in results.problems(repo))

@@ -1,8 +1,8 @@
-"""Results with provenance: each results table (and its figures) that the README shows is a file in
+"""Results with provenance: each results table (and its figures) that the docs show is a file in
 docs/results/, written by a committed command (scripts/results.sh) together with that command, the commit
-and the date; the README shows the file's text verbatim between two markers. So a table edited by hand,
-or code that moved the numbers without a regeneration, is a difference that `check` reports (the fast
-test tier runs it).
+and the date; the page that shows it (README.md or a page under docs/) holds the file's text between two
+markers, its figure links made relative to that page. So a table edited by hand, or code that moved the
+numbers without a regeneration, is a difference that `check` reports (the fast test tier runs it).
 
   python -m tools.results write NAME --command CMD (--table FILE | --summary SUMMARY_JSON) [--figure PNG]...
   python -m tools.results check
@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
 README = Path("README.md")
 BLOCK = re.compile(r"<!-- results: (?P<name>[\w-]+) -->\n(?P<text>.*?)<!-- /results: (?P=name) -->\n", re.S)
+FIGURE = re.compile(r"(!\[[^]]*\]\()([^)]+)(\))")
 NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -39,7 +40,7 @@ def commit() -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "--short=10", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{README}", f":!{RESULTS}")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{README}", ":!docs")
     return f"{head} plus uncommitted changes" if dirty else head
 
 
@@ -53,30 +54,65 @@ def machine() -> str:
 
 
 def render(command: str, body: str, figures: list[str], made: str, day: str, on: str) -> str:
-    """A result file's text: its provenance line, the table, then the figures."""
+    """A result file's text: its provenance line, the table, then the figures (named relative to the file)."""
     lines = [f"Made by `{command}` at commit {made} on {day}, on {on}.", "", body.strip(), ""]
     lines += [f"![{Path(figure).stem}]({figure})\n" for figure in figures]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def blocks(readme: str) -> dict[str, str]:
-    """The README's results blocks by name."""
-    return {match["name"]: match["text"] for match in BLOCK.finditer(readme)}
+def pages(repo: Path = REPO) -> list[Path]:
+    """The pages that may show results, relative to `repo`: the README and every page under docs/ but the
+    result files themselves."""
+    found = [README] if (repo / README).is_file() else []
+    found += sorted(path.relative_to(repo) for path in (repo / "docs").rglob("*.md")
+                    if path.parent != repo / RESULTS)
+    return found
+
+
+def blocks(text: str) -> dict[str, str]:
+    """A page's results blocks by name."""
+    return {match["name"]: match["text"] for match in BLOCK.finditer(text)}
+
+
+def shown(repo: Path = REPO) -> dict[str, list[tuple[Path, str]]]:
+    """Every results block of every page by name: (the page, the block's text)."""
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for page in pages(repo):
+        for name, text in blocks((repo / page).read_text()).items():
+            found.setdefault(name, []).append((page, text))
+    return found
+
+
+def as_shown(text: str, page: Path) -> str:
+    """A result file's text as `page` (relative to the repository) shows it: its figure links, relative to
+    docs/results/, made relative to the page."""
+    def rebase(match: re.Match) -> str:
+        return match[1] + os.path.relpath(RESULTS / match[2], page.parent) + match[3]
+
+    return FIGURE.sub(rebase, text)
 
 
 def problems(repo: Path = REPO) -> list[str]:
-    """Every way the README's results differ from docs/results/: a block that differs from its file, a block
-    without a file, a file the README does not show, a figure that is not there."""
-    shown = blocks((repo / README).read_text())
+    """Every way the pages' results differ from docs/results/: a block that differs from its file, a block
+    without a file, a result shown twice, a file no page shows, a figure that is not there."""
+    blocks_by_name = shown(repo)
     files = {path.stem: path.read_text() for path in sorted((repo / RESULTS).glob("*.md"))}
-    found = [f"README block '{name}' differs from {RESULTS / name}.md: regenerate it (scripts/results.sh {name}) "
-             "instead of editing the README" for name in shown if name in files and shown[name] != files[name]]
-    found += [f"README block '{name}' has no file {RESULTS / name}.md" for name in shown if name not in files]
-    found += [f"{RESULTS / name}.md is not shown in the README (no block '{name}')" for name in files
-              if name not in shown]
+    found = []
+    for name, places in blocks_by_name.items():
+        if len(places) > 1:
+            found.append(f"results block '{name}' is shown on {len(places)} pages "
+                         f"({', '.join(str(page) for page, _ in places)}): keep one")
+        for page, text in places:
+            if name not in files:
+                found.append(f"{page} block '{name}' has no file {RESULTS / name}.md")
+            elif text != as_shown(files[name], page):
+                found.append(f"{page} block '{name}' differs from {RESULTS / name}.md: regenerate it "
+                             f"(scripts/results.sh {name}) instead of editing the page")
+    found += [f"{RESULTS / name}.md is shown on no page (no block '{name}' in the README or docs/)"
+              for name in files if name not in blocks_by_name]
     for name, text in files.items():
         found += [f"{RESULTS / name}.md shows {figure}, which does not exist"
-                  for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text) if not (repo / figure).is_file()]
+                  for _, figure, _ in FIGURE.findall(text) if not (repo / RESULTS / figure).is_file()]
     return found
 
 
@@ -89,38 +125,42 @@ def summary_table(path: Path) -> str:
 
 
 def write(name: str, command: str, body: str, figures: list[Path], repo: Path = REPO) -> Path:
-    """docs/results/NAME.md with its figures beside it, and the README's block NAME replaced by its text."""
+    """docs/results/NAME.md with its figures beside it, and the block NAME of the page that shows it
+    replaced by its text."""
+    places = shown(repo).get(name, [])
+    if len(places) != 1:
+        raise ValueError(f"no page has a block '{name}': put '<!-- results: {name} -->' and "
+                         f"'<!-- /results: {name} -->' on lines of their own where it belongs" if not places else
+                         f"block '{name}' is on {len(places)} pages: keep one")
+    page = places[0][0]
     folder = repo / RESULTS
     folder.mkdir(parents=True, exist_ok=True)
-    shown = []
+    names = []
     for figure in figures:
         target = folder / f"{name}_{figure.name}"
         shutil.copyfile(figure, target)
-        shown.append(str(target.relative_to(repo)))
-    text = render(command, body, shown, commit(), datetime.date.today().isoformat(), machine())
-    readme = (repo / README).read_text()
-    if name not in blocks(readme):
-        raise ValueError(f"the README has no block '{name}': put '<!-- results: {name} -->' and "
-                         f"'<!-- /results: {name} -->' on lines of their own where it belongs")
-    readme = BLOCK.sub(lambda match: match[0] if match["name"] != name else
-                       f"<!-- results: {name} -->\n{text}<!-- /results: {name} -->\n", readme)
+        names.append(target.name)
+    text = render(command, body, names, commit(), datetime.date.today().isoformat(), machine())
+    content = BLOCK.sub(lambda match: match[0] if match["name"] != name else
+                        f"<!-- results: {name} -->\n{as_shown(text, page)}<!-- /results: {name} -->\n",
+                        (repo / page).read_text())
     path = folder / f"{name}.md"
     atomic_write(path, lambda file: file.write(text), binary=False)
-    atomic_write(repo / README, lambda file: file.write(readme), binary=False)
+    atomic_write(repo / page, lambda file: file.write(content), binary=False)
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(prog="tools.results", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
-    writer = verbs.add_parser("write", help="write docs/results/NAME.md and the README's copy")
+    writer = verbs.add_parser("write", help="write docs/results/NAME.md and the copy its page shows")
     writer.add_argument("name")
     writer.add_argument("--command", required=True, help="the committed command that made the result")
     source = writer.add_mutually_exclusive_group(required=True)
     source.add_argument("--table", type=Path, help="a Markdown table (e.g. tools.report --runs' comparison.md)")
     source.add_argument("--summary", type=Path, help="a CPG run's summary.json: its per-task table")
     writer.add_argument("--figure", type=Path, action="append", default=[])
-    verbs.add_parser("check", help="exit 1 naming each README results block that differs from its file")
+    verbs.add_parser("check", help="exit 1 naming each results block that differs from its file")
     args = parser.parse_args(argv)
     if args.verb == "check":
         found = problems()
@@ -137,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         path = write(args.name, args.command, body, args.figure)
     except ValueError as error:
         parser.error(str(error))
-    print(f"written {path} and its README block")
+    print(f"written {path} and the block that shows it")
     return 0
 
 
