@@ -115,7 +115,7 @@ gpu_found() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 
 # stage for torch, OpenMP and MKL unless OMP_NUM_THREADS / MKL_NUM_THREADS say otherwise. The nets that run
 # on a CPU here are tiny, so a second thread gains little, while on a busy machine torch's default (a
 # thread per core) waits on the other work: on 2 shared cores, a two-task CPG run of the quickstart's size
-# took 9.3-14 s with one thread and 8.9-65 s with two (README, Performance).
+# took 9.3-14 s with one thread and 8.9-65 s with two (docs/results/measured/performance.md).
 limit_cpu_threads() {
   case ${DEVICE:-auto} in
     cpu) ;;

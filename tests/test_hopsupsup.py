@@ -173,7 +173,7 @@ def test_the_driver_refuses_a_bad_recovery_setting_before_it_learns(tmp_path, da
 @pytest.mark.slow
 def test_the_driver_recovers_every_split_digits_mask_within_30_steps_and_reports_the_bytes(tmp_path, data_root):
     """The reference's 2048-unit network: at 256 or 512 units 7 of the 25 tasks of seeds 1-5 (one of seed 1's)
-    settle on another task's mask, as the README's HopSupSup section explains."""
+    settle on another task's mask, as docs/results/measured/supsup_nns_hopsupsup.md#hopsupsup explains."""
     from tests.conftest import run_driver
 
     env = {"BENCHMARK": "split_digits", "EPOCHS": "20", "HOP_LR": "3000", "GAMMA": "6.144",

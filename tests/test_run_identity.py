@@ -96,7 +96,7 @@ def test_an_unreadable_settings_record_is_a_bad_file(tmp_path, content):
     assert done.returncode == 65 and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
-SEED_DRIVERS = {  # the README's per-seed loops: driver, arguments, settings, run folder of seed S
+SEED_DRIVERS = {  # the per-seed loops of docs/methods/supsup.md: driver, arguments, settings, run folder of seed S
     "nns": ("supsup_nns_permuted_mnist.sh", [], {"BENCHMARK": "permuted_digits"},
             "SupSup/permuted_digits/nns_seed{}/lenet_300_100"),
     "gnu": ("supsup_gnu.sh", ["permuted_digits", "oneshot", "g"], {"NUM_TASKS": "2"},

@@ -1,4 +1,4 @@
-"""Per-task table and run summary JSON of a CPG run (design section 4), the accuracy matrix of any other
+"""Per-task table and run summary JSON of a CPG run (docs/design.md#file-formats), the accuracy matrix of any other
 run, the table of several runs side by side, or a checkpoint's settings.
 
 For every task of a CPG run: test accuracy right after it was learned (its own final checkpoint),

@@ -1,4 +1,4 @@
-"""The state codes `main_normal.py` exits with; drivers branch on them (design section 2)."""
+"""The state codes `main_normal.py` exits with; drivers branch on them (docs/design.md#exit-codes)."""
 
 import enum
 

@@ -1,9 +1,9 @@
-"""Which fast paths a CPG stage takes (design section 7), and their flags (torch-free).
+"""Which fast paths a CPG stage takes (docs/design.md#performance), and their flags (torch-free).
 
 The four exact paths are on by default and give bit-identical weights, decisions and
 accuracies to the plain fp32 path (`--plain`, the reference semantics); each can be
 turned off alone to measure what it is worth. The three opt-in paths change the
-arithmetic and agree with the plain path within the tolerances the README states.
+arithmetic and agree with the plain path within the tolerances docs/performance.md states.
 """
 
 from __future__ import annotations

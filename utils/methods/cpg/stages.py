@@ -3,7 +3,7 @@ baselines run the same stages with the parts their settings class leaves out.
 
 Each stage is one call of `main_normal.py` for one task; it loads the previous
 stage's checkpoint, trains, writes its own checkpoint and record entry, and
-returns the state code the driver branches on (design section 2).
+returns the state code the driver branches on (docs/design.md#exit-codes).
 
 Under torchrun (finetune, prune, retrain) every rank runs the stage on its slice of each batch in
 DistributedDataParallel; rank 0 alone evaluates, writes the checkpoint, records and log, and its
