@@ -6,13 +6,16 @@ import json
 import sys
 from pathlib import Path
 
-# A stand-in for PYTHON: `-m tools.<module>` runs for real (the drivers need the task names), but for the run
+# A stand-in for PYTHON: `-m tools.<module>` (or `-m utils.warm_run tools.<module>`) runs for real (the
+# drivers need the task names), but for the run
 # report (the stand-in trains nothing to report on), which succeeds at once; any other call appends its
 # arguments, its thread settings and its PID to STUB_LOG as a JSON line, sleeps STUB_SLEEP seconds if set, and
 # exits with STUB_CODES[its --dataset] (default 0).
 STUB = f"""#!{sys.executable}
 import json, os, sys, time
 args = sys.argv[1:]
+if args[:2] == ["-m", "utils.warm_run"]:  # a tool handed to the warm start runs as the tool itself
+    args = ["-m", *args[2:]]
 if args[:2] == ["-m", "tools.report"]:
     sys.exit(0)
 if args[:1] == ["-m"] and args[1].startswith("tools."):

@@ -219,6 +219,8 @@ def test_a_killed_torchrun_stage_is_redone_when_the_driver_reruns(data_root, tmp
 STUB = f"""#!{sys.executable}
 import json, os, sys
 args = sys.argv[1:]
+if args[:2] == ["-m", "utils.warm_run"]:  # a tool handed to the warm start runs as the tool itself
+    args = ["-m", *args[2:]]
 if args[:2] == ["-m", "tools.choose_pruning_ratio"]:  # what the driver reads of the choice
     chosen = os.path.join(args[args.index("--task_folder") + 1], "gradual_prune")
     os.makedirs(chosen, exist_ok=True)
