@@ -208,7 +208,8 @@ def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
     for method in methods:
         METHODS[method].runner()
     for benchmark in BENCHMARKS.values():  # the data loaders, which a stage imports when it reads its task
-        importlib.import_module(benchmark.loader.split(":")[0])
+        if benchmark.loader is not None:
+            importlib.import_module(benchmark.loader.split(":")[0])
     importlib.import_module("torch.utils.tensorboard")  # utils.board imports it at a stage's first epoch
 
     signal.signal(signal.SIGCHLD, _reap_children)
