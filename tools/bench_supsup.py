@@ -110,8 +110,8 @@ def inference_costs(counts: list[int], work: Path, benchmark: str, arch: str, ou
     """Seconds of per-image one-shot task inference (G objective) over k stored masks, per k."""
     import torch
 
+    from utils.methods.supsup.checkpoints import load
     from utils.methods.supsup.infer import infer_tasks
-    from utils.methods.supsup.stages import load
 
     data = get_benchmark(benchmark).load_task(work / "data", get_benchmark(benchmark).task_names[0])
     batch = data.on_device(torch.device("cpu"), 0, False)
