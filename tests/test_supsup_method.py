@@ -154,15 +154,15 @@ def test_store_masks_drops_the_scores():
 
 
 def test_merging_reads_each_checkpoint_once(tmp_path, data_root, monkeypatch):
-    from utils.methods.supsup import stages
+    from utils.methods.supsup import checkpoints
 
     names = get_benchmark("split_digits").task_names[:2]
     for name in names:
         _learn("split_digits", [name], data_root, tmp_path / name, "--epochs", "1", "--supsup_er", "8")
     reads = []
-    real = stages.load_checkpoint
-    monkeypatch.setattr(stages, "load_checkpoint", lambda folder: reads.append(folder) or real(folder))
-    network, meta = stages.merge([tmp_path / name for name in names])
+    real = checkpoints.load_checkpoint
+    monkeypatch.setattr(checkpoints, "load_checkpoint", lambda folder: reads.append(folder) or real(folder))
+    network, meta = checkpoints.merge([tmp_path / name for name in names])
     assert reads == [tmp_path / name for name in names]
     assert [spec.name for spec in network.tasks] == list(names)
     assert set(meta["accuracy_after_learning"]) == set(names)

@@ -46,11 +46,11 @@ def stored_checkpoint(folder: Path, data_root: Path, count: int, benchmark: str,
     """A SupSup checkpoint of `arch` holding `count` stored tasks with random mask bits."""
     import torch
 
-    from main_normal import parse_settings
     from models import build_network
     from models.layers.base import TaskSpec
     from models.layers.supsup import supsup_layers
     from utils.checkpoint import save_checkpoint
+    from utils.entry import parse_settings
 
     data = get_benchmark(benchmark).load_task(data_root, get_benchmark(benchmark).task_names[0])
     settings = parse_settings(["--method", "supsup", "--mode", "finetune", "--benchmark", benchmark, "--arch", arch,
@@ -110,8 +110,8 @@ def inference_costs(counts: list[int], work: Path, benchmark: str, arch: str, ou
     """Seconds of per-image one-shot task inference (G objective) over k stored masks, per k."""
     import torch
 
+    from utils.methods.supsup.checkpoints import load
     from utils.methods.supsup.infer import infer_tasks
-    from utils.methods.supsup.stages import load
 
     data = get_benchmark(benchmark).load_task(work / "data", get_benchmark(benchmark).task_names[0])
     batch = data.on_device(torch.device("cpu"), 0, False)
@@ -159,8 +159,8 @@ def driver_against_one_process(work: Path, tasks: int, repeats: int) -> dict:
     _run_driver(_driver_env(work, "recorded", tasks, PYTHON=str(recorder), SUPSUP_BENCH_RECORD=str(record),
                             SUPSUP_BENCH_PYTHON=sys.executable))
     stages = [json.loads(line) for line in record.read_text().splitlines()]
-    replay = ("import json, sys, time\nstarted = time.perf_counter()\nimport main_normal\n"
-              "for argv in json.load(sys.stdin):\n    assert main_normal.main(argv) == 0\n"
+    replay = ("import json, sys, time\nstarted = time.perf_counter()\nfrom utils import entry\n"
+              "for argv in json.load(sys.stdin):\n    assert entry.main(argv) == 0\n"
               "print(time.perf_counter() - started)\n")
     driver, cold_driver, one_process = [], [], []
     for repeat in range(repeats):

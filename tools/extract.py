@@ -4,6 +4,7 @@ recovered / teacher neurons, the excess neurons, the rebuilt sizes and the worst
 loss against the teacher; the worst final student loss of each layer's students; the seconds spent.
 
 Usage: python -m tools.extract REPORT.json [REPORT.json ...]
+The table is the method's (utils/methods/extract/report.py); this command reads the files.
 """
 
 from __future__ import annotations
@@ -18,32 +19,17 @@ if not __package__:  # run as `python tools/extract.py`: put the repository on t
 
 from utils.cli import UsageParser
 from utils.exit_codes import ExitCode
-
-
-def row(report: dict) -> str:
-    tuned = report["after_tuning"]
-    layers = tuned["layers"]
-    recovered = " ".join(f"{layer['recovered']}/{layer['teacher_size']}" for layer in layers)
-    excess = " ".join(str(layer["excess"]) for layer in layers)
-    worst = " ".join(f"{layer['max_incoming']:.1e}" for layer in layers)
-    sizes = " ".join(f"{layer['rebuilt_size']}" for layer in layers)
-    students = " ".join(f"{max(losses):.1e}" for losses in report.get("student_losses", []))
-    accuracy = report.get("teacher_accuracy")
-    shown = "-" if accuracy is None else f"{accuracy:.3f}"
-    return (f"| {report['settings']['seed']} | {shown} | {recovered} | {excess} | {sizes} | {worst} "
-            f"| {tuned['test_loss']:.2e} | {students or '-'} | {report['seconds']:.0f} |")
+from utils.methods.extract.report import SEEDS_HEADER, seed_row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(prog="tools.extract", description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    lines = ["| seed | teacher accuracy | recovered / teacher neurons | excess | rebuilt sizes | max 1-abs(cos) "
-             "| test loss | worst student loss | seconds |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = list(SEEDS_HEADER)
     for path in args.reports:
         try:
-            lines.append(row(json.loads(path.read_text())))
+            lines.append(seed_row(json.loads(path.read_text())))
         except (OSError, ValueError, KeyError) as error:
             print(f"tools.extract: error: cannot read report {path}: {error}", file=sys.stderr)
             return ExitCode.USAGE

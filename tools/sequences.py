@@ -127,7 +127,7 @@ def supsup_network(root: Path, names: list[str]):
     task's folder when it holds every task (Transfer, whose tasks start from the earlier ones), or GG's
     one checkpoint per task (<root>/<task>) merged."""
     from utils.checkpoint import read_meta
-    from utils.methods.supsup.stages import load, merge
+    from utils.methods.supsup.checkpoints import load, merge
 
     if (root / "model" / "meta.json").is_file():
         network, _ = load(root / "model")
@@ -152,8 +152,8 @@ def supsup(root: Path, names: list[str], data: dict, device, objective: str = "h
     accuracy with the inferred mask."""
     import torch
 
+    from utils.methods.supsup.checkpoints import first_tasks
     from utils.methods.supsup.infer import infer_tasks
-    from utils.methods.supsup.stages import first_tasks
 
     network = supsup_network(root, names).to(device)
     meta = _meta_of(root, names)

@@ -20,8 +20,8 @@ its standard streams, so it never holds the run folder's lock. It reaps each chi
 reaches the server and, once the driver has waited for the server, the driver; each child also writes its
 own CPU time where CPG_STAGE_CPU names, for the driver's per-stage record (`.stages/<stage>.cpu`).
 
-A request may name another module than `main_normal` whose `main(argv)` to run (utils/warm_run.py: the
-tools that evaluate networks start warm too).
+A request names the module whose `main(argv)` to run: the entry (utils/entry.py) for a stage, or a tool
+(utils/warm_run.py: the tools that evaluate networks start warm too).
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ import sys
 import threading
 
 ENV_VAR = "CPG_STAGE_SERVER"
+START_ENV = "CPG_PROCESS_START"
+"""The client's process start, passed on in its environment: a warm child times its stage from there."""
+ENTRY = "utils.entry"
+"""The module whose main(argv) runs a stage of `main_normal.py`."""
 CPU_VAR = "CPG_STAGE_CPU"
 HEADER = struct.Struct("!I")
 
@@ -95,7 +99,7 @@ def die_with_parent(parent: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
-def run_remote(argv: list[str], module: str = "main_normal") -> int | None:
+def run_remote(argv: list[str], module: str = ENTRY) -> int | None:
     """Run `module`'s main(argv) (a stage of `main_normal.py` by default, or a tool's) in the warm server;
     None when no server is reachable."""
     path = os.environ.get(ENV_VAR)
@@ -169,7 +173,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
     threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
     try:
-        module = importlib.import_module(request.get("module", "main_normal"))
+        module = importlib.import_module(request.get("module", ENTRY))
         sys.argv = [module.__file__, *request["argv"]]  # usage lines name the program as if run by itself
         code = module.main(request["argv"])
     except SystemExit as stop:
@@ -201,14 +205,15 @@ def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
     """Import the stage machinery (of `methods`) once, then fork one child per request while `parent` lives."""
     signal.signal(signal.SIGINT, _stop_server)  # a stop, not a crash: no KeyboardInterrupt traceback
     signal.signal(signal.SIGTERM, _stop_server)
-    import main_normal  # noqa: F401  (warms the imports the children use)
     from utils.data.registry import BENCHMARKS
     from utils.methods import METHODS
 
+    importlib.import_module(ENTRY)  # by name, as the children run it: the entry imports this module
     for method in methods:
         METHODS[method].runner()
     for benchmark in BENCHMARKS.values():  # the data loaders, which a stage imports when it reads its task
-        importlib.import_module(benchmark.loader.split(":")[0])
+        if benchmark.loader is not None:
+            importlib.import_module(benchmark.loader.split(":")[0])
     importlib.import_module("torch.utils.tensorboard")  # utils.board imports it at a stage's first epoch
 
     signal.signal(signal.SIGCHLD, _reap_children)

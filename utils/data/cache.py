@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from utils.atomic import atomic_torch_save
-from utils.data.registry import DataError
+from utils.data.benchmark import DataError
 from utils.data.tasks import TaskData
 
 FIELDS = ("train_images", "train_labels", "test_images", "test_labels")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.data.benchmark import DataError
 from utils.data.cache import cached_task
-from utils.data.registry import DataError
 from utils.data.tasks import TaskData, channel_stats
 
 PICKLE_DIR = "cifar-10-batches-py"

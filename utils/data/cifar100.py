@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.data.benchmark import DataError
 from utils.data.cache import cached_task
 from utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES
-from utils.data.registry import DataError
 from utils.data.tasks import TaskData, channel_stats
 
 PICKLE_DIR = "cifar-100-python"

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from utils.atomic import atomic_torch_save
+from utils.data.benchmark import DataError
 from utils.data.cache import STALE
-from utils.data.registry import DataError
 from utils.data.tasks import DeviceTaskData, TaskData, shard_of
 
 SPLITS = ("train", "test")

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.data.benchmark import DataError
 from utils.data.cache import cached_task
 from utils.data.digits import load_all_digits
-from utils.data.registry import DataError
 from utils.data.supsup_names import (
     PERMUTED_DIGITS_TASKS,
     PERMUTED_MNIST_TASKS,

@@ -1,15 +1,13 @@
 """Benchmarks by name (or by spec file, see `utils.data.spec`): their tasks, default architecture,
 augmentation and goals.
 
-This module imports no torch, so drivers can list tasks in milliseconds.
+This module imports no torch, so drivers can list tasks in milliseconds. `Benchmark` and `DataError` live in
+`utils.data.benchmark` (the data layer's leaf) and are importable from here too.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
+from utils.data.benchmark import Benchmark, DataError
 from utils.data.cifar100_names import TASK_NAMES as CIFAR100_TASKS
 from utils.data.cifar100_names import baseline_goals
 from utils.data.supsup_names import (
@@ -20,50 +18,9 @@ from utils.data.supsup_names import (
     SPLIT_MNIST_TASKS,
 )
 
-if TYPE_CHECKING:
-    from utils.data.spec import Spec
-
-
-class DataError(Exception):
-    """Data that is missing or unreadable; the message says what to put where."""
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    task_names: tuple[str, ...]
-    arch: str | None
-    """the default architecture (None: the benchmark serves a method that brings its own networks)"""
-    loader: str
-    crop_padding: int
-    flip: bool
-    default_goals: dict[str, float] = field(default_factory=dict)
-    spec: Spec | None = None
-    """a spec file's checked content, handed to its loader first (built-in benchmarks have none)"""
-    val_fraction: float = 0.1
-    """the share of each task's training images held out to choose on (`--val_fraction`'s default): 0.1 leaves
-    CIFAR-100's 2,500-image tasks 250 and split MNIST's ~12,000 ~1,200, fine enough for accuracy goals while
-    training keeps 90%"""
-
-    @property
-    def embedded(self) -> bool:
-        """whether the code makes the images itself (no files identify them)"""
-        return self.spec is None and self.loader.startswith(EMBEDDED_LOADERS)
-
-    def load_task(self, data_root, task_name: str):
-        """Decode (or read from cache) one task's uint8 images; see `utils.data.TaskData`."""
-        if task_name not in self.task_names:
-            raise DataError(f"benchmark {self.name} has no task {task_name!r}; tasks: {', '.join(self.task_names)}")
-        module_name, function_name = self.loader.split(":")
-        loader = getattr(importlib.import_module(module_name), function_name)
-        return loader(data_root, task_name) if self.spec is None else loader(self.spec, data_root, task_name)
-
-
 DIGIT_TASKS = tuple(f"digits_{2 * i}{2 * i + 1}" for i in range(5))
 SYNTHETIC_TASKS = tuple(f"synthetic_{i}" for i in range(1, 21))
 MNIST = "utils.data.mnist"
-EMBEDDED_LOADERS = ("utils.data.digits:", "utils.data.synthetic:", "utils.methods.extract.teachers:",
-                    f"{MNIST}:load_permuted_digits")
 
 BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
     # name, tasks in learning order, default architecture, loader, crop padding, flip, default goals
@@ -83,7 +40,7 @@ BENCHMARKS: dict[str, Benchmark] = {benchmark.name: benchmark for benchmark in (
     Benchmark("rotated_mnist", ROTATED_MNIST_TASKS, "fc_1024_1024", f"{MNIST}:load_rotated", 0, False),
     Benchmark("split_mnist", SPLIT_MNIST_TASKS, "lenet_300_100", f"{MNIST}:load_split", 0, False),
     Benchmark("mnist", ("mnist",), "mnist_mlp_32", f"{MNIST}:load_mnist", 0, False),
-    Benchmark("gaussian_teacher", ("gaussian",), None, "utils.methods.extract.teachers:no_images", 0, False),
+    Benchmark("gaussian_teacher", ("gaussian",), None, None, 0, False),  # no images: --method extract draws inputs
 )}
 
 

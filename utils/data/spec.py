@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from utils.data.benchmark import Benchmark, DataError
 from utils.data.cifar100_names import FINE_NAMES
-from utils.data.registry import Benchmark, DataError
 from utils.records import RecordError, goal_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from utils.data.registry import DataError
+from utils.data.benchmark import DataError
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The recovery report: report.json (the numbers), report.txt (a table) and recovery.png (log scale)."""
+"""The recovery report: report.json (the numbers), report.txt (a table) and recovery.png (log scale); and
+the Markdown table of several runs, one row per report.json (`python -m tools.extract`)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,23 @@ def copy_report(report: dict, text: str, path: Path) -> None:
     """The report's JSON at `path` and its table beside it (`.txt`), where a driver asked for them."""
     atomic_json_dump(report, path)
     atomic_write(path.with_suffix(".txt"), lambda file: file.write(text), binary=False)
+
+
+SEEDS_HEADER = ("| seed | teacher accuracy | recovered / teacher neurons | excess | rebuilt sizes | max 1-abs(cos) "
+                "| test loss | worst student loss | seconds |",
+                "|---|---|---|---|---|---|---|---|---|")
+
+
+def seed_row(report: dict) -> str:
+    """One run's row of the table under SEEDS_HEADER: after the final fine-tune, per hidden layer."""
+    tuned = report["after_tuning"]
+    layers = tuned["layers"]
+    recovered = " ".join(f"{layer['recovered']}/{layer['teacher_size']}" for layer in layers)
+    excess = " ".join(str(layer["excess"]) for layer in layers)
+    worst = " ".join(f"{layer['max_incoming']:.1e}" for layer in layers)
+    sizes = " ".join(f"{layer['rebuilt_size']}" for layer in layers)
+    students = " ".join(f"{max(losses):.1e}" for losses in report.get("student_losses", []))
+    accuracy = report.get("teacher_accuracy")
+    shown = "-" if accuracy is None else f"{accuracy:.3f}"
+    return (f"| {report['settings']['seed']} | {shown} | {recovered} | {excess} | {sizes} | {worst} "
+            f"| {tuned['test_loss']:.2e} | {students or '-'} | {report['seconds']:.0f} |")

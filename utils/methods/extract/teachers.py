@@ -119,9 +119,3 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
         accuracy = float((probes.y_test.argmax(1) == task.test_labels).float().mean())
     return Teacher(layers, "relu", accuracy), probes
 
-
-def no_images(data_root: Path, task_name: str):
-    """The gaussian_teacher benchmark has no images: `--method extract` draws its inputs."""
-    from utils.data.registry import DataError
-
-    raise DataError("benchmark gaussian_teacher has no images; its Gaussian inputs are drawn by --method extract")

@@ -38,8 +38,7 @@ from utils.engine import evaluate as accuracy_of
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.supsup.infer import objective
-from utils.methods.supsup.nns import stream_names
-from utils.methods.supsup.settings import SupSupSettings
+from utils.methods.supsup.settings import SupSupSettings, stream_names
 from utils.optim import SGD
 
 ARCH = "bn_mask_net"

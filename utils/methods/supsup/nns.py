@@ -34,17 +34,14 @@ from utils.data.tasks import DeviceTaskData
 from utils.device import resolve_device
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
+from utils.methods.supsup.checkpoints import first_tasks, load
 from utils.methods.supsup.infer import alpha_gradient, infer_tasks
-from utils.methods.supsup.settings import SupSupSettings
-from utils.methods.supsup.stages import _add_csv_rows, first_tasks, load, too_few_outputs
+from utils.methods.supsup.results import add_csv_rows
+from utils.methods.supsup.settings import SupSupSettings, stream_names, too_few_outputs
 from utils.optim import Adam, RMSprop
 
 CHECKS = "checks.csv"
 """Beside the NNs checkpoint: one row per new-task check (what train.log says, for tables and plots)."""
-
-
-def stream_names(settings: SupSupSettings) -> list[str]:
-    return [name for name in (settings.supsup_stream or "").split(",") if name]
 
 
 @torch.no_grad()
@@ -220,7 +217,7 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
         log.line(stage="supsup_nns_inference", **row)
     average = round(sum(row["accuracy_inferred_mask"] for row in rows) / len(rows), 4)
     if settings.supsup_results:
-        _add_csv_rows(Path(settings.supsup_results), rows)
+        add_csv_rows(Path(settings.supsup_results), rows)
     if settings.supsup_summary:
         atomic_json_dump({"benchmark": settings.benchmark, "method": "supsup", "scenario": "nns",
                           "masks_allocated": meta["masks_allocated"], "tasks": rows,

@@ -95,9 +95,21 @@ class SupSupSettings(StageSettings):
         if self.mode == "finetune" and not self.supsup_stream:
             raise UsageError(f"--supsup_scenario {self.supsup_scenario} --mode finetune needs --supsup_stream")
         names = get_benchmark(self.benchmark).task_names
-        stream = [name for name in (self.supsup_stream or "").split(",") if name]
+        stream = stream_names(self)
         for name in stream:
             if name not in names:
                 raise UsageError(f"--supsup_stream: {name!r} is not a task of {self.benchmark}")
         if len(set(stream)) != len(stream):
             raise UsageError("--supsup_stream names a task twice")
+
+
+def stream_names(settings: SupSupSettings) -> list[str]:
+    """The tasks of --supsup_stream in their order (NNs and HopSupSup)."""
+    return [name for name in (settings.supsup_stream or "").split(",") if name]
+
+
+def too_few_outputs(task: str, classes: int, outputs: int) -> None:
+    """A setting checked against the data before any training: the head must have a unit per class."""
+    if classes > outputs:
+        raise UsageError(f"task {task} has {classes} classes, more than the network's {outputs} outputs "
+                         f"(--supsup_output_size {outputs}); give at least {classes}")

@@ -20,11 +20,10 @@ from pathlib import Path
 import torch
 
 from models import build_network
-from models.layers.per_task import PerTask
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
-from utils.atomic import atomic_csv, atomic_json_dump, atomic_write
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.atomic import atomic_json_dump, atomic_write
+from utils.checkpoint import save_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import Benchmark, get_benchmark
 from utils.data.tasks import DeviceTaskData
@@ -33,59 +32,11 @@ from utils.engine import TrainLoop, evaluate, predict, run_epochs
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.supsup import transfer
+from utils.methods.supsup.checkpoints import first_tasks, load, merge
 from utils.methods.supsup.infer import infer_tasks
-from utils.methods.supsup.settings import SupSupSettings
+from utils.methods.supsup.results import add_csv_rows
+from utils.methods.supsup.settings import SupSupSettings, too_few_outputs
 from utils.optim import Adam, RMSprop
-
-
-def load(folder: Path) -> tuple[TaskNetwork, dict]:
-    """A SupSup checkpoint as a network with every task's mask stored, and its meta."""
-    payload, meta = load_checkpoint(folder), read_meta(folder)
-    if payload["mode"] != "supsup":
-        raise UsageError(f"{folder} holds a {payload['mode']} checkpoint, not a supsup one")
-    network = network_from_checkpoint(payload, input_shape=tuple(meta["input_shape"]), outputs=meta["outputs"])
-    return network, meta
-
-
-def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
-    """One network holding the tasks of several checkpoints, each with its masks and batch-norm: the
-    first checkpoint's network, with room made for all the others' tasks at once, then filled in."""
-    parts = [load(folder) for folder in folders]
-    network, meta = parts[0]
-    for folder, (part, _) in zip(folders[1:], parts[1:], strict=True):
-        for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
-            if not torch.equal(ours.weight, theirs.weight):
-                raise UsageError(f"{folder} was trained on other fixed weights (another --seed or arch)")
-    offset = len(network.tasks)
-    network.restore_tasks([spec for part, _ in parts[1:] for spec in part.tasks])
-    for part, part_meta in parts[1:]:
-        for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
-            ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
-        for ours, theirs in zip(_task_norms(network), _task_norms(part), strict=True):
-            for index, norm in enumerate(theirs.per_task):
-                ours.per_task[offset + index].load_state_dict(norm.state_dict())
-        meta["accuracy_after_learning"].update(part_meta["accuracy_after_learning"])
-        offset += len(part.tasks)
-    return network, meta
-
-
-def first_tasks(network: TaskNetwork, count: int) -> TaskNetwork:
-    """The network as it was when it had learned its first `count` tasks: a task's mask and batch-norm never
-    change once learned, so dropping the later ones restores that state exactly."""
-    if count > len(network.tasks):
-        raise UsageError(f"--supsup_tasks {count}: the checkpoint holds only {len(network.tasks)} tasks")
-    for layer in supsup_layers(network):
-        layer.keep_tasks(count)
-    for norm in _task_norms(network):
-        del norm.per_task[count:]
-    network.tasks = network.tasks[:count]
-    if count:
-        network.set_task(count)
-    return network
-
-
-def _task_norms(network: TaskNetwork) -> list[PerTask]:
-    return [m for m in network.modules() if isinstance(m, PerTask) and m is not network.heads]
 
 
 def _device_data(benchmark: Benchmark, settings: SupSupSettings, name: str, device: torch.device) -> DeviceTaskData:
@@ -95,13 +46,6 @@ def _device_data(benchmark: Benchmark, settings: SupSupSettings, name: str, devi
 
 def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Adam | RMSprop:
     return Adam(params, lr=settings.lr) if settings.supsup_optimizer == "adam" else RMSprop(params, lr=settings.lr)
-
-
-def too_few_outputs(task: str, classes: int, outputs: int) -> None:
-    """A setting checked against the data before any training: the head must have a unit per class."""
-    if classes > outputs:
-        raise UsageError(f"task {task} has {classes} classes, more than the network's {outputs} outputs "
-                         f"(--supsup_output_size {outputs}); give at least {classes}")
 
 
 def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> ExitCode:
@@ -212,18 +156,6 @@ def _same_folder(first: str, second: str | None) -> bool:
     return second is not None and Path(first).resolve() == Path(second).resolve()
 
 
-def _add_csv_rows(path: Path, rows: list[dict]) -> None:
-    """Add rows to the CSV, replacing earlier rows of the same (tasks learned, task), written atomically:
-    a rerun of an interrupted evaluation neither duplicates rows nor loses the header."""
-    earlier = []
-    if path.is_file():
-        with path.open(newline="") as file:
-            earlier = list(csv.DictReader(file))
-    keys = {(str(row["num_tasks_learned"]), row["task"]) for row in rows}
-    kept = [row for row in earlier if (row.get("num_tasks_learned"), row.get("task")) not in keys]
-    atomic_csv(path, [*kept, *rows], fieldnames=list(rows[0]), extrasaction="ignore")  # the new rows' columns
-
-
 ADAPT_HEADER = ("Date Finished", "Name", "Task", "Num Tasks Learned", "Current Val", "Adapt Val")
 
 
@@ -271,7 +203,7 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
     if settings.supsup_results:
         average = {"num_tasks_learned": len(network.tasks), "task": "average", "accuracy_after_learning": None,
                    **averages}
-        _add_csv_rows(Path(settings.supsup_results), [*rows, average])
+        add_csv_rows(Path(settings.supsup_results), [*rows, average])
     if settings.supsup_adapt_results:
         _write_adapt_results(Path(settings.supsup_adapt_results), rows, settings)
     if settings.supsup_summary:
