@@ -33,7 +33,14 @@ GNU = Driver("supsup_gnu_permuted_mnist.sh", (), {"BENCHMARK": "permuted_digits"
              ("oneshot_g/results.csv", "oneshot_g/summary.json", "oneshot_g/adapt_results.csv"))
 LINES = Driver("subspace_lines.sh", (), {"EPOCHS": "2"}, "subspace/line/digits10/digits10/seed1",
                ("summary.json", "sweep.csv"))
-DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES}
+CURVES = Driver("subspace_curves.sh", (), {"EPOCHS": "2"}, "subspace/curve/digits10/digits10/seed1",
+                ("summary.json", "sweep.csv"))
+SIMPLEX = Driver("subspace_simplex.sh", (), {"EPOCHS": "2"}, "subspace/simplex3/digits10/digits10/seed1",
+                 ("summary.json", "sweep.csv"))
+HOP = Driver("supsup_hop_split_mnist.sh", (), {"BENCHMARK": "split_digits", "NUM_TASKS": "3", "HIDDEN": "256",
+                                               "EPOCHS": "3", "STEPS": "5"},
+             "SupSup/split_digits/hopfield/h256_seed1", ("summary.json", "results.csv"))
+DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES, "curves": CURVES, "simplex": SIMPLEX, "hop": HOP}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +84,16 @@ CASES = [
     ("lines", signal.SIGINT, Moment("train: running")),
     ("lines", signal.SIGTERM, Moment("evaluate: running")),
     ("lines", signal.SIGKILL, Moment("train: running")),
+    ("curves", signal.SIGKILL, Moment("train: running")),
+    ("curves", signal.SIGTERM, Moment(marker=".stages/train")),  # between training and evaluation
+    ("curves", signal.SIGKILL, Moment("evaluate: running")),
+    ("simplex", signal.SIGTERM, Moment("train: running")),
+    ("simplex", signal.SIGKILL, Moment(marker=".stages/train")),
+    ("simplex", signal.SIGINT, Moment("evaluate: running")),
+    ("hop", signal.SIGKILL, Moment("learn: running")),
+    ("hop", signal.SIGTERM, Moment("learn: running")),
+    ("hop", signal.SIGTERM, Moment(marker=".stages/learn")),  # after the learn stage, as the masks are recovered
+    ("hop", signal.SIGKILL, Moment(marker=".stages/learn")),
 ]
 
 
@@ -113,7 +130,8 @@ def test_a_signal_to_the_driver_stops_its_stages_and_a_rerun_ends_the_same(name,
     assert results(driver, ckpt) == expected
 
 
-LONG = {"cpg": {"FINETUNE_EPOCHS": "400"}, "gnu": {"EPOCHS": "300"}, "lines": {"EPOCHS": "200"}}
+LONG = {"cpg": {"FINETUNE_EPOCHS": "400"}, "gnu": {"EPOCHS": "300"}, "lines": {"EPOCHS": "200"},
+        "curves": {"EPOCHS": "200"}, "simplex": {"EPOCHS": "200"}, "hop": {"EPOCHS": "200"}}
 
 
 @pytest.mark.parametrize("name", sorted(LONG))
