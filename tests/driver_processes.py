@@ -7,6 +7,7 @@ output goes to files. A run's results are compared without the dates some of the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -82,6 +83,13 @@ def wait_until(condition, timeout: float, step: float = 0.01) -> bool:
 
 
 def assert_nothing_left(session: int, root: Path) -> None:
-    """Within 10 s (the warm-start server checks for its driver once a second) no process of the run is left."""
+    """Within 10 s (the warm-start server checks for its driver once a second) no process of the run is left.
+    What is left is named, and killed: a failing test must not leave it running on the machine."""
     wait_until(lambda: not processes(session, str(root)), 10, 0.1)
-    assert not processes(session, str(root))
+    left = processes(session, str(root))
+    for line in left:
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, "left behind: " + "; ".join(left)
