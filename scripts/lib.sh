@@ -221,11 +221,19 @@ watch_driver() {
   exit 0
 }
 
+# leave_if_orphaned: in a worker shell (spread_over_gpus) whose driver was killed outright, exit without a
+# word: the worker must start no further stage, and the code of the one its watcher stopped is no outcome to
+# report (the user would read "unexpected code" after a kill -9). 137 is the driver's own code, 128 + SIGKILL.
+leave_if_orphaned() {
+  ((BASHPID == DRIVER_PID)) || process_alive "$DRIVER_PID" || exit 137
+}
+
 # run_child COMMAND...: run COMMAND so that it stops with the driver, whatever stops the driver; sets
 # CHILD_RC to its exit code and returns it. Its standard input is /dev/null and SIGINT does not reach it
 # directly (bash runs background commands so): the driver's trap stops it.
 run_child() {
   local pid watcher kept=() other
+  leave_if_orphaned
   "$@" &
   pid=$!
   CHILD_PIDS+=("$pid")
@@ -245,6 +253,7 @@ run_child() {
     [[ $other == "$watcher" ]] || kept+=("$other")
   done
   WATCHER_PIDS=("${kept[@]}")
+  leave_if_orphaned
   return "$CHILD_RC"
 }
 

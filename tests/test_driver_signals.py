@@ -17,29 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, environment, without_dates
+from tests.conftest import REPO, environment
+from tests.driver_processes import CRASH_WORDS, Driver, assert_nothing_left, processes, results, run, start, wait_until
 
 pytestmark = pytest.mark.slow
 
 QUICK = {"FINETUNE_EPOCHS": "6", "PRUNE_EPOCHS": "3", "RETRAIN_EPOCHS": "2", "BATCH_SIZE": "16",
          "PRUNING_INTERVAL": "1", "PRUNING_FREQUENCY": "3", "OMP_NUM_THREADS": "1"}
-CRASH_WORDS = ("Traceback", "KeyboardInterrupt", "unexpected code", "unbound variable")
-
-
-@dataclass(frozen=True)
-class Driver:
-    script: str
-    args: tuple[str, ...]  # "{data}" stands for the data root
-    env: dict[str, str]
-    root: str  # the run folder under CKPT_ROOT
-    results: tuple[str, ...]  # files under the run folder that must equal an uninterrupted run's
-
-    def command(self, data_root: Path) -> list[str]:
-        return ["bash", str(REPO / "scripts" / self.script), *(arg.format(data=data_root) for arg in self.args)]
-
-    def environment(self, data_root: Path, ckpt: Path) -> dict[str, str]:
-        return environment(**{**self.env, "DATA_ROOT": str(data_root), "CKPT_ROOT": str(ckpt), "OMP_NUM_THREADS": "1"})
-
 
 CPG = Driver("cpg.sh", ("split_digits", "{data}", "s", "1.5"), {**QUICK, "NUM_TASKS": "2"},
              "CPG/split_digits/s_seed1/digits_convnet", ("summary.json",))
@@ -49,30 +33,14 @@ GNU = Driver("supsup_gnu_permuted_mnist.sh", (), {"BENCHMARK": "permuted_digits"
              ("oneshot_g/results.csv", "oneshot_g/summary.json", "oneshot_g/adapt_results.csv"))
 LINES = Driver("subspace_lines.sh", (), {"EPOCHS": "2"}, "subspace/line/digits10/digits10/seed1",
                ("summary.json", "sweep.csv"))
-DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES}
-
-
-def _start(command: list[str], env: dict[str, str], folder: Path) -> tuple[subprocess.Popen, Path, Path]:
-    """The driver in its own session (so its processes can be found), its output in files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out, err = folder / "driver.out", folder / "driver.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, cwd=REPO, start_new_session=True)
-    return process, out, err
-
-
-def _run(driver: Driver, data_root: Path, ckpt: Path, folder: Path) -> tuple[int, str, str]:
-    process, out, err = _start(driver.command(data_root), driver.environment(data_root, ckpt), folder)
-    try:
-        code = process.wait(timeout=300)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    return code, out.read_text(), err.read_text()
-
-
-def _results(driver: Driver, ckpt: Path) -> dict[str, bytes]:
-    return {name: without_dates(ckpt / driver.root / name) for name in driver.results}
+CURVES = Driver("subspace_curves.sh", (), {"EPOCHS": "2"}, "subspace/curve/digits10/digits10/seed1",
+                ("summary.json", "sweep.csv"))
+SIMPLEX = Driver("subspace_simplex.sh", (), {"EPOCHS": "2"}, "subspace/simplex3/digits10/digits10/seed1",
+                 ("summary.json", "sweep.csv"))
+HOP = Driver("supsup_hop_split_mnist.sh", (), {"BENCHMARK": "split_digits", "NUM_TASKS": "3", "HIDDEN": "256",
+                                               "EPOCHS": "3", "STEPS": "5"},
+             "SupSup/split_digits/hopfield/h256_seed1", ("summary.json", "results.csv"))
+DRIVERS = {"cpg": CPG, "gnu": GNU, "lines": LINES, "curves": CURVES, "simplex": SIMPLEX, "hop": HOP}
 
 
 @pytest.fixture(scope="module")
@@ -83,42 +51,11 @@ def reference(data_root, tmp_path_factory):
     def get(name: str) -> dict[str, bytes]:
         if name not in cache:
             ckpt = tmp_path_factory.mktemp(f"reference_{name}")
-            code, out, err = _run(DRIVERS[name], data_root, ckpt, ckpt / "logs")
+            code, out, err = run(DRIVERS[name], data_root, ckpt, ckpt / "logs")
             assert code == 0, out[-2000:] + err[-2000:]
-            cache[name] = _results(DRIVERS[name], ckpt)
+            cache[name] = results(DRIVERS[name], ckpt)
         return cache[name]
     return get
-
-
-def _processes(session: int, needle: str) -> list[str]:
-    """Live processes (zombies aside) in the driver's session or with `needle` in their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
-            continue
-        if stat[0] != "Z" and (int(stat[3]) == session or needle in command):
-            found.append(f"{entry.name} {command[:200]}")
-    return found
-
-
-def _wait_until(condition, timeout: float, step: float = 0.01) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return condition()
-
-
-def _assert_nothing_left(session: int, root: Path) -> None:
-    """Within 10 s (the warm-start server checks for its driver once a second) no process of the run is left."""
-    _wait_until(lambda: not _processes(session, str(root)), 10, 0.1)
-    assert not _processes(session, str(root))
 
 
 @dataclass(frozen=True)
@@ -132,7 +69,7 @@ class Moment:
     def reached(self, out: Path, root: Path) -> bool:
         if self.marker:
             return (root / self.marker).exists()
-        return out.read_text().count(self.text) >= self.times and bool(_processes(-1, str(root)))
+        return out.read_text().count(self.text) >= self.times and bool(processes(-1, str(root)))
 
 
 CASES = [
@@ -147,6 +84,16 @@ CASES = [
     ("lines", signal.SIGINT, Moment("train: running")),
     ("lines", signal.SIGTERM, Moment("evaluate: running")),
     ("lines", signal.SIGKILL, Moment("train: running")),
+    ("curves", signal.SIGKILL, Moment("train: running")),
+    ("curves", signal.SIGTERM, Moment(marker=".stages/train")),  # between training and evaluation
+    ("curves", signal.SIGKILL, Moment("evaluate: running")),
+    ("simplex", signal.SIGTERM, Moment("train: running")),
+    ("simplex", signal.SIGKILL, Moment(marker=".stages/train")),
+    ("simplex", signal.SIGINT, Moment("evaluate: running")),
+    ("hop", signal.SIGKILL, Moment("learn: running")),
+    ("hop", signal.SIGTERM, Moment("learn: running")),
+    ("hop", signal.SIGTERM, Moment(marker=".stages/learn")),  # after the learn stage, as the masks are recovered
+    ("hop", signal.SIGKILL, Moment(marker=".stages/learn")),
 ]
 
 
@@ -158,9 +105,9 @@ def test_a_signal_to_the_driver_stops_its_stages_and_a_rerun_ends_the_same(name,
     expected = reference(name)
     ckpt = tmp_path / "ck"
     root = ckpt / driver.root
-    process, out, err = _start(driver.command(data_root), driver.environment(data_root, ckpt), tmp_path / "first")
+    process, out, err = start(driver.command(data_root), driver.environment(data_root, ckpt), tmp_path / "first")
     try:
-        reached = _wait_until(lambda: moment.reached(out, root) or process.poll() is not None, 300)
+        reached = wait_until(lambda: moment.reached(out, root) or process.poll() is not None, 300)
         assert reached and process.poll() is None, "the driver ended before the moment: " + out.read_text()[-2000:]
         os.kill(process.pid, signum)  # the driver alone, not its process group
         code = process.wait(timeout=30)
@@ -175,15 +122,16 @@ def test_a_signal_to_the_driver_stops_its_stages_and_a_rerun_ends_the_same(name,
         assert f"interrupted by {signum.name}" in last and "run the same command again" in last, last
         assert str(root) in last
 
-    _assert_nothing_left(process.pid, root)
+    assert_nothing_left(process.pid, root)
 
-    code, rerun_out, rerun_err = _run(driver, data_root, ckpt, tmp_path / "rerun")
+    code, rerun_out, rerun_err = run(driver, data_root, ckpt, tmp_path / "rerun")
     assert code == 0, rerun_out[-2000:] + rerun_err[-2000:]
     assert not [word for word in CRASH_WORDS if word in rerun_out + rerun_err]
-    assert _results(driver, ckpt) == expected
+    assert results(driver, ckpt) == expected
 
 
-LONG = {"cpg": {"FINETUNE_EPOCHS": "400"}, "gnu": {"EPOCHS": "300"}, "lines": {"EPOCHS": "200"}}
+LONG = {"cpg": {"FINETUNE_EPOCHS": "400"}, "gnu": {"EPOCHS": "300"}, "lines": {"EPOCHS": "200"},
+        "curves": {"EPOCHS": "200"}, "simplex": {"EPOCHS": "200"}, "hop": {"EPOCHS": "200"}}
 
 
 @pytest.mark.parametrize("name", sorted(LONG))
@@ -194,17 +142,17 @@ def test_a_long_stage_dies_within_seconds_of_its_driver(name, signum, data_root,
     ckpt = tmp_path / "ck"
     root = ckpt / driver.root
     env = {**driver.environment(data_root, ckpt), **LONG[name]}
-    process, out, _ = _start(driver.command(data_root), env, tmp_path / "first")
+    process, out, _ = start(driver.command(data_root), env, tmp_path / "first")
     try:
-        assert _wait_until(lambda: Moment("running").reached(out, root) or process.poll() is not None, 300)
+        assert wait_until(lambda: Moment("running").reached(out, root) or process.poll() is not None, 300)
         time.sleep(1)  # well into the stage
         assert process.poll() is None
         os.kill(process.pid, signum)
         process.wait(timeout=30)
-        _wait_until(lambda: not _processes(-1, str(root)), 3, 0.05)
-        left = _processes(-1, str(root))
+        wait_until(lambda: not processes(-1, str(root)), 3, 0.05)
+        left = processes(-1, str(root))
     finally:
-        for pid in [int(line.split()[0]) for line in _processes(process.pid, str(root))]:
+        for pid in [int(line.split()[0]) for line in processes(process.pid, str(root))]:
             os.kill(pid, signal.SIGKILL)  # what an old driver left behind
         if process.poll() is None:
             process.kill()
@@ -216,10 +164,10 @@ def test_ctrl_c_at_a_terminal_stops_the_whole_run_quietly(data_root, tmp_path, r
     expected = reference("cpg")
     ckpt = tmp_path / "ck"
     root = ckpt / CPG.root
-    process, out, err = _start(CPG.command(data_root), CPG.environment(data_root, ckpt), tmp_path / "first")
+    process, out, err = start(CPG.command(data_root), CPG.environment(data_root, ckpt), tmp_path / "first")
     try:
         moment = Moment("prune_0.3: running")
-        assert _wait_until(lambda: moment.reached(out, root) or process.poll() is not None, 300)
+        assert wait_until(lambda: moment.reached(out, root) or process.poll() is not None, 300)
         os.killpg(process.pid, signal.SIGINT)
         code = process.wait(timeout=30)
     finally:
@@ -228,10 +176,10 @@ def test_ctrl_c_at_a_terminal_stops_the_whole_run_quietly(data_root, tmp_path, r
     assert code == 130, err.read_text()
     assert not [word for word in CRASH_WORDS if word in out.read_text() + err.read_text()], err.read_text()
     assert "interrupted by SIGINT" in err.read_text().strip().splitlines()[-1]
-    _assert_nothing_left(process.pid, root)
-    code, rerun_out, rerun_err = _run(CPG, data_root, ckpt, tmp_path / "rerun")
+    assert_nothing_left(process.pid, root)
+    code, rerun_out, rerun_err = run(CPG, data_root, ckpt, tmp_path / "rerun")
     assert code == 0, rerun_err[-2000:]
-    assert _results(CPG, ckpt) == expected
+    assert results(CPG, ckpt) == expected
 
 
 # The warm-start server, its stage children and their clients under SIGINT and SIGTERM --------------------------
@@ -243,7 +191,7 @@ def server(tmp_path):
     errors = (tmp_path / "server.err").open("w")
     process = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(path), "--parent",
                                 str(os.getpid())], cwd=REPO, env=environment(), stderr=errors, start_new_session=True)
-    assert _wait_until(lambda: path.exists(), 60, 0.05)
+    assert wait_until(lambda: path.exists(), 60, 0.05)
     yield process, path
     if process.poll() is None:
         process.kill()
@@ -286,7 +234,7 @@ def test_a_stage_stops_quietly_on_a_signal_to_its_child_or_its_client(server, da
     process, socket = server
     client = _long_stage(data_root, tmp_path, socket)
     try:
-        assert _wait_until(lambda: _children(process.pid) or client.poll() is not None, 60, 0.05)
+        assert wait_until(lambda: _children(process.pid) or client.poll() is not None, 60, 0.05)
         assert client.poll() is None, (tmp_path / "client.err").read_text()
         child = _children(process.pid)[0]
         time.sleep(1)  # well into the stage
@@ -299,7 +247,7 @@ def test_a_stage_stops_quietly_on_a_signal_to_its_child_or_its_client(server, da
     assert code == expected
     errors = (tmp_path / "client.err").read_text()
     assert "Traceback" not in errors and "KeyboardInterrupt" not in errors, errors
-    assert _wait_until(lambda: not _children(process.pid), 10, 0.05), "the stage's child outlived its client"
+    assert wait_until(lambda: not _children(process.pid), 10, 0.05), "the stage's child outlived its client"
     assert process.poll() is None, "the server must serve on"
     assert (tmp_path / "server.err").read_text() == ""
 

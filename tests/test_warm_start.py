@@ -2,15 +2,17 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, environment, run_main
-from utils.warm_start import ENV_VAR, run_remote
+from utils.warm_start import ENV_VAR, STARTED, _receive_request, run_remote
 
 
 @pytest.fixture
@@ -119,3 +121,37 @@ def test_a_driver_killed_while_its_server_starts_leaves_neither_server_nor_lock(
     # a `sleep 0.05` of await_stage_server's loop may hold the inherited lock for its last 50 ms
     lock = subprocess.run(["flock", "-w", "2", str(root / ".lock"), "true"])
     assert lock.returncode == 0, "the run folder's lock outlived the driver"
+
+
+def _one_answer(path: Path, answer: bytes) -> threading.Thread:
+    """A stand-in server that reads one request, sends `answer` and hangs up (a server dying mid-request)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            _receive_request(conn)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_server_gone_before_a_child_started_the_stage_leaves_the_stage_to_its_caller(monkeypatch, tmp_path,
+                                                                                        capfd):
+    """Its driver killed while a request waited: no stage ran, so no error; the caller runs the stage itself."""
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "stages.sock"))
+    thread = _one_answer(tmp_path / "stages.sock", b"")
+    assert run_remote(["--mode", "inference"]) is None
+    thread.join(10)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_stage_child_gone_without_a_code_is_an_error(monkeypatch, tmp_path, capfd):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "stages.sock"))
+    thread = _one_answer(tmp_path / "stages.sock", STARTED)
+    assert run_remote(["--mode", "inference"]) == 1
+    thread.join(10)
+    assert "ended without an exit code" in capfd.readouterr().err

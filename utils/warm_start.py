@@ -5,9 +5,10 @@ spends about 1.5 s importing torch before the first step. A driver may start
 `python -m utils.warm_start --socket PATH` once and export
 `CPG_STAGE_SERVER=PATH`; `main_normal.py` then hands its arguments, working
 folder, environment and standard streams to the server, which forks a child
-that runs the stage and sends back the exit code. The child dies with its
-client: if the driver is killed, the stage stops too. Without the variable, or
-when the server cannot be reached, `main_normal.py` runs the stage itself.
+that says it started (one byte), runs the stage and sends back the exit code.
+The child dies with its client: if the driver is killed, the stage stops too.
+Without the variable, or when the server cannot be reached or goes away before
+a child started the stage, `main_normal.py` runs the stage itself.
 
 SIGINT and SIGTERM stop the server, a stage child or a waiting client quietly
 (no traceback) with the shell's code for the signal, 128 + its number; a child
@@ -44,6 +45,7 @@ ENTRY = "utils.entry"
 """The module whose main(argv) runs a stage of `main_normal.py`."""
 CPU_VAR = "CPG_STAGE_CPU"
 HEADER = struct.Struct("!I")
+STARTED = b"+"  # a child's first word: after it, an end of the connection means the stage's child ended
 
 
 def _send_message(conn: socket.socket, payload: bytes, fds: list[int] = ()) -> None:
@@ -123,8 +125,9 @@ def _run_remote(path: str, argv: list[str], module: str) -> int | None:
     with conn:
         try:
             _send_message(conn, request, [0, 1, 2])
-        except OSError:  # the server went away before it had the request: the caller runs the stage
-            return None
+            _receive_exactly(conn, len(STARTED))
+        except OSError:  # the server went away before a child started the stage (its driver was killed while
+            return None  # the request waited, say): no stage ran, and the caller runs it
         try:
             return HEADER.unpack(_receive_exactly(conn, HEADER.size))[0]
         except OSError:  # ConnectionError included: the stage's child ended without sending a code
@@ -152,6 +155,11 @@ def _die_with_client(conn: socket.socket) -> None:
 
 
 def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+    try:
+        conn.sendall(STARTED)
+    except OSError:  # the client is gone already: no stage to run
+        os._exit(1)
+
     def stop(signum: int, _frame: object) -> None:
         """Interrupted: tell the client the signal's code (it may be gone already) and leave quietly."""
         try:
