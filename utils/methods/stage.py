@@ -1,15 +1,16 @@
 """The stage context every method's stages share: seed, device, benchmark, task data on the device, train.log
 and TensorBoard, the epoch logger, save and decide, written once.
 
-A method's stage opens its context (`open_stage`) at the moment it seeded before this module existed, so each
-method draws the same random numbers in the same order; methods that seed again later (a task's own draw,
-a control's initialisation) call `reseed`, which is the only place torch's global generator is seeded.
+A stage opens its context (`open_stage`) where its seed belongs relative to its data loading and model
+construction: both draw from torch's global generator, so moving the seed changes every number. Stages that
+seed again later (a task's own draw, a control's initialisation) call `reseed`, the one place that generator
+is seeded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -47,7 +48,7 @@ def train_scalars(epoch: int, result: EpochResult, fields: dict) -> dict:
     return dict(loss=result.loss, train_acc=result.accuracy, **fields)
 
 
-@dataclass
+@dataclasses.dataclass
 class StageContext(Generic[S]):
     """What one stage of any method runs in: its settings, device, log and the fields that head its lines."""
 
@@ -65,7 +66,7 @@ class StageContext(Generic[S]):
 
     def lines(self: Context, **head: Any) -> Context:
         """This context with other line heads (a stage that logs several tasks or stages)."""
-        return replace(self, head=head)
+        return dataclasses.replace(self, head=head)
 
     def load_task(self, name: str | None = None) -> TaskData:
         """Task `name` (default --dataset) of the benchmark, on the CPU."""
@@ -113,12 +114,13 @@ class StageContext(Generic[S]):
 
     def grown(self, kind: type[Context], **parts: Any) -> Context:
         """This context as `kind`, a subclass holding more of the stage (CPG's network and data)."""
-        return kind(**{item.name: getattr(self, item.name) for item in fields(self)}, **parts)
+        return kind(**{item.name: getattr(self, item.name) for item in dataclasses.fields(self)}, **parts)
 
 
 def open_stage(settings: S, process_start: float | None = None, *, seed: bool = True,
                log_path: str | Path | None = None, head: dict[str, Any] | None = None) -> StageContext[S]:
-    """Seed (unless `seed` is False: the method seeds later, or its stage draws nothing), resolve the device and
+    """Seed (unless `seed` is False: the method seeds at a later moment, or the stage is an evaluation that never
+    seeded), resolve the device and
     open train.log (--log_path, else `log_path`; silent on ranks other than 0). Lines start with `head`,
     by default the stage and the task."""
     if seed:
