@@ -120,9 +120,8 @@ class StageContext(Generic[S]):
 def open_stage(settings: S, process_start: float | None = None, *, seed: bool = True,
                log_path: str | Path | None = None, head: dict[str, Any] | None = None) -> StageContext[S]:
     """Seed (unless `seed` is False: the method seeds at a later moment, or the stage is an evaluation that never
-    seeded), resolve the device and
-    open train.log (--log_path, else `log_path`; silent on ranks other than 0). Lines start with `head`,
-    by default the stage and the task."""
+    seeded), resolve the device and open train.log (--log_path, else `log_path`; silent on ranks other than 0).
+    Lines start with `head`, by default the stage and the task."""
     if seed:
         reseed(settings.seed)
     device = resolve_device(settings.device)
