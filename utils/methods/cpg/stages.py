@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import torch
 
@@ -49,7 +49,7 @@ Owning = TypeVar("Owning", bound=OwnershipSettings)
 
 
 @dataclass(kw_only=True)
-class Stage(StageContext[Owning], Generic[Owning]):
+class Stage(StageContext[Owning]):
     """The shared stage context plus what a stage on ownership layers works on: the task's network and data."""
 
     network: TaskNetwork
