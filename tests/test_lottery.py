@@ -53,9 +53,9 @@ def run(tmp_path_factory, data_root) -> tuple[Path, dict[str, dict[str, torch.Te
     starts: dict[str, dict[str, torch.Tensor]] = {}
     original = stages.train
 
-    def spy(network, data, settings, log, stage, *args, **kwargs):
-        starts[stage] = state(network)
-        return original(network, data, settings, log, stage, *args, **kwargs)
+    def spy(stage, network, *args, **kwargs):
+        starts[stage.head["stage"]] = state(network)
+        return original(stage, network, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(stages, "train", spy)

@@ -7,47 +7,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from utils.cli import UsageError
-from utils.settings import StageSettings, flag
-from utils.speed import SpeedFlags
+from utils.methods.stage_settings import OwnershipSettings
+from utils.settings import flag
 
 TRAIN_ACCURACY_GATE = 0.95
 """The reference's training accuracy a finetune or prune stage must exceed (`--train_accuracy_gate`)."""
 
 
 @dataclass(frozen=True)
-class PretrainedFlag(StageSettings):
-    """pretrained backbone (CPG family, Piggyback)"""
-
-    pretrained: str | None = flag(None, "torchvision ImageNet state dict (e.g. resnet50-0676ba61.pth) that becomes "
-                                  "task 1 'imagenet' of a fresh network; later tasks learn on top of it")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.pretrained is not None and (self.mode != "finetune" or self.load_folder is not None):
-            raise UsageError("--pretrained starts a fresh network: give it to --mode finetune without --load_folder")
-
-
-@dataclass(frozen=True)
-class ValidationFlag(StageSettings):
-    """validation split (CPG family, Piggyback)"""
-
-    val_fraction: float | None = flag(
-        None, "share of each task's training images held out (seeded: the same images in every stage and run) to "
-        "make the method's choices on (CPG: growth, pruning ratio, retrain epoch, accuracy goals), so that the test "
-        "images only measure. "
-        "Default: the benchmark's, 0.1 (a CIFAR-100 task holds out 250 of its 2,500 images and trains on the "
-        "rest; split_digits 0.2, 48 of 240, so that a single error does not decide a 0.97 goal). 0 chooses on "
-        "the test images, as the CPG paper and its code do", at_least=0.0, below=1.0)
-
-    def resolved(self) -> ValidationFlag:
-        from utils.data.registry import get_benchmark
-
-        fraction = get_benchmark(self.benchmark).val_fraction if self.val_fraction is None else self.val_fraction
-        return super().resolved().replace(val_fraction=fraction)
-
-
-@dataclass(frozen=True)
-class CPGSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
+class CPGSettings(OwnershipSettings):
     """cpg family (cpg, packnet, baseline)"""
 
     LAYER_MODE: ClassVar[str] = "cpg"
@@ -58,8 +26,6 @@ class CPGSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
         "finetune": ("save_folder", "jsonfile"), "prune": ("save_folder", "load_folder", "jsonfile"),
         "retrain": ("save_folder", "load_folder"), "inference": ("load_folder",)}
 
-    lr_mask: float = flag(5e-4, "Adam learning rate of the piggymask (0 freezes it)", at_least=0.0)
-    weight_decay: float = flag(4e-5, "decay on the weights the task owns", at_least=0.0)
     initial_sparsity: float = flag(0.0, at_least=0.0, below=1.0)
     target_sparsity: float = flag(0.1, at_least=0.0, below=1.0)
     pruning_frequency: int = flag(10, "steps between mask updates", at_least=1)
@@ -92,6 +58,9 @@ class CPGSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
                              f"{self.max_allowed_network_width_multiplier}")
         if self.initial_sparsity > self.target_sparsity:
             raise UsageError("sparsities must satisfy 0 <= initial <= target < 1")
+
+    def width(self) -> float:
+        return self.network_width_multiplier
 
 
 @dataclass(frozen=True)

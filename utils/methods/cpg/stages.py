@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -23,18 +24,17 @@ from models.layers.cpg import cpg_layers
 from models.network import TaskNetwork
 from models.pretrained import PretrainedError, add_pretrained_task
 from utils.atomic import atomic_json_dump
-from utils.board import Board
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, network_from_checkpoint
 from utils.cli import UsageError
 from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData, TaskData, hold_out
-from utils.device import resolve_device
 from utils.distributed import data_parallel, from_main, join, on_main
-from utils.engine import EpochResult, Epochs, TrainLoop, evaluate, run_epochs
+from utils.engine import EpochResult, Epochs, TrainLoop, evaluate
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
 from utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsity
 from utils.methods.cpg.settings import BaselineSettings, CPGSettings
+from utils.methods.stage import Scalars, StageContext, open_stage, reseed
+from utils.methods.stage_settings import OwnershipSettings
 from utils.optim import SGD, Adam, Optimizer
 from utils.ranks import is_main, rank, world_size
 from utils.records import STOP_NOTE, goal_for, read_goals, read_record, write_goal_entry, write_record_entry
@@ -45,13 +45,13 @@ KEEP_AT_LEAST = 0.05
 """The smallest share of its pool a task keeps when it gives way to later tasks: the 0.95 step."""
 
 
-@dataclass
-class Stage:
-    """Everything one stage needs: settings, log, device, the task's data and its network."""
+Owning = TypeVar("Owning", bound=OwnershipSettings)
 
-    settings: CPGSettings
-    log: RunLog
-    device: torch.device
+
+@dataclass(kw_only=True)
+class Stage(StageContext[Owning]):
+    """The shared stage context plus what a stage on ownership layers works on: the task's network and data."""
+
     network: TaskNetwork
     task: int
     data: DeviceTaskData
@@ -59,24 +59,17 @@ class Stage:
     images (the reference's choice) when --val_fraction is 0"""
     test_data: DeviceTaskData
     """the task's test images: what reports and inference measure, never what a stage chooses on"""
-    process_start: float
-    board: Board
-    """the stage's TensorBoard run (`board_run`), written with each epoch line"""
 
-    def epoch_line(self, epoch: int, result: EpochResult, fields: dict) -> None:
-        """One log line per epoch, with its duration (and, for the first, the set-up time before it)."""
-        settings = self.settings
+    def scalars(self, epoch: int, result: EpochResult, fields: dict) -> dict:
+        """An epoch's values, with the width; the first epoch's line starts with its duration, the set-up
+        time before it and the speed paths taken."""
         if epoch == 1:
             fields = {"seconds": fields.pop("seconds"), "setup_seconds": fields.pop("setup_seconds"),
-                      "paths": settings.speed.describe(), **fields}
-        scalars = dict(loss=result.loss, train_acc=result.accuracy, width=self.network.width, **fields)
-        self.log.line(stage=settings.mode, task=settings.dataset, epoch=f"{epoch}/{settings.epochs}", **scalars)
-        self.board.epoch(epoch, **scalars)
+                      "paths": self.settings.speed.describe(), **fields}
+        return dict(loss=result.loss, train_acc=result.accuracy, width=self.network.width, **fields)
 
-    def decide(self, code: ExitCode, reason: str, **extra) -> ExitCode:
-        self.log.decision(stage=self.settings.mode, task=self.settings.dataset, exit=int(code), state=code.name,
-                          width=self.network.width, reason=reason, **extra)
-        return code
+    def decide(self, code: ExitCode, reason: str = "", **extra) -> ExitCode:
+        return super().decide(code, width=self.network.width, reason=reason, **extra)
 
     def test_accuracy(self, accuracy: float) -> float:
         """The test accuracy of the network whose accuracy on `data` is `accuracy` (the same number when choices
@@ -86,7 +79,7 @@ class Stage:
         return on_main(lambda: evaluate(self.network, self.test_data, self.settings.val_batch_size,
                                         self.settings.speed))
 
-    def save(self, accuracy: float, train_accuracy: float, test_accuracy: float | None = None, **extra) -> None:
+    def save_task(self, accuracy: float, train_accuracy: float, test_accuracy: float | None = None, **extra) -> None:
         """The checkpoint and its meta.json (rank 0 alone under torchrun); `accuracy` is on `data`, and the
         test accuracy (measured here unless given) is recorded apart when the two differ."""
         if not is_main():
@@ -96,7 +89,7 @@ class Stage:
             if test_accuracy is None:
                 test_accuracy = evaluate(self.network, self.test_data, settings.val_batch_size, settings.speed)
             extra["test_accuracy"] = round(test_accuracy, 4)
-        save_checkpoint(Path(settings.save_folder), self.network, settings.arch, settings, {
+        self.save(settings.save_folder, self.network, {
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
@@ -108,12 +101,6 @@ class Stage:
         """What `data` evaluates, in decision lines: "validation" (held-out training images) or "test"."""
         return "test" if self.data is self.test_data else "validation"
 
-    def note_stop(self, kind: str, cause: str, **numbers) -> None:
-        """A prune stage that stops without saving says why in its save folder (`STOP_NOTE`; rank 0 alone)."""
-        if is_main():
-            atomic_json_dump({"sparsity": self.settings.target_sparsity, "kind": kind, "cause": cause, **numbers},
-                             Path(self.settings.save_folder) / STOP_NOTE)
-
     def record(self, path: str, sparsity: float, accuracy: float) -> None:
         """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for."""
         if is_main():
@@ -123,28 +110,26 @@ class Stage:
         layers = cpg_layers(self.network)
         return not layers or owned_fraction(layers, self.task) > 0
 
-    def epochs(self, loop: TrainLoop, **hooks) -> Epochs:
+    def epochs(self, loop: TrainLoop, scalars: Scalars | None = None, **hooks) -> Epochs:
         settings = self.settings
-        with self.board:
-            return run_epochs(loop, self.data, settings.batch_size, self.data.generator(settings.seed),
-                              settings.epochs, description=f"{settings.mode} {settings.dataset}",
-                              process_start=self.process_start, **{"log": self.epoch_line, **hooks})
+        return self.train(loop, self.data, board_run(settings), scalars=scalars or self.scalars,
+                          description=f"{settings.mode} {settings.dataset}", **hooks)
 
 
-def board_run(settings: CPGSettings) -> str:
+def board_run(settings: OwnershipSettings) -> str:
     """The stage's TensorBoard run: a wider finetune and each pruning target get runs of their own, named
     as the driver names the stages."""
     if settings.mode == "finetune":
-        return f"finetune_w{settings.network_width_multiplier}"
-    if settings.mode == "prune":
+        return f"finetune_w{settings.width()}"
+    if isinstance(settings, CPGSettings) and settings.mode == "prune":
         return f"prune_{settings.target_sparsity}"
     return settings.mode
 
 
-def _fresh_network(settings: CPGSettings, image_shape: tuple[int, ...]) -> TaskNetwork:
+def _fresh_network(settings: OwnershipSettings, image_shape: tuple[int, ...]) -> TaskNetwork:
     """A new network; with --pretrained its task 1 is "imagenet" holding torchvision's weights (in CPG modes
     owning every weight at width 1.0, so the first real task picks from it and owns only the wider rest)."""
-    network = build_network(settings.arch, settings.network_width_multiplier, mode=settings.LAYER_MODE,
+    network = build_network(settings.arch, settings.width(), mode=settings.LAYER_MODE,
                             **input_options(settings.arch, image_shape))
     if settings.pretrained is not None:
         try:
@@ -154,16 +139,17 @@ def _fresh_network(settings: CPGSettings, image_shape: tuple[int, ...]) -> TaskN
     return network
 
 
-def _new_task_network(settings: CPGSettings, num_classes: int, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
+def _new_task_network(settings: OwnershipSettings, num_classes: int,
+                      image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
     """The loaded network (grown to this stage's width) with a new task, or a fresh network."""
     if settings.load_folder:
         payload = load_checkpoint(Path(settings.load_folder))
         if payload["arch"] != settings.arch:
             raise UsageError(f"--arch {settings.arch} but {settings.load_folder} holds a {payload['arch']}")
-        if settings.network_width_multiplier < payload["width"]:
-            raise UsageError(f"--network_width_multiplier {settings.network_width_multiplier} is narrower than "
+        if settings.width() < payload["width"]:
+            raise UsageError(f"--network_width_multiplier {settings.width()} is narrower than "
                              f"the loaded network ({payload['width']}); width never shrinks")
-        network = network_from_checkpoint(payload, settings.network_width_multiplier,
+        network = network_from_checkpoint(payload, settings.width(),
                                           **input_options(payload["arch"], image_shape))
     else:
         network = _fresh_network(settings, image_shape)
@@ -176,7 +162,7 @@ def _new_task_network(settings: CPGSettings, num_classes: int, image_shape: tupl
     return network, network.add_task(settings.dataset, num_classes)
 
 
-def _stored_task_network(settings: CPGSettings, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
+def _stored_task_network(settings: OwnershipSettings, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
     """The loaded checkpoint with its own task `--dataset` active (prune, retrain, inference)."""
     payload = load_checkpoint(Path(settings.load_folder))
     if settings.mode in ("prune", "retrain") and payload["arch"] != settings.arch:
@@ -191,19 +177,17 @@ def _stored_task_network(settings: CPGSettings, image_shape: tuple[int, ...]) ->
     return network, task
 
 
-def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stage:
+def load_stage(settings: Owning, process_start: float) -> Stage[Owning]:
     """Build the network for this stage: a new task on top of the loaded one (finetune) or the
     loaded checkpoint's own task (the other modes)."""
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    speed = settings.speed
+    context = open_stage(settings, process_start)
+    device, speed = context.device, settings.speed
     if speed.cuda_graph and device.type != "cuda":
         raise UsageError(f"--cuda_graph needs a CUDA device, not {device}")
     if world_size() > 1 and (speed.cuda_graph or settings.mode == "inference"):
         what = "--cuda_graph" if speed.cuda_graph else "--mode inference"
         raise UsageError(f"{what} runs in one process; start it without torchrun")
-    benchmark = get_benchmark(settings.benchmark)
-    task_data = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    task_data = context.load_task()
     if settings.mode == "finetune":
         network, task = _new_task_network(settings, task_data.num_classes, task_data.image_shape)
     else:
@@ -216,16 +200,16 @@ def load_stage(settings: CPGSettings, log: RunLog, process_start: float) -> Stag
     network.set_task(task)
     join(device)
     if world_size() > 1:
-        torch.manual_seed(settings.seed + rank())  # the same network everywhere, but each rank's own dropout
+        reseed(settings.seed + rank())  # the same network everywhere, but each rank's own dropout
 
     def on_device(task: TaskData) -> DeviceTaskData:
-        return task.on_device(device, benchmark.crop_padding, benchmark.flip, resident=speed.resident_data,
-                              channels_last=speed.channels_last, shard=(rank(), world_size()))
+        return context.on_device(task, resident=speed.resident_data, channels_last=speed.channels_last,
+                                 shard=(rank(), world_size()))
 
     test_data = on_device(task_data)
     chooses = settings.val_fraction and settings.mode != "inference"  # inference only measures
     data = on_device(hold_out(task_data, settings.val_fraction)) if chooses else test_data
-    return Stage(settings, log, device, network, task, data, test_data, process_start, log.board(board_run(settings)))
+    return context.grown(Stage, network=network, task=task, data=data, test_data=test_data)
 
 
 def _optimizers(stage: Stage, lr: float, lr_mask: float) -> tuple[SGD, Adam | None]:
@@ -307,7 +291,7 @@ def shortfall(split: str, accuracy: float, goal: float, train_accuracy: float, g
     return f"{at_gate} (the {split} accuracy {accuracy:.4f} meets the goal {goal:g})"
 
 
-def finetune(stage: Stage, goal: float) -> ExitCode:
+def finetune(stage: Stage[CPGSettings], goal: float) -> ExitCode:
     """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
     settings = stage.settings
     result, accuracy = train_new_task(stage)
@@ -316,7 +300,7 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
     if missed and not at_cap:
         return stage.decide(ExitCode.EXPAND, f"{missed}, below the width cap: grow", **facts)
-    stage.save(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy)
     stage.record(settings.jsonfile, 0.0, accuracy)
     reason = f"{missed}, at the width cap: keep it" if missed else "goal met"
     if not stage.owns_weights():
@@ -324,12 +308,12 @@ def finetune(stage: Stage, goal: float) -> ExitCode:
     return stage.decide(ExitCode.OK, reason, **facts)
 
 
-def baseline(stage: Stage) -> ExitCode:
+def baseline(stage: Stage[CPGSettings]) -> ExitCode:
     """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
     result, accuracy = train_new_task(stage)
     if stage.settings.logfile and is_main():
         write_goal_entry(Path(stage.settings.logfile), stage.settings.dataset, accuracy)
-    stage.save(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy)
     return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
 
 
@@ -341,14 +325,21 @@ def required_sparsity(total_tasks: int, task: int) -> float:
     return round(1.0 - max(round(1.0 / (remaining + 1), 1), KEEP_AT_LEAST), 4)
 
 
-def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
+def note_stop(stage: Stage[CPGSettings], kind: str, cause: str, **numbers) -> None:
+    """A prune stage that stops without saving says why in its save folder (`STOP_NOTE`; rank 0 alone)."""
+    if is_main():
+        atomic_json_dump({"sparsity": stage.settings.target_sparsity, "kind": kind, "cause": cause, **numbers},
+                         Path(stage.settings.save_folder) / STOP_NOTE)
+
+
+def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> ExitCode:
     """Compact the task's weights from the initial to the target sparsity; exit 6 ends pruning."""
     settings = stage.settings
     give_way = (stage.network.width >= settings.max_allowed_network_width_multiplier and record["0.0"] < goal)
     must_free = required_sparsity(settings.total_num_tasks, stage.task)
     if give_way and stage.task >= settings.total_num_tasks:
         cause = f"at the width cap below the goal, and the last of --total_num_tasks {settings.total_num_tasks}"
-        stage.note_stop("last_task", cause, total_num_tasks=settings.total_num_tasks)
+        note_stop(stage, "last_task", cause, total_num_tasks=settings.total_num_tasks)
         return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so no later task needs its weights",
                             sparsity=settings.initial_sparsity)
     if give_way and settings.initial_sparsity >= must_free:
@@ -363,11 +354,11 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     if settings.pruning_interval == 0:
         pruner.finish()  # one shot (PackNet), then train the kept weights
 
-    def sparsity(epoch: int, result: EpochResult, fields: dict) -> None:
-        stage.epoch_line(epoch, result, {**fields, "sparsity": task_sparsity(layers, stage.task)})
+    def sparsity(epoch: int, result: EpochResult, fields: dict) -> dict:
+        return stage.scalars(epoch, result, {**fields, "sparsity": task_sparsity(layers, stage.task)})
 
     result = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), schedule=lambda _: _rates(sgd, None),
-                          log=sparsity).last
+                          scalars=sparsity).last
     pruner.finish()
     accuracy = _evaluate(stage)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=settings.target_sparsity)
@@ -375,14 +366,14 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     if result.accuracy <= gate:
         cause = (f"train accuracy {result.accuracy:.4f} at sparsity {settings.target_sparsity} not above "
                  f"--train_accuracy_gate {gate:g}")
-        stage.note_stop("train_accuracy_gate", cause, train_accuracy=round(result.accuracy, 4),
+        note_stop(stage, "train_accuracy_gate", cause, train_accuracy=round(result.accuracy, 4),
                         train_accuracy_gate=gate)
         if any(key != "0.0" for key in record):
             return stage.decide(ExitCode.STOP, f"pruning stops: {cause}; sparsity {settings.target_sparsity} is "
                                                "not recorded or saved", **facts)
         return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so nothing is recorded or saved and the "
                                            "task keeps its unpruned model", **facts)
-    stage.save(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy)
     stage.record(settings.jsonfile, settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
@@ -390,15 +381,16 @@ def prune(stage: Stage, goal: float, record: dict[str, float]) -> ExitCode:
     return stage.decide(ExitCode.OK, "pruned", **facts)
 
 
-def retrain(stage: Stage) -> ExitCode:
+def retrain(stage: Stage[CPGSettings]) -> ExitCode:
     """Learn the piggymask again with the kept weights; keep the best epoch by validation accuracy."""
     settings = stage.settings
     before = _evaluate(stage)
     sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
+    def keep_best(epoch: int, result: EpochResult, accuracy: float) -> None:
+        stage.save_task(accuracy, result.accuracy, epoch=epoch)
+
     done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=lambda _: _rates(sgd, adam),
-                        evaluate=lambda: _evaluate(stage),
-                        keep_best=lambda epoch, result, accuracy: stage.save(accuracy, result.accuracy, epoch=epoch),
-                        patience=RETRAIN_PATIENCE)
+                        evaluate=lambda: _evaluate(stage), keep_best=keep_best, patience=RETRAIN_PATIENCE)
     if settings.jsonfile:
         stage.record(settings.jsonfile, task_sparsity(cpg_layers(stage.network), stage.task), done.best_accuracy)
     return stage.decide(ExitCode.OK, f"best retrain epoch kept (before retrain {before:.4f})",
@@ -430,7 +422,7 @@ def run(settings: CPGSettings, process_start: float) -> ExitCode:
     record = read_record(Path(settings.jsonfile)) if settings.mode == "prune" else {}
     if settings.mode == "prune" and "0.0" not in record:
         raise UsageError(f"record file {settings.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
-    stage = load_stage(settings, RunLog(settings.log_path, quiet=not is_main()), process_start)
+    stage = load_stage(settings, process_start)
     if isinstance(settings, BaselineSettings) and settings.mode == "finetune":
         code = baseline(stage)
     else:

@@ -21,7 +21,6 @@ from torch import nn
 from models.students import StudentsMLP
 from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
 from utils.checkpoint import CheckpointError
-from utils.device import resolve_device
 from utils.exit_codes import ExitCode
 from utils.logs import RunLog
 from utils.methods.extract.folders import settings_hash
@@ -32,6 +31,7 @@ from utils.methods.extract.report import copy_report, write_report
 from utils.methods.extract.settings import SYNTHETIC, ExtractSettings
 from utils.methods.extract.teachers import Probes, Teacher, checkpoint_teacher, gaussian_probes, synthetic_teacher
 from utils.methods.extract.training import TrainSettings, evaluate, train_students
+from utils.methods.stage import open_stage, reseed
 
 STUDENTS_FILE = "students.pth"
 
@@ -128,15 +128,15 @@ def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes, mask: 
 
 def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     started = time.monotonic()
-    device = resolve_device(settings.device)
-    teacher, probes = load_teacher(settings, settings.sizes)
-    probes = probes.to(device)
+    teacher, probes = load_teacher(settings, settings.sizes)  # on the CPU, from generators of its own
     folder = Path(settings.save_folder) / settings_hash("ec", student_settings(settings))
-    log = RunLog(Path(settings.log_path) if settings.log_path else folder / "train.log")
+    stage = open_stage(settings, process_start, seed=False, log_path=folder / "train.log",
+                       head={"stage": settings.mode})
+    log, probes = stage.log, probes.to(stage.device)
     widths = student_widths(teacher, settings.ec_expansion)
-    torch.manual_seed(settings.seed)
+    reseed(settings.seed)
     sizes = [teacher.sizes[0], *widths, teacher.sizes[-1]]
-    first = StudentsMLP(sizes, settings.ec_students, teacher.activation).to(device)
+    first = StudentsMLP(sizes, settings.ec_students, teacher.activation).to(stage.device)
     training = train_settings(settings)
     first, losses, seconds = train_or_load(folder / STUDENTS_FILE, first, probes.x_train, probes.y_train, training,
                                            log, "students_L1")
@@ -145,8 +145,7 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     rebuild_started = time.monotonic()
     if settings.mode == "finetune":
         seconds = round(time.monotonic() - started)
-        log.decision(stage="finetune", exit=0, state="OK", folder=str(folder), seconds=seconds)
-        return ExitCode.OK
+        return stage.decide(ExitCode.OK, folder=str(folder), seconds=seconds)
     clustering = folder / settings_hash("clustering", clustering_settings(settings))
 
     def later(index: int, model: OnRebuilt) -> tuple[OnRebuilt, torch.Tensor]:
@@ -162,8 +161,7 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
         layers, network = extract(first, losses, widths, probes.x_train, probes.y_train, teacher.activation,
                                   settings.ec_gamma, settings.ec_beta, mask, later)
     except ExtractionFailed as error:
-        log.decision(stage="retrain", exit=1, state="FAILED", reason=str(error))
-        return ExitCode.FAILED
+        return stage.decide(ExitCode.FAILED, reason=str(error))
     report = {"settings": {**student_settings(settings), **clustering_settings(settings)},
               "teacher_sizes": teacher.sizes, "teacher_accuracy": teacher.accuracy, "student_widths": widths,
               "rebuilt_sizes": network.sizes,
@@ -187,5 +185,4 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     if settings.ec_report:
         copy_report(report, text, Path(settings.ec_report))
     print(text, end="")
-    log.decision(stage="retrain", exit=0, state="OK", folder=str(clustering), seconds=report["seconds"])
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, folder=str(clustering), seconds=report["seconds"])

@@ -20,14 +20,12 @@ import torch
 from models import build_network
 from models.network import TaskNetwork
 from utils.atomic import atomic_csv, atomic_json_dump
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
 from utils.cli import UsageError
-from utils.data.registry import get_benchmark
-from utils.device import resolve_device
-from utils.engine import TrainLoop, evaluate, run_epochs
+from utils.engine import TrainLoop, evaluate
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
 from utils.methods.gg_baseline.settings import LAYERS, GGBaselineSettings
+from utils.methods.stage import StageContext, open_stage, reseed
 from utils.optim import Adam
 
 CARRIED = ("input_shape", "outputs", "accuracy_after_learning")
@@ -63,7 +61,7 @@ def _network_for(settings: GGBaselineSettings, num_classes: int, image_shape: tu
         network = build_network(settings.arch, 1.0, mode=settings.gg_layers, input_shape=image_shape,
                                 outputs=num_classes)
         meta = {"input_shape": list(image_shape), "outputs": num_classes, "accuracy_after_learning": {}}
-    torch.manual_seed(settings.seed + len(meta["accuracy_after_learning"]) + 1)  # each task's new parts: own draw
+    reseed(settings.seed + len(meta["accuracy_after_learning"]) + 1)  # each task's new parts: their own draw
     if network.mode == "plain" and network.tasks:
         try:
             return network, network.take_over(settings.dataset, num_classes), meta
@@ -72,15 +70,13 @@ def _network_for(settings: GGBaselineSettings, num_classes: int, image_shape: tu
     return network, network.add_task(settings.dataset, num_classes), meta
 
 
-def finetune(settings: GGBaselineSettings, log: RunLog, process_start: float) -> ExitCode:
+def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
     """Learn task --dataset and save the network with it to --save_folder."""
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    benchmark = get_benchmark(settings.benchmark)
-    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    settings = stage.settings
+    task = stage.load_task()
     network, task_id, meta = _network_for(settings, task.num_classes, task.image_shape)
-    network.to(device)
-    data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
+    network.to(stage.device)
+    data = stage.on_device(task)
     body, own = split_parameters(network, task_id)
     optimizers = [Adam(own, lr=settings.lr), *([Adam(body, lr=settings.gg_body_lr)] if body else [])]
     rates = [settings.lr, settings.gg_body_lr]
@@ -98,26 +94,16 @@ def finetune(settings: GGBaselineSettings, log: RunLog, process_start: float) ->
             optimizer.lr = rate * scale if settings.gg_schedule == "cosine" else rate
         return {"lr": optimizers[0].lr, **({"lr_body": optimizers[1].lr} if body else {})}
 
-    board = log.board(f"gg_{settings.gg_layers}_{settings.dataset}")
-
-    def log_epoch(epoch: int, result, fields: dict) -> None:
-        log.line(stage="gg_finetune", layers=settings.gg_layers, task=settings.dataset,
-                 epoch=f"{epoch}/{settings.epochs}", loss=result.loss, train_acc=result.accuracy, **fields)
-        board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, **fields)
-
-    loop = TrainLoop(network, optimizers, device, before_step=weight_decay if decay > 0 else None)
-    with board:
-        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs,
-                   schedule=schedule, log=log_epoch, description=f"{settings.gg_layers} {settings.dataset}",
-                   process_start=process_start)
+    loop = TrainLoop(network, optimizers, stage.device, before_step=weight_decay if decay > 0 else None)
+    stage.train(loop, data, f"gg_{settings.gg_layers}_{settings.dataset}", schedule=schedule,
+                description=f"{settings.gg_layers} {settings.dataset}")
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
-    save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
+    stage.save(settings.save_folder, network.cpu(), {
         **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,
         "accuracy": round(accuracy, 4), "trained_body": bool(body)})
-    log.decision(stage="gg_finetune", layers=settings.gg_layers, task=settings.dataset, exit=0, state="OK",
-                 val_acc=accuracy, tasks=len(network.tasks), trained_body=bool(body), reason="task learned")
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, val_acc=accuracy, tasks=len(network.tasks), trained_body=bool(body),
+                        reason="task learned")
 
 
 def _holders(folders: list[Path]) -> dict[str, Path]:
@@ -129,29 +115,27 @@ def _holders(folders: list[Path]) -> dict[str, Path]:
     return holders
 
 
-def inference(settings: GGBaselineSettings, log: RunLog) -> ExitCode:
+def inference(stage: StageContext[GGBaselineSettings]) -> ExitCode:
+    settings = stage.settings
     holders = _holders([Path(folder) for folder in settings.gg_task_folders.split(",") if folder])
     if not holders:
         raise UsageError("--gg_task_folders names no checkpoint with a task")
-    device = resolve_device(settings.device)
-    benchmark = get_benchmark(settings.benchmark)
     found: dict[str, dict] = {}
     modes = set()
     for folder in dict.fromkeys(holders.values()):  # each checkpoint loaded once
         network, meta = load(folder)
         modes.add(network.mode)
-        network.to(device)
+        network.to(stage.device)
         for name in [name for name, holder in holders.items() if holder == folder]:
             network.set_task(network.task_id(name))
-            task = benchmark.load_task(Path(settings.data_root), name)
-            data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
+            data = stage.task_data(name)
             found[name] = {"num_tasks_learned": len(holders), "task": name,
                            "accuracy_after_learning": meta["accuracy_after_learning"].get(name),
                            "accuracy_final": round(evaluate(network, data, settings.val_batch_size), 4)}
     rows = [found[name] for name in holders]
     for row in rows:
         print(json.dumps(row), flush=True)
-        log.line(stage="gg_inference", **{k: v for k, v in row.items() if v is not None})
+        stage.log.line(stage="gg_inference", **{k: v for k, v in row.items() if v is not None})
     averages = {key: round(sum(row[key] for row in rows) / len(rows), 4)
                 for key in ("accuracy_after_learning", "accuracy_final") if all(row[key] is not None for row in rows)}
     if settings.gg_results:
@@ -165,7 +149,7 @@ def inference(settings: GGBaselineSettings, log: RunLog) -> ExitCode:
 
 
 def run(settings: GGBaselineSettings, process_start: float) -> ExitCode:
-    log = RunLog(settings.log_path)
     if settings.mode == "finetune":
-        return finetune(settings, log, process_start)
-    return inference(settings, log)
+        head = {"stage": "gg_finetune", "layers": settings.gg_layers, "task": settings.dataset}
+        return finetune(open_stage(settings, process_start, head=head))
+    return inference(open_stage(settings, seed=False))

@@ -22,17 +22,15 @@ from models import build_network, input_options
 from models.layers.base import SharedConv2d, SharedLinear
 from models.network import TaskNetwork
 from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
-from utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint, read_meta
 from utils.cli import UsageError
-from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
-from utils.device import resolve_device
-from utils.engine import TrainLoop, evaluate, run_epochs
+from utils.engine import TrainLoop, evaluate
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
 from utils.methods.lottery.folders import LotteryFolders
 from utils.methods.lottery.pruning import apply_masks, magnitude_masks, random_masks, read_masks, sparsity_report
 from utils.methods.lottery.settings import LotterySettings
+from utils.methods.stage import StageContext, open_stage, reseed
 from utils.optim import SGD
 
 LAYER_MODE = "packnet"
@@ -40,12 +38,6 @@ REINIT_SEED = 1_000_003
 """added to --seed for the random-reinit control's initialisation, so it differs from level 0's"""
 SAME_AS_LEVEL_0 = ("benchmark", "dataset", "arch", "rewind_step")
 """settings a later level must share with the level 0 it builds on"""
-
-
-def load_data(settings: LotterySettings, device: torch.device) -> DeviceTaskData:
-    benchmark = get_benchmark(settings.benchmark)
-    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
-    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
 
 
 def arch_options(arch: str, data: DeviceTaskData) -> dict:
@@ -63,7 +55,7 @@ def kaiming_init(network: TaskNetwork) -> None:
 
 
 def fresh_network(settings: LotterySettings, data: DeviceTaskData, seed: int) -> TaskNetwork:
-    torch.manual_seed(seed)
+    reseed(seed)
     network = build_network(settings.arch, 1.0, mode=LAYER_MODE, **arch_options(settings.arch, data))
     network.add_task(settings.dataset, data.num_classes)
     if settings.init == "kaiming_normal":
@@ -75,41 +67,31 @@ def stored_network(folder: Path, settings: LotterySettings, data: DeviceTaskData
     return network_from_checkpoint(load_checkpoint(folder), **arch_options(settings.arch, data)).to(data.device)
 
 
-def train(network: TaskNetwork, data: DeviceTaskData, settings: LotterySettings, log: RunLog, stage: str,
-          process_start: float, after_step=None) -> float:
+def train(stage: StageContext[LotterySettings], network: TaskNetwork, data: DeviceTaskData,
+          after_step=None) -> float:
     """--epochs of SGD at the constant --lr on the same seeded data order for every level; the final
     test accuracy. Pruned weights get no gradient and stay zero (see pruning.py)."""
+    settings, name = stage.settings, stage.head["stage"]
     optimizer = SGD(network.parameters(), settings.lr, settings.momentum, settings.weight_decay)
     loop = TrainLoop(network, [optimizer], data.device, after_step=after_step)
-
-    board = log.board(f"lottery_{stage}")
-
-    def log_epoch(epoch: int, result, fields: dict) -> None:
-        log.line(stage=stage, method="lottery", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
-                 loss=result.loss, train_acc=result.accuracy, **fields)
-        board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, lr=settings.lr, **fields)
-
-    with board:
-        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs, log=log_epoch,
-                   description=f"lottery {stage}", process_start=process_start)
+    stage.train(loop, data, f"lottery_{name}", board_extra={"lr": settings.lr}, description=f"lottery {name}")
     return evaluate(network, data, settings.val_batch_size)
 
 
-def finish(folder: Path, network: TaskNetwork, settings: LotterySettings, accuracy: float, meta: dict,
-           log: RunLog, stage: str) -> ExitCode:
+def finish(stage: StageContext[LotterySettings], folder: Path, network: TaskNetwork, accuracy: float,
+           meta: dict) -> ExitCode:
     """The trained network, its sparsity report and the decision line."""
+    settings = stage.settings
     report = sparsity_report(read_masks(network))
     atomic_json_dump(report, folder / "sparsity_report.json")
-    save_checkpoint(folder, network, settings.arch, settings, {
+    stage.save(folder, network, {
         "benchmark": settings.benchmark, "task": settings.dataset, "accuracy": round(accuracy, 4),
         "sparsity": report["sparsity"], "remaining": round(report["unpruned"] / report["total"], 6), **meta})
-    log.decision(stage=stage, method="lottery", task=settings.dataset, exit=0, state="OK", accuracy=accuracy,
-                 sparsity=report["sparsity"], folder=str(folder))
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, accuracy=accuracy, sparsity=report["sparsity"], folder=str(folder))
 
 
-def level_zero(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
-               process_start: float) -> ExitCode:
+def level_zero(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+    settings = stage.settings
     total_steps = settings.epochs * data.steps_per_epoch(settings.batch_size)
     if settings.rewind_step > total_steps:
         raise UsageError(f"--rewind_step {settings.rewind_step} is past training: level 0 trains {total_steps} steps "
@@ -119,7 +101,7 @@ def level_zero(settings: LotterySettings, folders: LotteryFolders, data: DeviceT
     meta = {"level": 0, "rewind_step": settings.rewind_step}
 
     def keep_rewind_point() -> None:
-        save_checkpoint(rewind, network, settings.arch, settings, {**meta, "step": settings.rewind_step})
+        stage.save(rewind, network, {**meta, "step": settings.rewind_step})
 
     steps = 0
 
@@ -131,8 +113,8 @@ def level_zero(settings: LotterySettings, folders: LotteryFolders, data: DeviceT
 
     if settings.rewind_step == 0:
         keep_rewind_point()
-    accuracy = train(network, data, settings, log, "level_0", process_start, count_step)
-    return finish(folders.level(0), network, settings, accuracy, meta, log, "level_0")
+    accuracy = train(stage, network, data, count_step)
+    return finish(stage, folders.level(0), network, accuracy, meta)
 
 
 def checked_level_zero(settings: LotterySettings, folders: LotteryFolders) -> None:
@@ -152,8 +134,8 @@ def rewound(settings: LotterySettings, folders: LotteryFolders, data: DeviceTask
     return stored_network(folders.rewind(), settings, data)
 
 
-def level_k(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
-            process_start: float) -> ExitCode:
+def level_k(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+    settings = stage.settings
     level = settings.level
     previous = folders.level(level - 1)
     if not (previous / "meta.json").is_file():
@@ -165,10 +147,10 @@ def level_k(settings: LotterySettings, folders: LotteryFolders, data: DeviceTask
     atomic_torch_save({name: mask.cpu() for name, mask in masks.items()}, folder / "mask.pth")
     network = rewound(settings, folders, data)
     apply_masks(network, masks)
-    accuracy = train(network, data, settings, log, f"level_{level}", process_start)
+    accuracy = train(stage, network, data)
     meta = {"level": level, "rewind_step": settings.rewind_step, "prune_fraction": settings.prune_fraction,
             "prune_scope": settings.prune_scope}
-    return finish(folder, network, settings, accuracy, meta, log, f"level_{level}")
+    return finish(stage, folder, network, accuracy, meta)
 
 
 def level_masks(folders: LotteryFolders, level: int) -> dict[str, torch.Tensor]:
@@ -185,8 +167,8 @@ def level_masks(folders: LotteryFolders, level: int) -> dict[str, torch.Tensor]:
     return {name: mask.bool() for name, mask in masks.items()}
 
 
-def control(settings: LotterySettings, folders: LotteryFolders, data: DeviceTaskData, log: RunLog,
-            process_start: float) -> ExitCode:
+def control(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+    settings = stage.settings
     checked_level_zero(settings, folders)
     masks = level_masks(folders, settings.level)
     if settings.control == "reinit":
@@ -199,19 +181,26 @@ def control(settings: LotterySettings, folders: LotteryFolders, data: DeviceTask
     except ValueError as error:
         path = folders.level(settings.level) / "mask.pth"
         raise CheckpointError(f"{path} does not fit the network: {error}") from error
-    stage = f"level_{settings.level}_{settings.control}"
-    accuracy = train(network, data, settings, log, stage, process_start)
+    accuracy = train(stage, network, data)
     meta = {"level": settings.level, "control": settings.control, "rewind_step": settings.rewind_step}
-    return finish(folders.control(settings.level, settings.control), network, settings, accuracy, meta, log, stage)
+    return finish(stage, folders.control(settings.level, settings.control), network, accuracy, meta)
+
+
+def stage_name(settings: LotterySettings) -> str:
+    """What the stage's lines and TensorBoard run are called: level_0, level_<k>, level_<k>_<control>."""
+    if settings.mode == "finetune":
+        return "level_0"
+    return f"level_{settings.level}" if settings.mode == "prune" else f"level_{settings.level}_{settings.control}"
 
 
 def run(settings: LotterySettings, process_start: float) -> ExitCode:
-    device = resolve_device(settings.device)
     folders = LotteryFolders(Path(settings.save_folder))
-    log = RunLog(Path(settings.log_path) if settings.log_path else folders.root / "train.log")
-    data = load_data(settings, device)
+    head = {"stage": stage_name(settings), "method": "lottery", "task": settings.dataset}
+    # no seed here: each network's initialisation seeds itself (fresh_network)
+    stage = open_stage(settings, process_start, seed=False, log_path=folders.root / "train.log", head=head)
+    data = stage.task_data()
     if settings.mode == "finetune":
-        return level_zero(settings, folders, data, log, process_start)
+        return level_zero(stage, folders, data)
     if settings.mode == "prune":
-        return level_k(settings, folders, data, log, process_start)
-    return control(settings, folders, data, log, process_start)
+        return level_k(stage, folders, data)
+    return control(stage, folders, data)

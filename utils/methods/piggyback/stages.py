@@ -11,22 +11,19 @@ from models.layers.base import packed_size
 from models.layers.cpg import cpg_layers
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import read_meta
-from utils.data.registry import get_benchmark
 from utils.distributed import from_main
 from utils.engine import evaluate
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
 from utils.methods.cpg.stages import Stage, inference, load_stage, train_new_task
 from utils.methods.piggyback.settings import PiggybackSettings
-from utils.ranks import is_main
 
 
-def finetune(stage: Stage) -> ExitCode:
+def finetune(stage: Stage[PiggybackSettings]) -> ExitCode:
     settings = stage.settings
     result, accuracy = train_new_task(stage)
     test_accuracy = stage.test_accuracy(accuracy)  # what the summary reports: never the validation accuracy
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {}) if settings.load_folder else {}
-    stage.save(accuracy, result.accuracy, test_accuracy,
+    stage.save_task(accuracy, result.accuracy, test_accuracy,
                accuracy_after_learning={**learned, settings.dataset: round(test_accuracy, 4)})
     role = "backbone trained" if stage.task == 1 else "mask learned over the frozen backbone"
     return stage.decide(ExitCode.OK, role, val_acc=accuracy, train_acc=result.accuracy)
@@ -41,18 +38,17 @@ def mask_cost(stage: Stage) -> dict:
             "mask_bits_per_backbone_weight": round(8 * mask_bytes / weights, 4)}
 
 
-def summarise(stage: Stage) -> ExitCode:
+def summarise(stage: Stage[PiggybackSettings]) -> ExitCode:
     """Every task's test accuracy now and right after it was learned (its own checkpoint's meta), and the cost;
     a --pretrained backbone's ImageNet task has no data here and is left out."""
-    settings, benchmark = stage.settings, get_benchmark(stage.settings.benchmark)
+    settings, benchmark = stage.settings, stage.benchmark
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {})
     rows = []
     for task, spec in enumerate(stage.network.tasks, start=1):
         if spec.name not in benchmark.task_names:
             continue
         stage.network.set_task(task)
-        data = benchmark.load_task(Path(settings.data_root), spec.name).on_device(
-            stage.device, benchmark.crop_padding, benchmark.flip)
+        data = stage.task_data(spec.name)
         final = round(evaluate(stage.network, data, settings.val_batch_size, settings.speed), 4)
         rows.append({"task": spec.name, "accuracy_after_learning": learned.get(spec.name), "accuracy_final": final})
         print(json.dumps(rows[-1]), flush=True)
@@ -66,7 +62,7 @@ def summarise(stage: Stage) -> ExitCode:
 
 
 def run(settings: PiggybackSettings, process_start: float) -> ExitCode:
-    stage = load_stage(settings, RunLog(settings.log_path, quiet=not is_main()), process_start)
+    stage = load_stage(settings, process_start)
     if settings.mode == "finetune":
         return ExitCode(int(from_main(finetune(stage))))  # rank 0's decision is every rank's (torchrun)
     return summarise(stage) if settings.piggyback_summary else inference(stage)

@@ -21,14 +21,12 @@ import torch
 from models import build_network
 from models.layers.subspace import SUBSPACE_MODES
 from models.network import TaskNetwork
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from utils.checkpoint import load_checkpoint, network_from_checkpoint
 from utils.cli import UsageError
-from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData, TaskData
-from utils.device import resolve_device
-from utils.engine import TrainLoop, cross_entropy, predict, run_epochs
+from utils.engine import EpochResult, TrainLoop, cross_entropy, predict
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
+from utils.methods.stage import StageContext, open_stage
 from utils.methods.subspace.points import (
     PointSampler,
     Subspace,
@@ -79,12 +77,11 @@ def objective(subspace: Subspace, beta: float, seed: int) -> Callable[[torch.Ten
     return loss
 
 
-def load_data(settings: SubspaceSettings, device: torch.device, label_noise: float = 0.0) -> DeviceTaskData:
-    benchmark = get_benchmark(settings.benchmark)
-    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
+def load_data(stage: StageContext[SubspaceSettings], label_noise: float = 0.0) -> DeviceTaskData:
+    task = stage.load_task()
     if label_noise > 0:
-        task = with_label_noise(task, label_noise, settings.seed)
-    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
+        task = with_label_noise(task, label_noise, stage.settings.seed)
+    return stage.on_device(task)
 
 
 def evaluate_at(network: TaskNetwork, subspace: Subspace, coeffs: torch.Tensor, data: DeviceTaskData,
@@ -101,8 +98,9 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def finetune(settings: SubspaceSettings, log: RunLog, device: torch.device, process_start: float) -> ExitCode:
-    data = load_data(settings, device, settings.subspace_label_noise)
+def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
+    settings, device = stage.settings, stage.device
+    data = load_data(stage, settings.subspace_label_noise)
     channels = data.train_images.shape[1]
     arch = settings.arch if settings.arch in ARCHITECTURES.values() else ARCHITECTURES.get(channels)
     if arch is None:
@@ -124,31 +122,24 @@ def finetune(settings: SubspaceSettings, log: RunLog, device: torch.device, proc
         with torch.no_grad():
             return mean_squared_cosine(vertex_gram(subspace.weights)).item()
 
-    board = log.board(f"subspace_finetune_{settings.dataset}")
+    def scalars(epoch: int, result: EpochResult, fields: dict) -> dict:
+        return dict(lr=fields.pop("lr"), loss=result.loss, train_acc=result.accuracy, cos2=vertex_cos2(), **fields)
 
-    def log_epoch(epoch: int, result, fields: dict) -> None:
-        scalars = dict(lr=fields.pop("lr"), loss=result.loss, train_acc=result.accuracy, cos2=vertex_cos2(), **fields)
-        log.line(stage="finetune", method="subspace", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}",
-                 **scalars)
-        board.epoch(epoch, **scalars)
-
-    with board:
-        run_epochs(loop, data, settings.batch_size, generator, settings.epochs, schedule=schedule, log=log_epoch,
-                   description=f"subspace {settings.dataset}", process_start=process_start)
+    stage.train(loop, data, f"subspace_finetune_{settings.dataset}", generator=generator, scalars=scalars,
+                schedule=schedule, description=f"subspace {settings.dataset}")
     cos2 = vertex_cos2()
     centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
     centre = evaluate_at(network, subspace, centre_point, data, settings)
     centre_acc = accuracy(centre, data.test_labels)
-    save_checkpoint(Path(settings.save_folder), network, arch, settings, {
+    stage.save(settings.save_folder, network, arch=arch, meta={
         "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "subspace": subspace.kind,
         "vertices": subspace.vertices, "layerwise": settings.subspace_layerwise, "beta": settings.subspace_beta,
         "label_noise": settings.subspace_label_noise, "accuracy": round(centre_acc, 4), "cos2": round(cos2, 6)})
-    log.decision(stage="finetune", method="subspace", task=settings.dataset, exit=0, state="OK",
-                 reason="subspace trained", centre_acc=centre_acc, cos2=cos2)
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, reason="subspace trained", centre_acc=centre_acc, cos2=cos2)
 
 
-def sweep(settings: SubspaceSettings, log: RunLog, device: torch.device) -> ExitCode:
+def sweep(stage: StageContext[SubspaceSettings]) -> ExitCode:
+    settings, device = stage.settings, stage.device
     payload = load_checkpoint(Path(settings.load_folder))
     if payload["mode"] not in SUBSPACE_MODES:
         raise UsageError(f"{settings.load_folder} holds a {payload['mode']} network, not a subspace")
@@ -156,7 +147,7 @@ def sweep(settings: SubspaceSettings, log: RunLog, device: torch.device) -> Exit
     if network.tasks[0].name != settings.dataset:
         raise UsageError(f"{settings.load_folder} learned {network.tasks[0].name}, not {settings.dataset}")
     subspace = Subspace.of(network)
-    data = load_data(settings, device)
+    data = load_data(stage)
     labels = data.test_labels
     alphas = [k / ALPHA_STEPS for k in range(ALPHA_STEPS + 1)]
     logits = [evaluate_at(network, subspace, subspace.at_alpha(a, device), data, settings) for a in alphas]
@@ -182,15 +173,12 @@ def sweep(settings: SubspaceSettings, log: RunLog, device: torch.device) -> Exit
     paths = write_report(rows, summary, Path(settings.save_folder or settings.load_folder),
                          f"{subspace.kind} ({subspace.vertices} vertices) on {settings.dataset}")
     print(json.dumps({**summary, **{k: str(v) for k, v in paths.items()}}))
-    log.line(stage="inference", method="subspace", **{k: v for k, v in summary.items() if k != "task"},
+    stage.log.line(stage="inference", method="subspace", **{k: v for k, v in summary.items() if k != "task"},
              task=settings.dataset)
     return ExitCode.OK
 
 
 def run(settings: SubspaceSettings, process_start: float) -> ExitCode:
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    log = RunLog(settings.log_path)
-    if settings.mode == "finetune":
-        return finetune(settings, log, device, process_start)
-    return sweep(settings, log, device)
+    head = {"stage": settings.mode, "method": "subspace", "task": settings.dataset}
+    stage = open_stage(settings, process_start, head=head)
+    return finetune(stage) if settings.mode == "finetune" else sweep(stage)

@@ -28,15 +28,13 @@ from models.bn_mask_net import BNMaskNet
 from models.layers.base import unpack_bits
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
 from utils.atomic import atomic_json_dump
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta, save_checkpoint
+from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
 from utils.cli import UsageError
-from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
-from utils.device import resolve_device
-from utils.engine import TrainLoop, run_epochs
+from utils.engine import TrainLoop
 from utils.engine import evaluate as accuracy_of
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
+from utils.methods.stage import open_stage
 from utils.methods.supsup.infer import objective
 from utils.methods.supsup.settings import SupSupSettings, stream_names
 from utils.optim import SGD
@@ -61,40 +59,33 @@ def _shifted(data: DeviceTaskData, offset: int) -> DeviceTaskData:
     return data
 
 
-def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def train(settings: SupSupSettings) -> ExitCode:
     """Learn the stream's tasks one after another and store each mask in the Hopfield weights."""
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    benchmark = get_benchmark(settings.benchmark)
+    stage = open_stage(settings)
     names = stream_names(settings)
-    tasks = [benchmark.load_task(Path(settings.data_root), name) for name in names]
+    tasks = [stage.load_task(name) for name in names]
     offsets = [sum(task.num_classes for task in tasks[:position]) for position in range(len(tasks))]
     classes = sum(task.num_classes for task in tasks)
     outputs = settings.supsup_output_size or classes
     if classes > outputs:
         raise UsageError(f"--supsup_output_size {outputs} is too few for the stream's {classes} classes")
     network = build_network(ARCH, 1.0, mode="plain", input_shape=tasks[0].image_shape, outputs=outputs,
-                            hidden=settings.supsup_hop_hidden).to(device)
+                            hidden=settings.supsup_hop_hidden).to(stage.device)
     learned = {}
     for position, (name, task) in enumerate(zip(names, tasks, strict=True)):
         index = network.add_task(name, task.num_classes)
         # no random crops: the reference's split MNIST trains without them, and on the 8x8 digits they leave the
         # masks so unsure that another task's mask gives some tasks' test images a lower entropy than their own
-        data = _shifted(task.on_device(device, 0, False), offsets[position])
-        loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], device)
-        with log.board(f"supsup_hopfield_{name}") as board:
-            def log_epoch(epoch: int, result, fields: dict, name: str = name) -> None:
-                log.line(stage="supsup_hopfield", task=name, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
-                         train_acc=result.accuracy, **fields)
-                board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, lr=settings.lr, **fields)
-
-            run_epochs(loop, data, settings.batch_size, data.generator(settings.seed + position), settings.epochs,
-                       log=log_epoch)
+        data = _shifted(stage.on_device(task, augment=False), offsets[position])
+        loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], stage.device)
+        stage.lines(stage="supsup_hopfield", task=name).train(
+            loop, data, f"supsup_hopfield_{name}", generator=data.generator(settings.seed + position),
+            board_extra={"lr": settings.lr})
         for norm in hopfield_norms(network):
             norm.store()
         learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)
-        log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
-    save_checkpoint(Path(settings.save_folder), network.cpu(), ARCH, settings, {
+        stage.log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
+    stage.save(settings.save_folder, network.cpu(), arch=ARCH, meta={
         "input_shape": list(tasks[0].image_shape), "outputs": outputs, "hidden": settings.supsup_hop_hidden,
         "label_offsets": offsets,
         "accuracy_after_learning": learned, "benchmark": settings.benchmark, "stage": "finetune",
@@ -179,16 +170,15 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
             "accuracy_recovered_mask": round(accuracy, 4)}
 
 
-def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def evaluate(settings: SupSupSettings) -> ExitCode:
     """Per stored task: accuracy with its stored mask, then a recovery and the accuracy with its result."""
+    stage = open_stage(settings, seed=False)
+    log = stage.log
     network, meta = load(Path(settings.load_folder))
-    device = resolve_device(settings.device)
-    network.to(device)
-    benchmark = get_benchmark(settings.benchmark)
+    network.to(stage.device)
     rows, traces = [], {}
     for task, spec in enumerate(network.tasks, start=1):
-        data = _shifted(benchmark.load_task(Path(settings.data_root), spec.name).on_device(device, 0, False),
-                        meta["label_offsets"][task - 1])
+        data = _shifted(stage.task_data(spec.name, augment=False), meta["label_offsets"][task - 1])
         entropies = stored_mask_entropies(network, data, settings.val_batch_size)
         network.set_task(task)
         row = {"task": spec.name, "accuracy_stored_mask": round(accuracy_of(network, data, settings.val_batch_size), 4)}

@@ -27,13 +27,10 @@ from models.layers.base import pack_bits
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
 from utils.atomic import atomic_csv, atomic_json_dump
-from utils.checkpoint import save_checkpoint
 from utils.cli import UsageError
-from utils.data.registry import get_benchmark
 from utils.data.tasks import DeviceTaskData
-from utils.device import resolve_device
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
+from utils.methods.stage import open_stage
 from utils.methods.supsup.checkpoints import first_tasks, load
 from utils.methods.supsup.infer import alpha_gradient, infer_tasks
 from utils.methods.supsup.results import add_csv_rows
@@ -124,27 +121,26 @@ def _task_batches(data: DeviceTaskData, batch_size: int, seed: int, count: int):
                 return
 
 
-def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def train(settings: SupSupSettings) -> ExitCode:
     """Learn the stream's tasks without their identities and save the allocated masks."""
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    benchmark = get_benchmark(settings.benchmark)
+    stage = open_stage(settings, head={"stage": "supsup_nns"})
+    log = stage.log
     names = stream_names(settings)
-    first = benchmark.load_task(Path(settings.data_root), names[0])  # each task is read when its turn comes
+    first = stage.load_task(names[0])  # each task is read when its turn comes
     classes = first.num_classes
     outputs = settings.supsup_output_size or classes
     too_few_outputs(names[0], classes, outputs)
     network = build_network(settings.arch, 1.0, mode="supsup", input_shape=first.image_shape, outputs=outputs)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
-    network.to(device)
+    network.to(stage.device)
     network.train()
     masks = MaskStream(network, settings, classes)
     mask, seen, stream, checks = masks.allocate(), 0, [], []
     board = log.board("supsup_nns")  # one point per check, at its batch of the stream
     for position, name in enumerate(names):
-        task = first if position == 0 else benchmark.load_task(Path(settings.data_root), name)
+        task = first if position == 0 else stage.load_task(name)
         too_few_outputs(name, task.num_classes, outputs)
-        data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
+        data = stage.on_device(task)
         used: Counter[int] = Counter()
         for images, labels in _task_batches(data, settings.batch_size, settings.seed + position,
                                             settings.supsup_nns_task_batches):
@@ -166,15 +162,14 @@ def train(settings: SupSupSettings, log: RunLog) -> ExitCode:
     board.close()
     store_masks(network)
     first_tasks(network, masks.allocated)  # the candidates no check allocated were never trained
-    save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
+    stage.save(settings.save_folder, network.cpu(), {
         "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
         "masks_allocated": masks.allocated, "stream": stream})
     if checks:
         atomic_csv(Path(settings.save_folder) / CHECKS, checks)
-    log.decision(stage="supsup_nns", exit=0, state="OK", masks_allocated=masks.allocated, batches=seen,
-                 reason="stream learned, masks stored")
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, masks_allocated=masks.allocated, batches=seen,
+                        reason="stream learned, masks stored")
 
 
 @torch.no_grad()
@@ -189,18 +184,16 @@ def classify(network: TaskNetwork, images: torch.Tensor, masks: torch.Tensor) ->
     return predictions
 
 
-def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def evaluate(settings: SupSupSettings) -> ExitCode:
     """Per stream task: its mapped mask, how often inference picks it, accuracy with the inferred mask."""
+    stage = open_stage(settings, seed=False)
     network, meta = load(Path(settings.load_folder))
     if meta.get("scenario") != "nns":
         raise UsageError(f"{settings.load_folder} was not learned by --supsup_scenario nns (no stream to evaluate)")
-    device = resolve_device(settings.device)
-    network.to(device)
-    benchmark = get_benchmark(settings.benchmark)
+    network.to(stage.device)
     rows = []
     for entry in meta["stream"]:
-        task = benchmark.load_task(Path(settings.data_root), entry["task"])
-        data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
+        data = stage.task_data(entry["task"])
         images = torch.cat([images for images, _ in data.test_batches(settings.val_batch_size)])
         inferred = infer_tasks(network, images, "oneshot", "h", settings.supsup_real_neurons,
                                settings.supsup_infer_batch)
@@ -214,7 +207,7 @@ def evaluate(settings: SupSupSettings, log: RunLog) -> ExitCode:
             row["accuracy_mapped_mask"] = round(own.float().mean().item(), 4)
         rows.append(row)
         print(json.dumps(row), flush=True)
-        log.line(stage="supsup_nns_inference", **row)
+        stage.log.line(stage="supsup_nns_inference", **row)
     average = round(sum(row["accuracy_inferred_mask"] for row in rows) / len(rows), 4)
     if settings.supsup_results:
         add_csv_rows(Path(settings.supsup_results), rows)

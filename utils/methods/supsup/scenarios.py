@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
 from utils.methods.supsup.settings import SupSupSettings
 
 
-def run_scenario(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def run_scenario(settings: SupSupSettings) -> ExitCode:
     if settings.supsup_scenario == "nns":
         from utils.methods.supsup import nns
 
-        return nns.train(settings, log) if settings.mode == "finetune" else nns.evaluate(settings, log)
+        return nns.train(settings) if settings.mode == "finetune" else nns.evaluate(settings)
     from utils.methods.supsup import hopfield
 
-    return hopfield.train(settings, log) if settings.mode == "finetune" else hopfield.evaluate(settings, log)
+    return hopfield.train(settings) if settings.mode == "finetune" else hopfield.evaluate(settings)

@@ -23,14 +23,11 @@ from models import build_network
 from models.layers.supsup import set_density, store_masks, supsup_layers
 from models.network import TaskNetwork
 from utils.atomic import atomic_json_dump, atomic_write
-from utils.checkpoint import save_checkpoint
 from utils.cli import UsageError
-from utils.data.registry import Benchmark, get_benchmark
 from utils.data.tasks import DeviceTaskData
-from utils.device import resolve_device
-from utils.engine import TrainLoop, evaluate, predict, run_epochs
+from utils.engine import TrainLoop, evaluate, predict
 from utils.exit_codes import ExitCode
-from utils.logs import RunLog
+from utils.methods.stage import StageContext, open_stage, reseed
 from utils.methods.supsup import transfer
 from utils.methods.supsup.checkpoints import first_tasks, load, merge
 from utils.methods.supsup.infer import infer_tasks
@@ -39,29 +36,21 @@ from utils.methods.supsup.settings import SupSupSettings, too_few_outputs
 from utils.optim import Adam, RMSprop
 
 
-def _device_data(benchmark: Benchmark, settings: SupSupSettings, name: str, device: torch.device) -> DeviceTaskData:
-    task = benchmark.load_task(Path(settings.data_root), name)
-    return task.on_device(device, benchmark.crop_padding, benchmark.flip)
-
-
 def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Adam | RMSprop:
     return Adam(params, lr=settings.lr) if settings.supsup_optimizer == "adam" else RMSprop(params, lr=settings.lr)
 
 
-def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> ExitCode:
+def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
     """Learn task --dataset's mask and save the network with it to --save_folder."""
-    torch.manual_seed(settings.seed)
-    device = resolve_device(settings.device)
-    benchmark = get_benchmark(settings.benchmark)
-    task = benchmark.load_task(Path(settings.data_root), settings.dataset)
+    settings = stage.settings
+    task = stage.load_task()
     if settings.load_folder:
         network, meta = load(Path(settings.load_folder))
         names = [spec.name for spec in network.tasks]
         if names[-1] == settings.dataset and _same_folder(settings.load_folder, settings.save_folder):
             if settings.dataset in meta["accuracy_after_learning"]:
-                log.decision(stage="supsup_finetune", task=settings.dataset, exit=0, state="OK", tasks=len(names),
-                             reason="already learned and saved here (a rerun after an interruption)")
-                return ExitCode.OK
+                return stage.decide(ExitCode.OK, tasks=len(names),
+                                    reason="already learned and saved here (a rerun after an interruption)")
             network, names = first_tasks(network, len(names) - 1), names[:-1]  # killed before its meta: relearn
         if settings.dataset in names:
             raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
@@ -71,13 +60,13 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
                                 outputs=outputs)
         meta = {"input_shape": list(task.image_shape), "outputs": outputs, "accuracy_after_learning": {}}
     too_few_outputs(settings.dataset, task.num_classes, meta["outputs"])
-    torch.manual_seed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
+    reseed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
     task_id = network.add_task(settings.dataset, task.num_classes)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
     if settings.supsup_transfer:
         transfer.start_from_mean(network, task_id, settings.load_folder)
-    network.to(device)
-    data = task.on_device(device, benchmark.crop_padding, benchmark.flip)
+    network.to(stage.device)
+    data = stage.on_device(task)
     scores = network.task_parameters(task_id)
     optimizer = _optimizer(settings, scores)
     decay = settings.supsup_weight_decay
@@ -91,30 +80,19 @@ def finetune(settings: SupSupSettings, log: RunLog, process_start: float) -> Exi
             optimizer.lr = 0.5 * settings.lr * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))
         return {"lr": optimizer.lr}
 
-    board = log.board(f"supsup_finetune_{settings.dataset}")  # one log may hold every task (GNu)
-
-    def log_epoch(epoch: int, result, fields: dict) -> None:
-        log.line(stage="supsup_finetune", task=settings.dataset, epoch=f"{epoch}/{settings.epochs}", loss=result.loss,
-                 train_acc=result.accuracy, **fields)
-        board.epoch(epoch, loss=result.loss, train_acc=result.accuracy, **fields)
-
-    loop = TrainLoop(network, [optimizer], device, before_step=weight_decay if decay > 0 else None)
-    with board:
-        run_epochs(loop, data, settings.batch_size, data.generator(settings.seed), settings.epochs,
-                   schedule=schedule, log=log_epoch, description=f"supsup {settings.dataset}",
-                   process_start=process_start)
+    loop = TrainLoop(network, [optimizer], stage.device, before_step=weight_decay if decay > 0 else None)
+    stage.train(loop, data, f"supsup_finetune_{settings.dataset}",  # one log may hold every task (GNu)
+                schedule=schedule, description=f"supsup {settings.dataset}")
     if settings.supsup_transfer:
         transfer.save_sum(network, task_id, settings.load_folder, settings.save_folder)
     store_masks(network)
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
     densities = [round(layer.mask(layer.num_tasks).mean().item(), 4) for layer in supsup_layers(network)]
-    save_checkpoint(Path(settings.save_folder), network.cpu(), settings.arch, settings, {
+    stage.save(settings.save_folder, network.cpu(), {
         **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,
         "accuracy": round(accuracy, 4), "densities": densities})
-    log.decision(stage="supsup_finetune", task=settings.dataset, exit=0, state="OK", val_acc=accuracy,
-                 tasks=len(network.tasks), reason="mask stored")
-    return ExitCode.OK
+    return stage.decide(ExitCode.OK, val_acc=accuracy, tasks=len(network.tasks), reason="mask stored")
 
 
 def _evaluate_task(network: TaskNetwork, data: DeviceTaskData, task: int, settings: SupSupSettings) -> dict:
@@ -177,26 +155,25 @@ def _write_adapt_results(path: Path, rows: list[dict], settings: SupSupSettings)
     atomic_write(path, lambda file: file.write(buffer.getvalue()), binary=False)
 
 
-def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
+def inference(stage: StageContext[SupSupSettings]) -> ExitCode:
+    settings = stage.settings
     if settings.supsup_task_folders:
         network, meta = merge([Path(folder) for folder in settings.supsup_task_folders.split(",") if folder])
     else:
         network, meta = load(Path(settings.load_folder))
     if settings.supsup_tasks:
         network = first_tasks(network, settings.supsup_tasks)
-    device = resolve_device(settings.device)
-    network.to(device)
-    benchmark = get_benchmark(settings.benchmark)
+    network.to(stage.device)
     tasks = network.tasks if settings.supsup_eval == "all" else network.tasks[-1:]
     rows = []
     for spec in tasks:
         task = network.task_id(spec.name)
         row = {"num_tasks_learned": len(network.tasks), "task": spec.name,
                "accuracy_after_learning": meta["accuracy_after_learning"].get(spec.name)}
-        row.update(_evaluate_task(network, _device_data(benchmark, settings, spec.name, device), task, settings))
+        row.update(_evaluate_task(network, stage.task_data(spec.name), task, settings))
         rows.append(row)
         print(json.dumps(row), flush=True)
-        log.line(stage="supsup_inference", adaptor=settings.supsup_adaptor, objective=settings.supsup_objective,
+        stage.log.line(stage="supsup_inference", adaptor=settings.supsup_adaptor, objective=settings.supsup_objective,
                  **{k: v for k, v in row.items() if v is not None})
     averages = {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in rows[0]
                 if key not in ("num_tasks_learned", "task") and all(r[key] is not None for r in rows)}
@@ -217,11 +194,11 @@ def inference(settings: SupSupSettings, log: RunLog) -> ExitCode:
 
 
 def run(settings: SupSupSettings, process_start: float) -> ExitCode:
-    log = RunLog(settings.log_path)
     if settings.supsup_scenario != "given":  # NNs and HopSupSup: a stream of tasks in one stage
         from utils.methods.supsup.scenarios import run_scenario
 
-        return run_scenario(settings, log)
+        return run_scenario(settings)
     if settings.mode == "finetune":
-        return finetune(settings, log, process_start)
-    return inference(settings, log)
+        head = {"stage": "supsup_finetune", "task": settings.dataset}
+        return finetune(open_stage(settings, process_start, head=head))
+    return inference(open_stage(settings, seed=False))

@@ -1,0 +1,131 @@
+"""The stage context every method's stages share: seed, device, benchmark, task data on the device, train.log
+and TensorBoard, the epoch logger, save and decide, written once.
+
+A stage opens its context (`open_stage`) where its seed belongs relative to its data loading and model
+construction: both draw from torch's global generator, so moving the seed changes every number. Stages that
+seed again later (a task's own draw, a control's initialisation) call `reseed`, the one place that generator
+is seeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import torch
+
+from models.network import TaskNetwork
+from utils.board import Board
+from utils.checkpoint import save_checkpoint
+from utils.data.registry import get_benchmark
+from utils.data.tasks import DeviceTaskData, TaskData
+from utils.device import resolve_device
+from utils.engine import EpochResult, Epochs, TrainLoop, run_epochs
+from utils.exit_codes import ExitCode
+from utils.logs import RunLog
+from utils.ranks import is_main
+from utils.settings import StageSettings
+
+if TYPE_CHECKING:
+    from utils.data.registry import Benchmark
+
+Scalars = Callable[[int, EpochResult, dict], dict]
+"""(epoch, its training result, run_epochs' fields) -> the values of its log line and TensorBoard step."""
+Context = TypeVar("Context", bound="StageContext")
+S = TypeVar("S", bound=StageSettings)
+
+
+def reseed(seed: int) -> None:
+    """Seed torch's global generator, which weight initialisation, new scores and dropout draw from."""
+    torch.manual_seed(seed)
+
+
+def train_scalars(epoch: int, result: EpochResult, fields: dict) -> dict:
+    """The usual epoch values: loss and training accuracy, then run_epochs' timing and the schedule's rates."""
+    return dict(loss=result.loss, train_acc=result.accuracy, **fields)
+
+
+@dataclasses.dataclass
+class StageContext(Generic[S]):
+    """What one stage of any method runs in: its settings, device, log and the fields that head its lines."""
+
+    settings: S
+    log: RunLog
+    device: torch.device
+    head: dict[str, Any]
+    """the fields each epoch and decision line starts with (stage, method, task, ...)"""
+    process_start: float | None = None
+    """when the process started: the first epoch line gives the set-up seconds since (None: it does not)"""
+
+    @cached_property
+    def benchmark(self) -> Benchmark:
+        return get_benchmark(self.settings.benchmark)
+
+    def lines(self: Context, **head: Any) -> Context:
+        """This context with other line heads (a stage that logs several tasks or stages)."""
+        return dataclasses.replace(self, head=head)
+
+    def load_task(self, name: str | None = None) -> TaskData:
+        """Task `name` (default --dataset) of the benchmark, on the CPU."""
+        return self.benchmark.load_task(Path(self.settings.data_root), name or self.settings.dataset)
+
+    def on_device(self, task: TaskData, augment: bool = True, **options: Any) -> DeviceTaskData:
+        """The task on the stage's device, with the benchmark's crops and flips unless `augment` is False."""
+        if not augment:
+            return task.on_device(self.device, 0, False, **options)
+        return task.on_device(self.device, self.benchmark.crop_padding, self.benchmark.flip, **options)
+
+    def task_data(self, name: str | None = None, augment: bool = True) -> DeviceTaskData:
+        return self.on_device(self.load_task(name), augment)
+
+    def epoch_logger(self, board: Board, scalars: Scalars = train_scalars,
+                     board_extra: dict | None = None) -> Callable[[int, EpochResult, dict], None]:
+        """run_epochs' `log`: one train.log line and one TensorBoard step per epoch, with the same values
+        (and `board_extra`, values the curves show but the line leaves out)."""
+        def log_epoch(epoch: int, result: EpochResult, fields: dict) -> None:
+            values = scalars(epoch, result, fields)
+            self.log.line(**self.head, epoch=f"{epoch}/{self.settings.epochs}", **values)
+            board.epoch(epoch, **{**values, **(board_extra or {})})
+        return log_epoch
+
+    def train(self, loop: TrainLoop, data: DeviceTaskData, board_run: str, *, generator: torch.Generator | None = None,
+              scalars: Scalars = train_scalars, board_extra: dict | None = None, description: str = "",
+              **hooks: Any) -> Epochs:
+        """--epochs of `loop` over `data` in the seeded order (or `generator`'s), logged each epoch to train.log
+        and to TensorBoard run `board_run`; `hooks` are run_epochs' (schedule, evaluate, keep_best, ...)."""
+        settings = self.settings
+        with self.log.board(board_run) as board:
+            return run_epochs(loop, data, settings.batch_size, generator or data.generator(settings.seed),
+                              settings.epochs, log=self.epoch_logger(board, scalars, board_extra),
+                              description=description, process_start=self.process_start, **hooks)
+
+    def save(self, folder: str | Path, network: TaskNetwork, meta: dict, arch: str | None = None) -> None:
+        """The checkpoint and its meta.json, with these settings (rank 0 alone under torchrun)."""
+        if is_main():
+            save_checkpoint(Path(folder), network, arch or self.settings.arch, self.settings, meta)
+
+    def decide(self, code: ExitCode, **fields: Any) -> ExitCode:
+        """The stage's decision line (echoed to the console) and its exit code."""
+        self.log.decision(**self.head, exit=int(code), state=code.name, **fields)
+        return code
+
+    def grown(self, kind: type[Context], **parts: Any) -> Context:
+        """This context as `kind`, a subclass holding more of the stage (CPG's network and data)."""
+        return kind(**{item.name: getattr(self, item.name) for item in dataclasses.fields(self)}, **parts)
+
+
+def open_stage(settings: S, process_start: float | None = None, *, seed: bool = True,
+               log_path: str | Path | None = None, head: dict[str, Any] | None = None) -> StageContext[S]:
+    """Seed (unless `seed` is False: the method seeds at a later moment, or the stage is an evaluation that never
+    seeded), resolve the device and open train.log (--log_path, else `log_path`; silent on ranks other than 0).
+    Lines start with `head`, by default the stage and the task."""
+    if seed:
+        reseed(settings.seed)
+    device = resolve_device(settings.device)
+    path = settings.log_path or log_path
+    log = RunLog(Path(path) if path else None, quiet=not is_main())
+    return StageContext(settings, log, device, head or {"stage": settings.mode, "task": settings.dataset},
+                        process_start)
