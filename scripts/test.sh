@@ -10,4 +10,6 @@ say "ruff"
 say "shellcheck"
 shellcheck -x scripts/*.sh .ci/run
 say "pytest"
-"$PYTHON" -m pytest -q "$@"
+# a worker per core (pytest-xdist), each test file on one worker, so a file's shared reference runs are made
+# once; the tests run torch on one thread each (tests/conftest.py). `-n 0` runs everything in this process.
+"$PYTHON" -m pytest -q -n auto --dist loadfile "$@"

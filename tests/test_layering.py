@@ -50,9 +50,6 @@ MODULES = {
 }
 ALLOWED = {
     # (importer, imported) across method folders -> why
-    ("utils.methods.piggyback.settings", "utils.methods.cpg.settings"):
-        "Piggyback runs on CPG's stage machinery (one learned mask over a fixed backbone): its settings extend "
-        "CPG's",
     ("utils.methods.piggyback.stages", "utils.methods.cpg.stages"):
         "Piggyback reuses CPG's Stage, load_stage, train_new_task and inference",
     ("utils.methods.gg_baseline.settings", "utils.methods.supsup.settings"):
