@@ -447,7 +447,7 @@ stage_cpu_seconds() {
 # Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read, or an output
 # it cannot write) naming the stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started cpu_before cpu=""; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started cpu_before cpu_ticks cpu=""; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     same_stage_arguments "$marker" "$@"
@@ -463,7 +463,8 @@ run_stage() {
   children_cpu
   if [[ -n $CHILDREN_CPU ]]; then
     CLOCK_TICKS=${CLOCK_TICKS:-$(getconf CLK_TCK)}
-    cpu=$(stage_cpu_seconds "$((CHILDREN_CPU - cpu_before))")
+    cpu_ticks=$((CHILDREN_CPU - cpu_before))
+    cpu=$(stage_cpu_seconds "$cpu_ticks")
   fi
   [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then

@@ -90,13 +90,13 @@ class Settings:
                 continue
             if isinstance(value, float) and (math.isnan(value) or (math.isinf(value) and not meta.get("allow_inf"))):
                 raise UsageError(f"{name} must be a finite number, got {value}")
-            _check_limit(name, value)
             if meta.get("at_least") is not None and value < meta["at_least"]:
                 raise UsageError(f"{name} must be at least {meta['at_least']}, got {value}")
             if meta.get("at_most") is not None and value > meta["at_most"]:
                 raise UsageError(f"{name} must be at most {meta['at_most']}, got {value}")
             if meta.get("below") is not None and value >= meta["below"]:
                 raise UsageError(f"{name} must be below {meta['below']}, got {value}")
+            _check_limit(name, value)  # after the declared range, whose message says more
 
     def to_json(self) -> dict:
         return asdict(self)

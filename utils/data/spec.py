@@ -224,10 +224,14 @@ class _Parser:
         root = self.images_root(data["images"])
         return self.folder_tasks(data, root), str(root), 3
 
-    def integer(self, data: dict, key: str, default: int | None, at_least: int, at_most: int) -> int | None:
+    def integer(self, data: dict, key: str, default: int | None, at_least: int, at_most: int, *,
+                required: bool = False) -> int | None:
+        """data[key], a whole number in [at_least, at_most]; `default` where an optional key is left out. A
+        required key's null is refused like any other non-number (it would reach arithmetic as None)."""
         value = data.get(key, default)
-        if value is not default and (not isinstance(value, int) or isinstance(value, bool)
-                                     or not at_least <= value <= at_most):
+        if value is default and not required:
+            return value
+        if not isinstance(value, int) or isinstance(value, bool) or not at_least <= value <= at_most:
             raise self.fail(repr(key), f"must be a whole number from {at_least} to {at_most}, got {value!r}")
         return value
 
@@ -237,7 +241,7 @@ class _Parser:
         if not isinstance(value, dict) or set(value) != {"short_side", "crop"}:
             raise self.fail('"large"', f"must be {{\"short_side\": N, \"crop\": M}} (e.g. 256 and 224), got "
                                        f"{json.dumps(value)}")
-        short_side, crop = (self.integer(value, key, None, 1, MAX_SIDE) for key in ("short_side", "crop"))
+        short_side, crop = (self.integer(value, key, None, 1, MAX_SIDE, required=True) for key in ("short_side", "crop"))
         if crop > short_side:
             raise self.fail('"large"', f"crop {crop} is larger than short_side {short_side}")
         return Large(short_side, crop)
@@ -379,8 +383,8 @@ class _Parser:
             raise self.fail('"split"', f"must be {{\"tasks\": N, \"seed\": S}} with optional "
                                        f"\"classes_per_task\" and \"names\", got {json.dumps(value)}")
         classes = len(dataset.classes)
-        count = self.integer(value, "tasks", None, 1, classes // 2)  # at least 2 classes a task
-        seed = self.integer(value, "seed", None, 0, MAX_SEED)
+        count = self.integer(value, "tasks", None, 1, classes // 2, required=True)  # at least 2 classes a task
+        seed = self.integer(value, "seed", None, 0, MAX_SEED, required=True)
         per_task = self.integer(value, "classes_per_task", classes // count, 2, classes)
         if count * per_task > classes:
             raise self.fail('"split"', f"{count} tasks of {per_task} classes need {count * per_task} of the "
