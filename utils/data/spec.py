@@ -241,7 +241,8 @@ class _Parser:
         if not isinstance(value, dict) or set(value) != {"short_side", "crop"}:
             raise self.fail('"large"', f"must be {{\"short_side\": N, \"crop\": M}} (e.g. 256 and 224), got "
                                        f"{json.dumps(value)}")
-        short_side, crop = (self.integer(value, key, None, 1, MAX_SIDE, required=True) for key in ("short_side", "crop"))
+        short_side, crop = (self.integer(value, key, None, 1, MAX_SIDE, required=True)
+                            for key in ("short_side", "crop"))
         if crop > short_side:
             raise self.fail('"large"', f"crop {crop} is larger than short_side {short_side}")
         return Large(short_side, crop)
