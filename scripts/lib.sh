@@ -153,7 +153,7 @@ run_exit_actions() {
 
 # Signals. Bash 5.2 may run a trap in the middle of parsing a command substitution and then fails to parse
 # the trap ("unexpected EOF while looking for matching `)'"): that happens when one command holds two
-# substitutions, so in these scripts no command holds more than one (tests/test_driver_signals.py checks).
+# substitutions, so in these scripts no command holds more than one (tests/drivers/test_driver_signals.py checks).
 # A stage runs as a background child that the driver waits for (run_child), so a signal reaches
 # the driver's trap at once instead of after the stage: the trap stops the running children (TERM, then
 # KILL after 10 s), says in one line that the same command resumes, and exits 128 + the signal's number

@@ -1,5 +1,5 @@
 """Everything but the architectures and the command-line tools, in layers (lowest first; a module imports
-its own layer and lower ones only, and no import cycle exists, lazy imports included; tests/test_layering.py
+its own layer and lower ones only, and no import cycle exists, lazy imports included; tests/core/test_layering.py
 holds the rule as data and enforces it):
 
 core            torch-free basics: exit_codes, cli, atomic (writes), ranks, records, logs and board

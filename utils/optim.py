@@ -3,7 +3,7 @@
 `torch.optim` imports the compiler stack (torch._dynamo) the first time an
 optimizer is built, about 1.8 s on a 2-core CPU; every stage is its own process
 and a task takes about 14 of them, so these small equivalents keep start-up
-short. tests/test_optim.py checks each against torch.optim step by step.
+short. tests/engine/test_optim.py checks each against torch.optim step by step.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A method is a folder here: `settings.py` (its settings dataclass, which is its flag group),
 `stages.py` with `run(settings) -> ExitCode` (one stage for one task), and whatever else it needs.
-It imports its own folder and the layers below (utils/__init__.py; tests/test_layering.py enforces it),
+It imports its own folder and the layers below (utils/__init__.py; tests/core/test_layering.py enforces it),
 never another method's folder unless that test's ALLOWED list says why.
 
 Flag names: every flag a new method adds starts with its own name or a short prefix naming it

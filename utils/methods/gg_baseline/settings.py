@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from utils.cli import UsageError
-from utils.methods.supsup.settings import ARCHITECTURES  # declared: tests/test_layering.py ALLOWED
+from utils.methods.supsup.settings import ARCHITECTURES  # declared: tests/core/test_layering.py ALLOWED
 from utils.settings import StageSettings, flag
 
 LAYERS = ("plain", "fixed_body", "fixed_body_randw", "batche", "batche_randw")

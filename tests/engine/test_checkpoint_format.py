@@ -1,0 +1,102 @@
+"""Checkpoints written before the restructuring (format 1, kept in tests/fixtures/format1 with the
+logits they gave then) still load: every stored tensor comes back bit for bit, and the logits agree with
+the stored ones to within fp32 rounding (they were computed on another CPU, whose kernels may sum in
+another order). Old tasks keeping their logits bit for bit through growth is checked within this process."""
+
+
+import pytest
+import torch
+
+from tests.helpers import REPO
+from utils.checkpoint import load_checkpoint, network_from_checkpoint
+from utils.methods.supsup.stages import load as load_supsup
+
+FIXTURES = REPO / "tests" / "fixtures" / "format1"
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return torch.load(FIXTURES / "expected_logits.pt", weights_only=True)
+
+
+def _stored(method: str) -> dict[str, torch.Tensor]:
+    """The state tensors as the fixture's file holds them, read without the toolkit's loader."""
+    return torch.load(FIXTURES / method / "checkpoint.pth", weights_only=True)["model"]
+
+
+def _network(method: str, width: float | None = None):
+    if method == "supsup":
+        return load_supsup(FIXTURES / "supsup")[0]
+    return network_from_checkpoint(load_checkpoint(FIXTURES / "cpg"), width=width)
+
+
+def _logits(network, inputs: torch.Tensor, task: int) -> torch.Tensor:
+    network.eval()
+    network.set_task(task)
+    with torch.no_grad():
+        return network(inputs)
+
+
+def rounding_tolerance(state: dict[str, torch.Tensor], logits: torch.Tensor) -> float:
+    """How far two correct fp32 evaluations of the network may differ when their kernels order the sums
+    differently (vector width, blocking, FMA). A sum of n products rounded in any order is within n*u of the
+    exact sum relative to the products' magnitudes (u = eps/2, Higham's gamma_n), so two orders differ by
+    at most n*eps of it. Each weight layer adds such an error relative to its outputs, and to first order
+    each carries through to the logits at their own scale: L layers whose widest sum has n terms give
+    L * n * eps * max|logit|. For the CPG fixture (7 weight matrices, widest sum 78*3*3 = 702 terms,
+    logits up to 6) that is 3.5e-3; the two CPUs seen differ by 1e-6, while a wrong mask moves logits by
+    4 or more and dropping one picked weight of an early layer by 0.02 to 0.2."""
+    weights = [tensor for tensor in state.values() if tensor.is_floating_point() and tensor.dim() > 1]
+    widest = max(weight[0].numel() for weight in weights)
+    return len(weights) * widest * torch.finfo(torch.float32).eps * logits.abs().max().item()
+
+
+@pytest.mark.parametrize("method, width", [("cpg", None), ("cpg", 2.0), ("supsup", None)])
+def test_old_checkpoint_loads_every_stored_tensor_bit_for_bit(method, width):
+    """Also restored at a wider width (as finetune does before a new task): the stored tensors fill the
+    corner of the wider ones exactly."""
+    state, stored = _network(method, width).state_dict(), _stored(method)
+    assert set(state) == set(stored)
+    for name, tensor in stored.items():
+        corner = state[name][tuple(slice(0, size) for size in tensor.shape)]
+        assert corner.dtype == tensor.dtype and torch.equal(corner, tensor), name
+
+
+@pytest.mark.parametrize("method, task", [("cpg", 1), ("cpg", 2), ("supsup", 1), ("supsup", 2)])
+def test_old_checkpoint_gives_the_stored_logits_within_fp32_rounding(expected, method, task):
+    logits, stored = _logits(_network(method), expected["inputs"], task), expected[f"{method}_task{task}"]
+    tolerance = rounding_tolerance(_stored(method), stored)
+    assert logits.shape == stored.shape
+    assert (logits - stored).abs().max().item() <= tolerance
+
+
+def test_the_tolerance_is_far_below_what_a_wrong_mask_does(expected):
+    """Task 2 of the CPG fixture computed with every old weight picked, or with none, is a real bug: its
+    logits must miss the stored ones by far more than the rounding tolerance lets through."""
+    tolerance = rounding_tolerance(_stored("cpg"), expected["cpg_task2"])
+    for picks in (255, 0):
+        payload = load_checkpoint(FIXTURES / "cpg")
+        for name, tensor in payload["model"].items():
+            if name.endswith(".pick_2"):
+                tensor.fill_(picks)
+        logits = _logits(network_from_checkpoint(payload), expected["inputs"], 2)
+        assert (logits - expected["cpg_task2"]).abs().max().item() > 100 * tolerance, picks
+
+
+def test_old_checkpoint_grows_without_changing_old_tasks(expected):
+    """Restored at a wider width (as finetune does before a new task), old tasks keep their logits bit for
+    bit: both computed here, by the same kernels."""
+    before = [_logits(_network("cpg"), expected["inputs"], task) for task in (1, 2)]
+    wider = _network("cpg", width=2.0)
+    assert wider.width == 2.0
+    for task, logits in zip((1, 2), before, strict=True):
+        assert torch.equal(_logits(wider, expected["inputs"], task), logits), task
+
+
+def test_a_checkpoint_rebuilt_for_other_data_is_refused_not_loaded_into_a_corner():
+    """The SupSup fixture's network reads 8x8 images; rebuilt without its recorded input shape (28x28 by
+    default) at the same width, its first layer would not fit: that is a bad checkpoint, not a growth."""
+    from utils.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"\(300, 64\) does not fit the lenet_300_100 rebuilt from it \(300, 784"):
+        network_from_checkpoint(load_checkpoint(FIXTURES / "supsup"))
