@@ -21,10 +21,11 @@ if not __package__:  # run as `python tools/report.py`: put the repository on th
 from tools import runs
 from utils.cli import UsageError, UsageParser
 from utils.data.registry import DataError, get_benchmark
-from utils.methods import Layout, ReportInputs, layouts
+from utils.methods import layouts
 from utils.methods.cpg.report import format_table as format_table  # tools/results.py's table of a summary
 from utils.methods.cpg.report import starvation as starvation  # tests/test_starvation.py
 from utils.methods.cpg.report import summarise as summarise  # tests/test_validation.py
+from utils.methods.layout import Layout, ReportInputs
 from utils.methods.sequences import METRICS
 from utils.metrics import MATRIX_CSV, write_matrix_csv
 from utils.run_files import CheckpointFileError, read_json

@@ -2,7 +2,8 @@
 
 A method is a folder here: `settings.py` (its settings dataclass, which is its flag group),
 `stages.py` with `run(settings) -> ExitCode` (one stage for one task), and whatever else it needs; a method
-whose runs `tools.report` reads declares their checkpoint layouts (`Layout`), whose report code it owns.
+whose runs `tools.report` reads declares their checkpoint layouts (utils/methods/layout.py), naming the report
+code it owns for each.
 It imports its own folder and the layers below (utils/__init__.py; tests/test_layering.py enforces it),
 never another method's folder unless that test's ALLOWED list says why.
 
@@ -17,76 +18,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
+from utils.methods.layout import Layout
 from utils.settings import StageSettings
-
-
-def _function(name: str) -> Callable:
-    """The function a "module:function" string names (imported only when a report runs)."""
-    module, _, function = name.partition(":")
-    return getattr(importlib.import_module(module), function)
-
-
-@dataclass(frozen=True)
-class ReportInputs:
-    """What `tools.report --root` was asked for, handed to a layout's summary."""
-
-    root: Path
-    names: list[str]
-    """the tasks, in the order the run learned them"""
-    folders: list[Path]
-    """each task's final checkpoint folder in the layout read (Layout.folders)"""
-    benchmark: str
-    data_root: Path
-    device: Any
-    """a torch.device (the registry imports no torch)"""
-    baselines: dict[str, float] | None = None
-    """each task's accuracy learned alone (adds FWT)"""
-    objective: str = "h"
-    """SupSup's task-inference objective (--inference_objective)"""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a run keeps one final checkpoint per task, as `tools.report --checkpoints NAME` reads it, and the
-    method code ("module:function") that reports on it: `summarise(ReportInputs) -> dict` (the record, with at
-    least `task_names` and `accuracy_matrix`) and `write(root, summary) -> None` (its files and printed lines)."""
-
-    folder: str
-    """where each task's final checkpoint is under <root>/<task>/ ("." for <root>/<task> itself)"""
-    summarise: str
-    write: str
-    finished: str = "meta.json"
-    """the file in that folder that a finished task has"""
-    whole_run: str | None = None
-    """a file under <root> that, when there, says one checkpoint holds every task (SupSup's GNu: model/meta.json)"""
-
-    def folders(self, root: Path, names: list[str]) -> list[Path]:
-        return [root / name / self.folder for name in names]
-
-    def missing(self, root: Path, names: list[str]) -> list[str]:
-        """The tasks without a finished folder (none when one checkpoint holds the whole run)."""
-        if self.whole_run is not None and (root / self.whole_run).is_file():
-            return []
-        return [name for name, folder in zip(names, self.folders(root, names), strict=True)
-                if not (folder / self.finished).is_file()]
-
-    def summary_of(self, inputs: ReportInputs) -> dict:
-        return _function(self.summarise)(inputs)
-
-    def write_out(self, root: Path, summary: dict) -> None:
-        _function(self.write)(root, summary)
-
-
-SEQUENTIAL = Layout(".", "utils.methods.sequences:sequential_summary", "utils.methods.sequences:write_metrics")
-"""A sequential finetune baseline: <root>/<task> holds the network after that task."""
-INDEPENDENT = Layout(".", "utils.methods.sequences:independent_summary", "utils.methods.sequences:write_metrics")
-"""Independent models, one per task, each learned alone in <root>/<task>."""
-SUPSUP = Layout(".", "utils.methods.supsup.report:summarise", "utils.methods.supsup.report:write",
-                whole_run="model/meta.json")
-"""SupSup and GG's transfer baseline: <root>/<task> of GG, or GNu's one <root>/model."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +43,19 @@ class Method:
         return importlib.import_module(f"utils.methods.{self.folder}.stages").run
 
 
+# The layouts two methods share; the generic ones (SEQUENTIAL, INDEPENDENT) report through utils/methods/sequences.py.
 GRADUAL_PRUNE = Layout("gradual_prune", "utils.methods.cpg.report:summarise_run", "utils.methods.cpg.report:write",
                        finished="chosen.json")
 """CPG and PackNet: <root>/<task>/gradual_prune, the full summary (summary.json)."""
+SEQUENTIAL = Layout(".", "utils.methods.sequences:sequential_summary", "utils.methods.sequences:write_metrics")
+"""A sequential finetune baseline: <root>/<task> holds the network after that task."""
+INDEPENDENT = Layout(".", "utils.methods.sequences:independent_summary", "utils.methods.sequences:write_metrics")
+"""Independent models, one per task, each learned alone in <root>/<task>."""
+SUPSUP = Layout(".", "utils.methods.supsup.report:summarise", "utils.methods.supsup.report:write",
+                whole_run="model/meta.json")
+"""SupSup and GG's transfer baseline: <root>/<task> of GG, or GNu's one <root>/model."""
 PLAIN = {"task": SEQUENTIAL, "independent": INDEPENDENT}
+"""The plain models of `baseline` (scripts/lib.sh) and of the GG baselines."""
 
 METHODS: dict[str, Method] = {
     "cpg": Method("cpg", "CPGSettings", "pick old weights, compact by pruning, grow when needed",

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from utils import metrics, plots
 from utils.atomic import atomic_json_dump
-from utils.methods import ReportInputs, matrices
+from utils.methods import matrices
+from utils.methods.layout import ReportInputs
 
 METRICS = "metrics.json"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from utils import metrics, plots
 from utils.atomic import atomic_json_dump
-from utils.methods import ReportInputs
+from utils.methods.layout import ReportInputs
 from utils.methods.matrices import accuracy_matrix, state_bytes, storage, task_data
 from utils.methods.sequences import format_metrics
 from utils.run_files import number, read_json

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from utils import metrics, plots
 from utils.atomic import atomic_csv
-from utils.methods import ReportInputs
+from utils.methods.layout import ReportInputs
 from utils.methods.matrices import state_bytes, storage, task_accuracies, task_data
 from utils.methods.sequences import sequence_summary, write_metrics
 
