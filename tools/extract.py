@@ -10,7 +10,6 @@ The table is the method's (utils/methods/extract/report.py); this command reads 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,21 +18,19 @@ if not __package__:  # run as `python tools/extract.py`: put the repository on t
 
 from utils.cli import UsageParser
 from utils.exit_codes import ExitCode
-from utils.methods.extract.report import SEEDS_HEADER, seed_row
+from utils.methods.extract.report import ReportFileError, seeds_table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = UsageParser(prog="tools.extract", description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", type=Path)
     args: argparse.Namespace = parser.parse_args(argv)
-    lines = list(SEEDS_HEADER)
-    for path in args.reports:
-        try:
-            lines.append(seed_row(json.loads(path.read_text())))
-        except (OSError, ValueError, KeyError) as error:
-            print(f"tools.extract: error: cannot read report {path}: {error}", file=sys.stderr)
-            return ExitCode.USAGE
-    print("\n".join(lines))
+    try:
+        table = seeds_table(args.reports)
+    except ReportFileError as error:
+        print(f"tools.extract: error: {error}", file=sys.stderr)
+        return ExitCode.USAGE
+    print(table)
     return ExitCode.OK
 
 

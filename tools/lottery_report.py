@@ -2,7 +2,8 @@
 
 Usage: python -m tools.lottery_report ROOT [--targets 0.5,0.8,0.9,0.95] [--title TEXT]
 ROOT is one run (it holds level_0/) or a folder of runs (e.g. one per seed). Writes ROOT/report.md
-and ROOT/accuracy.png and prints the table.
+and ROOT/accuracy.png and prints the table. The report is the method's (utils/methods/lottery/report.py);
+this command parses the arguments.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 if not __package__:  # run as `python tools/lottery_report.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.atomic import atomic_write
 from utils.cli import UsageParser
 from utils.exit_codes import ExitCode
-from utils.methods.lottery.report import ReportError, collect, markdown, plot
+from utils.methods.lottery.report import ReportError, write_report
 
 DEFAULT_TARGETS = "0.5,0.8,0.9,0.95"
 
@@ -39,13 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"--targets {args.targets!r}: {error}")
     try:
-        levels, runs = collect(args.root)
+        text = write_report(args.root, chosen, args.title)
     except ReportError as error:
         parser.error(str(error))
-    title = args.title or args.root.resolve().name
-    text = markdown(levels, runs, chosen, title)
-    atomic_write(args.root / "report.md", lambda file: file.write(text), binary=False)
-    plot(levels, args.root / "accuracy.png", title)
     print(text, end="")
     print(f"plot: {args.root / 'accuracy.png'}")
     return ExitCode.OK

@@ -3,7 +3,8 @@
 Layers, lowest first. A module may import modules of its own layer or of lower ones, never of a higher one:
 
   core            torch-free basics: exit codes, cli, atomic writes, ranks, records, train.log and its board
-                  (which imports TensorBoard only when it writes a scalar)
+                  (which imports TensorBoard only when it writes a scalar), and what the methods' reports share:
+                  the run files' readers, the metrics and the plots
   data            utils/data/: benchmarks and task data; utils/data/benchmark.py is its leaf
   settings        utils/settings.py and utils/speed.py: the flag groups, checked against the data registry
   models          models/: architectures built from the shared layers (models/layers/)

@@ -1,7 +1,9 @@
 """The methods `main_normal.py` runs, one registry line each (torch-free, so flags parse fast).
 
 A method is a folder here: `settings.py` (its settings dataclass, which is its flag group),
-`stages.py` with `run(settings) -> ExitCode` (one stage for one task), and whatever else it needs.
+`stages.py` with `run(settings) -> ExitCode` (one stage for one task), and whatever else it needs; a method
+whose runs `tools.report` reads declares their checkpoint layouts (utils/methods/layout.py), naming the report
+code it owns for each.
 It imports its own folder and the layers below (utils/__init__.py; tests/core/test_layering.py enforces it),
 never another method's folder unless that test's ALLOWED list says why.
 
@@ -14,9 +16,10 @@ Piggyback and the lottery predate the rule and stay, as drivers and users call t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from utils.methods.layout import Layout
 from utils.settings import StageSettings
 
 
@@ -29,6 +32,8 @@ class Method:
     about: str
     data_parallel: bool = False
     """whether its training stages run under torchrun (DistributedDataParallel, `utils/distributed.py`)"""
+    layouts: Mapping[str, Layout] = field(default_factory=dict)
+    """the --checkpoints names of tools.report its runs are read with (several methods may share one)"""
 
     def settings_class(self) -> type[StageSettings]:
         return getattr(importlib.import_module(f"utils.methods.{self.folder}.settings"), self.settings)
@@ -38,19 +43,45 @@ class Method:
         return importlib.import_module(f"utils.methods.{self.folder}.stages").run
 
 
+# The layouts two methods share; the generic ones (SEQUENTIAL, INDEPENDENT) report through utils/methods/sequences.py.
+GRADUAL_PRUNE = Layout("gradual_prune", "utils.methods.cpg.report:summarise_run", "utils.methods.cpg.report:write",
+                       finished="chosen.json")
+"""CPG and PackNet: <root>/<task>/gradual_prune, the full summary (summary.json)."""
+SEQUENTIAL = Layout(".", "utils.methods.sequences:sequential_summary", "utils.methods.sequences:write_metrics")
+"""A sequential finetune baseline: <root>/<task> holds the network after that task."""
+INDEPENDENT = Layout(".", "utils.methods.sequences:independent_summary", "utils.methods.sequences:write_metrics")
+"""Independent models, one per task, each learned alone in <root>/<task>."""
+SUPSUP = Layout(".", "utils.methods.supsup.report:summarise", "utils.methods.supsup.report:write",
+                whole_run="model/meta.json")
+"""SupSup and GG's transfer baseline: <root>/<task> of GG, or GNu's one <root>/model."""
+PLAIN = {"task": SEQUENTIAL, "independent": INDEPENDENT}
+"""The plain models of `baseline` (scripts/lib.sh) and of the GG baselines."""
+
 METHODS: dict[str, Method] = {
     "cpg": Method("cpg", "CPGSettings", "pick old weights, compact by pruning, grow when needed",
-                  data_parallel=True),
+                  data_parallel=True, layouts={"gradual_prune": GRADUAL_PRUNE}),
     "packnet": Method("cpg", "PackNetSettings", "ownership without picking or growth",
-                  data_parallel=True),
+                  data_parallel=True, layouts={"gradual_prune": GRADUAL_PRUNE}),
     "baseline": Method("cpg", "BaselineSettings", "one plain model per task (goals, finetune)",
-                  data_parallel=True),
+                  data_parallel=True, layouts=PLAIN),
     "piggyback": Method("piggyback", "PiggybackSettings", "one learned binary mask per task over a backbone",
-                  data_parallel=True),
-    "supsup": Method("supsup", "SupSupSettings", "one supermask per task over fixed weights"),
+                  data_parallel=True, layouts={"model": Layout("model", SEQUENTIAL.summarise, SEQUENTIAL.write)}),
+    "supsup": Method("supsup", "SupSupSettings", "one supermask per task over fixed weights",
+                     layouts={"supsup": SUPSUP}),
     "gg_baseline": Method("gg_baseline", "GGBaselineSettings",
-                          "SupSup's GG baselines: upper bound, separate heads, BatchE"),
+                          "SupSup's GG baselines: upper bound, separate heads, BatchE",
+                          layouts={**PLAIN, "supsup": SUPSUP}),
     "lottery": Method("lottery", "LotterySettings", "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", "Expand-and-Cluster weight recovery"),
 }
+
+
+def layouts() -> dict[str, Layout]:
+    """Every layout a method declares, by its --checkpoints name; a name that two methods share is one layout."""
+    found: dict[str, Layout] = {}
+    for method in METHODS.values():
+        for name, layout in method.layouts.items():
+            if found.setdefault(name, layout) != layout:
+                raise ValueError(f"two layouts are called {name!r}: give one another name")
+    return found

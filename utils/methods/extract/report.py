@@ -1,8 +1,10 @@
 """The recovery report: report.json (the numbers), report.txt (a table) and recovery.png (log scale); and
-the Markdown table of several runs, one row per report.json (`python -m tools.extract`)."""
+the Markdown table of several runs, one row per report.json (`python -m tools.extract`, which parses the
+arguments)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from utils.atomic import atomic_json_dump, atomic_write
@@ -83,3 +85,18 @@ def seed_row(report: dict) -> str:
     shown = "-" if accuracy is None else f"{accuracy:.3f}"
     return (f"| {report['settings']['seed']} | {shown} | {recovered} | {excess} | {sizes} | {worst} "
             f"| {tuned['test_loss']:.2e} | {students or '-'} | {report['seconds']:.0f} |")
+
+
+class ReportFileError(Exception):
+    """A report.json that cannot be read or lacks what the table shows."""
+
+
+def seeds_table(paths: list[Path]) -> str:
+    """The table under SEEDS_HEADER, one row per report.json."""
+    lines = list(SEEDS_HEADER)
+    for path in paths:
+        try:
+            lines.append(seed_row(json.loads(path.read_text())))
+        except (OSError, ValueError, KeyError) as error:
+            raise ReportFileError(f"cannot read report {path}: {error}") from error
+    return "\n".join(lines)

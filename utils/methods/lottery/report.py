@@ -1,5 +1,6 @@
 """The lottery report: accuracy against remaining weights for the ticket and its controls, over the
-runs (seeds) under one folder, as a Markdown table and a plot. Torch-free: it reads meta.json files."""
+runs (seeds) under one folder, as a Markdown table and a plot (`python -m tools.lottery_report`). Torch-free:
+it reads meta.json files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.atomic import atomic_write
 from utils.methods.lottery.folders import LotteryFolders
 from utils.methods.lottery.settings import CONTROLS
 
@@ -137,3 +139,14 @@ def plot(levels: list[Level], path: Path, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
+
+
+def write_report(root: Path, targets: list[float], title: str | None = None) -> str:
+    """report.md and accuracy.png in `root` (titled by `title`, else by the folder's name); returns the table.
+    Raises ReportError, before writing anything, where there is nothing to report."""
+    levels, runs = collect(root)
+    title = title or root.resolve().name
+    text = markdown(levels, runs, targets, title)
+    atomic_write(root / "report.md", lambda file: file.write(text), binary=False)
+    plot(levels, root / "accuracy.png", title)
+    return text

@@ -1,5 +1,5 @@
 """SupSup checkpoints as networks: load one, merge GG's one-task checkpoints, cut a network back to its
-first tasks. Public, because the reports (tools/sequences.py) and the benchmarks (tools/bench_supsup.py) read
+first tasks. Public, because the report (utils/methods/supsup/report.py) and the benchmarks (tools/bench_supsup.py) read
 SupSup runs as the stages do.
 """
 
