@@ -10,6 +10,8 @@
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/plain_models_lib.sh
+source "$REPO_ROOT/scripts/plain_models_lib.sh"
 
 [[ $# -ge 1 && $# -le 2 && -n $1 ]] || usage_error "usage: $0 <benchmark> [gpu id]"
 for_each_seed "$@"

@@ -5,6 +5,8 @@
 # usage: scripts/finetune_cifar100.sh <gpu id, or none with GPUS>   (ITER_ID, DATA_ROOT, NUM_TASKS, EPOCHS, CKPT_ROOT)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/plain_models_lib.sh
+source "$REPO_ROOT/scripts/plain_models_lib.sh"
 [[ -n ${GPUS:-} ]] || select_gpu "${1:-}"  # GPUS=0,1,2,3: all of them (scripts/lib.sh)
 ITER_ID=${ITER_ID:-1}
 ARCH=${ARCH:-vgg16_bn_cifar100}

@@ -8,7 +8,7 @@ ensure_venv "$REPO_ROOT/requirements-dev.txt"
 say "ruff"
 "$PYTHON" -m ruff check .
 say "shellcheck"
-shellcheck -x scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
 say "pytest"
 # a worker per core (pytest-xdist), each test file on one worker, so a file's shared reference runs are made
 # once; the tests run torch on one thread each (tests/conftest.py). `-n 0` runs everything in this process.

@@ -256,7 +256,7 @@ def test_no_command_in_the_scripts_holds_two_command_substitutions():
     """Bash 5.2 can run a trap while it parses a command's second substitution and then fails to parse the
     trap ("trap: unexpected EOF while looking for matching `)'", exit 2): the driver would die uncleanly."""
     offending = []
-    for script in sorted((REPO / "scripts").glob("*.sh")):
+    for script in sorted((REPO / "scripts").glob("**/*.sh")):
         lines = script.read_text().splitlines()
         number = 0
         while number < len(lines):
@@ -267,5 +267,5 @@ def test_no_command_in_the_scripts_holds_two_command_substitutions():
             number += 1
             code = "" if command.lstrip().startswith("#") else command.split(" # ")[0]
             if code.count("$(") + code.count("`") // 2 > 1:
-                offending.append(f"{script.name}:{first}: {code.strip()}")
+                offending.append(f"{script.relative_to(REPO)}:{first}: {code.strip()}")
     assert not offending, "\n".join(offending)
