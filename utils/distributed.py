@@ -72,6 +72,8 @@ def data_parallel(network: nn.Module, trained: list[nn.Parameter]) -> nn.Module:
     for parameter in network.parameters():
         if id(parameter) not in kept:
             parameter.requires_grad_(False)
+    if _device is None:
+        raise AttributeError("data_parallel needs the rank's device: join the process group first")
     device_ids = [_device] if _device.type == "cuda" else None
     return DistributedDataParallel(network, device_ids=device_ids)
 

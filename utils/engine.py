@@ -111,11 +111,11 @@ class TrainLoop:
             self.warmup_left -= 1
             on_side_stream(lambda: self._step(images, labels), self.device)
             return
-        if self.replay is None:
-            self.static_batch = (images.clone(), labels.clone())
+        if self.replay is None or self.static_batch is None:  # the two are set together
+            static_images, static_labels = self.static_batch = (images.clone(), labels.clone())
             for optimizer in self.optimizers:
                 optimizer.zero_grad()
-            self.replay = capture_cuda_graph(lambda: self._step(*self.static_batch))
+            self.replay = capture_cuda_graph(lambda: self._step(static_images, static_labels))
         else:
             self.static_batch[0].copy_(images)
             self.static_batch[1].copy_(labels)
@@ -140,8 +140,8 @@ class TrainLoop:
             seen += labels.shape[0]
         if self.speed.device_metrics:
             host_loss, host_correct = self.loss_sum.item(), int(self.correct_sum.item())
-        host_loss, host_correct, seen = summed(host_loss, host_correct, seen)  # every rank's share (torchrun)
-        return EpochResult(host_loss / seen, host_correct / seen)
+        total_loss, total_correct, total_seen = summed(host_loss, host_correct, seen)  # every rank's share (torchrun)
+        return EpochResult(total_loss / total_seen, total_correct / total_seen)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from utils.cli import UsageError
 
@@ -74,10 +74,10 @@ class Settings:
             group_of(_declaring_class(cls, item.name)).add_argument(*names, **options)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Settings:
+    def from_args(cls, args: argparse.Namespace) -> Self:
         return cls(**{item.name: getattr(args, item.name) for item in fields(cls)})
 
-    def resolved(self) -> Settings:
+    def resolved(self) -> Self:
         """These settings with derived defaults filled in (e.g. the benchmark's architecture)."""
         return self
 
@@ -101,7 +101,7 @@ class Settings:
     def to_json(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: Any) -> Self:
         return replace(self, **changes)
 
 
@@ -156,7 +156,7 @@ class StageSettings(Settings):
     seed: int = flag(1, at_least=0, below=2 ** 63)
     device: str = flag("auto", "auto, cpu, cuda or cuda:N")
 
-    def resolved(self) -> StageSettings:
+    def resolved(self) -> Self:
         from utils.data.registry import get_benchmark
 
         return replace(self, arch=self.arch or get_benchmark(self.benchmark).arch)

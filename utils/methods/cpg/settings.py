@@ -4,7 +4,7 @@ fewer parts: the class attributes say which."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from utils.cli import UsageError
 from utils.methods.stage_settings import OwnershipSettings
@@ -42,7 +42,7 @@ class CPGSettings(OwnershipSettings):
         "ends pruning (exit 6). The reference's 0.95; a task that never exceeds it (few images or epochs) keeps "
         "every weight it owns, leaving none to later tasks", at_least=0.0, at_most=1.0)
 
-    def resolved(self) -> CPGSettings:
+    def resolved(self) -> Self:
         from utils.data.registry import get_benchmark
 
         settings = super().resolved()
