@@ -12,7 +12,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import torch
@@ -55,7 +55,7 @@ def join(device: torch.device) -> None:
     _device = device
 
 
-def data_parallel(network: nn.Module, trained: list[nn.Parameter]) -> nn.Module:
+def data_parallel(network: nn.Module, trained: Iterable[torch.Tensor]) -> nn.Module:
     """`network` wrapped to train across the ranks; the network itself in one process.
 
     DistributedDataParallel averages the gradients of the parameters that require them and expects

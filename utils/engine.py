@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -69,7 +69,7 @@ class TrainLoop:
     and the epoch's result sums every rank's share.
     """
 
-    def __init__(self, network: nn.Module, optimizers: list[Optimizer], device: torch.device,
+    def __init__(self, network: nn.Module, optimizers: Sequence[Optimizer], device: torch.device,
                  speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
                  after_step: Callable[[], None] | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,

@@ -16,9 +16,11 @@ import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from utils.cli import UsageError
+
+T = TypeVar("T")
 
 INT_LIMIT = 2**63
 """Integer settings end up in torch and numpy tensors and sizes, which hold 64-bit integers."""
@@ -160,6 +162,13 @@ class StageSettings(Settings):
         from utils.data.registry import get_benchmark
 
         return replace(self, arch=self.arch or get_benchmark(self.benchmark).arch)
+
+    def needed(self, value: T | None, name: str) -> T:
+        """`value`, of the flag --`name` this stage cannot run without. `validate` has refused its absence
+        where NEEDS (or NEEDS_ARCH) says so; elsewhere a missing one is the same usage error, in one line."""
+        if value is None:
+            raise UsageError(f"--method {self.method} --mode {self.mode} needs --{name}")
+        return value
 
     def validate(self) -> None:
         from utils.data.registry import get_benchmark

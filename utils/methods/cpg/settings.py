@@ -51,9 +51,14 @@ class CPGSettings(OwnershipSettings):
             max_allowed_network_width_multiplier=self.network_width_multiplier if cap is None else cap,
             total_num_tasks=len(get_benchmark(self.benchmark).task_names) if total is None else total)
 
+    @property
+    def width_cap(self) -> float:
+        """--max_allowed_network_width_multiplier, which `resolved` fills in (the network width by default)."""
+        return self.needed(self.max_allowed_network_width_multiplier, "max_allowed_network_width_multiplier")
+
     def validate(self) -> None:
         super().validate()
-        if self.network_width_multiplier > self.max_allowed_network_width_multiplier:
+        if self.network_width_multiplier > self.width_cap:
             raise UsageError(f"--network_width_multiplier {self.network_width_multiplier} exceeds the cap "
                              f"{self.max_allowed_network_width_multiplier}")
         if self.initial_sparsity > self.target_sparsity:
