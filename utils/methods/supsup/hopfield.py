@@ -85,7 +85,7 @@ def train(settings: SupSupSettings) -> ExitCode:
             norm.store()
         learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)
         stage.log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
-    stage.save(settings.save_folder, network.cpu(), arch=ARCH, meta={
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), arch=ARCH, meta={
         "input_shape": list(tasks[0].image_shape), "outputs": outputs, "hidden": settings.supsup_hop_hidden,
         "label_offsets": offsets,
         "accuracy_after_learning": learned, "benchmark": settings.benchmark, "stage": "finetune",
@@ -174,7 +174,7 @@ def evaluate(settings: SupSupSettings) -> ExitCode:
     """Per stored task: accuracy with its stored mask, then a recovery and the accuracy with its result."""
     stage = open_stage(settings, seed=False)
     log = stage.log
-    network, meta = load(Path(settings.load_folder))
+    network, meta = load(Path(settings.needed(settings.load_folder, "load_folder")))
     network.to(stage.device)
     rows, traces = [], {}
     for task, spec in enumerate(network.tasks, start=1):
