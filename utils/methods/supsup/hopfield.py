@@ -176,7 +176,8 @@ def evaluate(settings: SupSupSettings) -> ExitCode:
     log = stage.log
     network, meta = load(Path(settings.needed(settings.load_folder, "load_folder")))
     network.to(stage.device)
-    rows, traces = [], {}
+    rows: list[dict] = []
+    traces: dict[str, list[dict]] = {}
     for task, spec in enumerate(network.tasks, start=1):
         data = _shifted(stage.task_data(spec.name, augment=False), meta["label_offsets"][task - 1])
         entropies = stored_mask_entropies(network, data, settings.val_batch_size)
