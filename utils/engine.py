@@ -69,8 +69,8 @@ class TrainLoop:
     and the epoch's result sums every rank's share.
     """
 
-    def __init__(self, network: nn.Module, optimizers: Sequence[Optimizer], device: torch.device,
-                 speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
+    def __init__(self, network: nn.Module, optimizers: Sequence[Optimizer | torch.optim.Optimizer],
+                 device: torch.device, speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
                  after_step: Callable[[], None] | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
                  count_correct: bool = True):
@@ -84,6 +84,8 @@ class TrainLoop:
         self.warmup_left = GRAPH_WARMUP_STEPS
         if speed.cuda_graph:
             for optimizer in optimizers:
+                if not isinstance(optimizer, Optimizer):  # torch.optim's (the extraction's Adam) runs eagerly only
+                    raise TypeError(f"a captured CUDA graph needs utils.optim's optimizers, not {type(optimizer)}")
                 optimizer.make_capturable()
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -167,7 +167,7 @@ class Tuned:
 
 
 def fine_tune(network: StudentsMLP, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-              report: Callable[..., None] | None = None, recovered: Callable[[StudentsMLP], int] | None = None,
+              report: Callable[..., object] | None = None, recovered: Callable[[StudentsMLP], int] | None = None,
               check_every: int = 100, board: Board | None = None) -> Tuned:
     """Train every parameter of the rebuilt network (theta included). With `recovered` (how many teacher
     neurons a network has recovered), check every `check_every` epochs and keep the latest weights
