@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from functools import partial
 from pathlib import Path
 
 from utils.atomic import atomic_write
@@ -55,4 +56,4 @@ def copy_checkpoint(source: Path, destination: Path) -> None:
     """Copy checkpoint.pth then meta.json, each via a temporary file and a rename."""
     for name in FILES:
         with (Path(source) / name).open("rb") as file:
-            atomic_write(Path(destination) / name, lambda out, src=file: shutil.copyfileobj(src, out))
+            atomic_write(Path(destination) / name, partial(shutil.copyfileobj, file))  # copyfileobj(file, out)
