@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from models.bn_mask_net import BNMaskNet
 from models.digits import DigitsConvNet, DigitsConvNetRGB
@@ -46,7 +46,7 @@ class UnknownArchitecture(ValueError):
     """An architecture name no entry of ARCHITECTURES has."""
 
 
-def build_network(arch: str, width: float, tasks: list[TaskSpec] = (), mode: str = "cpg", **options) -> TaskNetwork:
+def build_network(arch: str, width: float, tasks: Sequence[TaskSpec] = (), mode: str = "cpg", **options) -> TaskNetwork:
     """A network of `arch` at `width` in layer `mode` (architecture `options` such as SupSup's input
     shape and outputs) with room for the stored `tasks`, each at its own width, for a checkpoint to fill.
 

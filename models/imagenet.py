@@ -131,7 +131,7 @@ class VGG16BN(TaskNetwork):
         layers: list[nn.Module] = []
         previous, first, bias = input_shape[0], True, self.layers.bias
         for item in CONFIG_D:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 layers.append(nn.MaxPool2d(2))
                 continue
             layers += [SharedConv2d(previous, item, 3, width=width, padding=1, bias=bias, mode=mode,

@@ -35,7 +35,10 @@ class StudentsMLP(nn.Module):
 
     def weights(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer `index`'s weight [N, out, in] and bias [N, out]."""
-        return self.layers[index].weights.weight, self.layers[index].weights.bias
+        weights = self.layers[index].weights
+        if not isinstance(weights, StudentsWeights) or weights.bias is None:
+            raise TypeError(f"layer {index} is not a students layer with biases")
+        return weights.weight, weights.bias
 
     def below_last(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's input: `x` itself for one hidden layer, else the activity below it."""

@@ -21,7 +21,7 @@ class VGG16CIFAR(TaskNetwork):
         layers: list[nn.Module] = []
         previous, first = in_channels, True
         for item in CONFIG_D:
-            if item == "M":
+            if isinstance(item, str):  # "M"
                 layers.append(nn.MaxPool2d(2))
                 continue
             layers += [SharedConv2d(previous, item, 3, width=width, padding=1, mode=mode, scale_in=not first),

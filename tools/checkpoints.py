@@ -4,6 +4,7 @@ the choosers share with the reports live in utils/run_files.py (re-exported here
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 from utils.atomic import atomic_write
@@ -23,4 +24,4 @@ def copy_checkpoint(source: Path, destination: Path) -> None:
     """Copy checkpoint.pth then meta.json, each via a temporary file and a rename."""
     for name in FILES:
         with (Path(source) / name).open("rb") as file:
-            atomic_write(Path(destination) / name, lambda out, src=file: shutil.copyfileobj(src, out))
+            atomic_write(Path(destination) / name, partial(shutil.copyfileobj, file))  # copyfileobj(file, out)

@@ -217,7 +217,7 @@ def main(parser: UsageParser, roots: list[Path], out: Path | None) -> int:
     table = markdown(rows)
     print(table)
     if out is not None:
-        from tools import plots
+        from utils import plots
 
         if out.exists() and not out.is_dir():
             parser.error(f"--out {out} is a file; give a folder for the table and its plot")

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -69,7 +69,7 @@ def atomic_json_dump(obj: Any, path: Path) -> None:
 
 
 def atomic_csv(path: Path, rows: Sequence[Mapping[str, object]], fieldnames: Sequence[str] | None = None,
-               extrasaction: str = "raise") -> None:
+               extrasaction: Literal["raise", "ignore"] = "raise") -> None:
     """Rows as a CSV with a header (`fieldnames`, by default the keys of the first row), written whole."""
     def write(file) -> None:
         writer = csv.DictWriter(file, fieldnames=list(fieldnames or rows[0]), lineterminator="\n",

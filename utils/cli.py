@@ -4,6 +4,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from utils.exit_codes import ExitCode
 
@@ -24,10 +25,10 @@ class UsageError(Exception):
 class UsageParser(argparse.ArgumentParser):
     """argparse that exits 64 with one line: its default 2 would read as 'expand'."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {one_line(message)}\n")
 
-    def bad_checkpoint(self, message: str):
+    def bad_checkpoint(self, message: str) -> NoReturn:
         """One line and exit 65: a checkpoint folder's file that cannot be trusted."""
         self.exit(ExitCode.BAD_CHECKPOINT, f"{self.prog}: error: {one_line(message)}\n")
 

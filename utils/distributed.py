@@ -12,7 +12,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import torch
@@ -55,7 +55,7 @@ def join(device: torch.device) -> None:
     _device = device
 
 
-def data_parallel(network: nn.Module, trained: list[nn.Parameter]) -> nn.Module:
+def data_parallel(network: nn.Module, trained: Iterable[torch.Tensor]) -> nn.Module:
     """`network` wrapped to train across the ranks; the network itself in one process.
 
     DistributedDataParallel averages the gradients of the parameters that require them and expects
@@ -72,6 +72,8 @@ def data_parallel(network: nn.Module, trained: list[nn.Parameter]) -> nn.Module:
     for parameter in network.parameters():
         if id(parameter) not in kept:
             parameter.requires_grad_(False)
+    if _device is None:
+        raise AttributeError("data_parallel needs the rank's device: join the process group first")
     device_ids = [_device] if _device.type == "cuda" else None
     return DistributedDataParallel(network, device_ids=device_ids)
 

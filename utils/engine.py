@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -69,8 +69,8 @@ class TrainLoop:
     and the epoch's result sums every rank's share.
     """
 
-    def __init__(self, network: nn.Module, optimizers: list[Optimizer], device: torch.device,
-                 speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
+    def __init__(self, network: nn.Module, optimizers: Sequence[Optimizer | torch.optim.Optimizer],
+                 device: torch.device, speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
                  after_step: Callable[[], None] | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
                  count_correct: bool = True):
@@ -84,6 +84,8 @@ class TrainLoop:
         self.warmup_left = GRAPH_WARMUP_STEPS
         if speed.cuda_graph:
             for optimizer in optimizers:
+                if not isinstance(optimizer, Optimizer):  # torch.optim's (the extraction's Adam) runs eagerly only
+                    raise TypeError(f"a captured CUDA graph needs utils.optim's optimizers, not {type(optimizer)}")
                 optimizer.make_capturable()
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,11 +113,11 @@ class TrainLoop:
             self.warmup_left -= 1
             on_side_stream(lambda: self._step(images, labels), self.device)
             return
-        if self.replay is None:
-            self.static_batch = (images.clone(), labels.clone())
+        if self.replay is None or self.static_batch is None:  # the two are set together
+            static_images, static_labels = self.static_batch = (images.clone(), labels.clone())
             for optimizer in self.optimizers:
                 optimizer.zero_grad()
-            self.replay = capture_cuda_graph(lambda: self._step(*self.static_batch))
+            self.replay = capture_cuda_graph(lambda: self._step(static_images, static_labels))
         else:
             self.static_batch[0].copy_(images)
             self.static_batch[1].copy_(labels)
@@ -140,8 +142,8 @@ class TrainLoop:
             seen += labels.shape[0]
         if self.speed.device_metrics:
             host_loss, host_correct = self.loss_sum.item(), int(self.correct_sum.item())
-        host_loss, host_correct, seen = summed(host_loss, host_correct, seen)  # every rank's share (torchrun)
-        return EpochResult(host_loss / seen, host_correct / seen)
+        total_loss, total_correct, total_seen = summed(host_loss, host_correct, seen)  # every rank's share (torchrun)
+        return EpochResult(total_loss / total_seen, total_correct / total_seen)
 
 
 @dataclass

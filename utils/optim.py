@@ -8,7 +8,7 @@ short. tests/engine/test_optim.py checks each against torch.optim step by step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -36,6 +36,9 @@ class Optimizer:
         self._lr = value
         if self.lr_tensor is not None:
             self.lr_tensor.fill_(value)
+
+    step: Callable[[], None]
+    """one update of the parameters from their gradients (each optimizer's own)"""
 
     def make_capturable(self) -> None:
         self.lr_tensor = torch.tensor(self._lr, device=self.params[0].device)
@@ -91,11 +94,15 @@ class Adam(Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         beta1, beta2 = self.betas
+        step_size: float | torch.Tensor
+        correction2_sqrt: float | torch.Tensor
         if self.step_tensor is None:
             self.steps += 1
             step_size = self._lr / (1 - beta1 ** self.steps)
             correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
         else:
+            if self.lr_tensor is None:
+                raise TypeError("Adam's step count is a tensor but not its learning rate (make_capturable sets both)")
             self.step_tensor += 1
             step_size = self.lr_tensor / (1 - beta1 ** self.step_tensor)
             correction2_sqrt = (1 - beta2 ** self.step_tensor).sqrt()
@@ -105,10 +112,10 @@ class Adam(Optimizer):
             mean.lerp_(param.grad, 1 - beta1)
             square.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
             denominator = (square.sqrt() / correction2_sqrt).add_(self.eps)
-            if self.step_tensor is None:
-                param.addcdiv_(mean, denominator, value=-step_size)
-            else:
+            if isinstance(step_size, torch.Tensor):  # captured: the step count and rate are tensors
                 param.sub_(mean * step_size / denominator)
+            else:
+                param.addcdiv_(mean, denominator, value=-step_size)
 
 
 class RMSprop(Optimizer):

@@ -16,9 +16,11 @@ import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from utils.cli import UsageError
+
+T = TypeVar("T")
 
 INT_LIMIT = 2**63
 """Integer settings end up in torch and numpy tensors and sizes, which hold 64-bit integers."""
@@ -74,10 +76,10 @@ class Settings:
             group_of(_declaring_class(cls, item.name)).add_argument(*names, **options)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Settings:
+    def from_args(cls, args: argparse.Namespace) -> Self:
         return cls(**{item.name: getattr(args, item.name) for item in fields(cls)})
 
-    def resolved(self) -> Settings:
+    def resolved(self) -> Self:
         """These settings with derived defaults filled in (e.g. the benchmark's architecture)."""
         return self
 
@@ -101,7 +103,7 @@ class Settings:
     def to_json(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes: Any) -> Settings:
+    def replace(self, **changes: Any) -> Self:
         return replace(self, **changes)
 
 
@@ -156,10 +158,17 @@ class StageSettings(Settings):
     seed: int = flag(1, at_least=0, below=2 ** 63)
     device: str = flag("auto", "auto, cpu, cuda or cuda:N")
 
-    def resolved(self) -> StageSettings:
+    def resolved(self) -> Self:
         from utils.data.registry import get_benchmark
 
         return replace(self, arch=self.arch or get_benchmark(self.benchmark).arch)
+
+    def needed(self, value: T | None, name: str) -> T:
+        """`value`, of the flag --`name` this stage cannot run without. `validate` has refused its absence
+        where NEEDS (or NEEDS_ARCH) says so; elsewhere a missing one is the same usage error, in one line."""
+        if value is None:
+            raise UsageError(f"--method {self.method} --mode {self.mode} needs --{name}")
+        return value
 
     def validate(self) -> None:
         from utils.data.registry import get_benchmark

@@ -20,6 +20,8 @@ def main(argv: list[str]) -> int:
     code = run_remote(args, module)
     if code is None:
         tool = importlib.import_module(module)
+        if tool.__file__ is None:
+            raise TypeError(f"{module} is not a module file to run")
         sys.argv = [tool.__file__, *args]  # usage lines name the tool, not this runner
         code = tool.main(args)
     return code

@@ -37,6 +37,7 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Sequence
 
 ENV_VAR = "CPG_STAGE_SERVER"
 START_ENV = "CPG_PROCESS_START"
@@ -48,7 +49,7 @@ HEADER = struct.Struct("!I")
 STARTED = b"+"  # a child's first word: after it, an end of the connection means the stage's child ended
 
 
-def _send_message(conn: socket.socket, payload: bytes, fds: list[int] = ()) -> None:
+def _send_message(conn: socket.socket, payload: bytes, fds: Sequence[int] = ()) -> None:
     data = HEADER.pack(len(payload)) + payload
     if fds:
         conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
@@ -182,10 +183,12 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     threading.Thread(target=_die_with_client, args=(conn,), daemon=True).start()
     try:
         module = importlib.import_module(request.get("module", ENTRY))
+        if module.__file__ is None:
+            raise TypeError(f"{module.__name__} is not a module file to run")
         sys.argv = [module.__file__, *request["argv"]]  # usage lines name the program as if run by itself
         code = module.main(request["argv"])
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
+    except SystemExit as exiting:
+        code = exiting.code if isinstance(exiting.code, int) else 1
     except BaseException:  # the client must get a code whatever happens
         import traceback
 

@@ -124,6 +124,9 @@ class TaskState(nn.Module):
 class WeightMode(TaskState):
     """The weights of one layer; `forward()` gives the effective (weight, bias)."""
 
+    weight: torch.Tensor
+    """the mode's full-width weight (a parameter, or a buffer where nothing trains it)"""
+
     initialises_itself = False
     """True when the mode draws its own initial values (the architectures' reference init skips it)."""
 
@@ -134,15 +137,25 @@ class WeightMode(TaskState):
         """grad += decay * w on the weights the active task trains (after backward)."""
 
 
+def no_norm(channels: int, width: float) -> nn.Module:
+    """`LayerMode.norm` of a mode without batch-norm: an architecture with batch-norm cannot use it."""
+    raise TypeError("this layer mode has no batch-norm (LayerMode.norm) for an architecture with batch-norm")
+
+
+def no_head(in_features: int, outputs: int, width: float) -> nn.Module:
+    """`LayerMode.head` of a mode without task heads: a multi-task architecture cannot use it."""
+    raise TypeError("this layer mode has no task heads (LayerMode.head) for a multi-task architecture")
+
+
 @dataclass(frozen=True)
 class LayerMode:
     """A weight mode and the per-task pieces a network in that mode is built with."""
 
     name: str
     weights: Callable[[Geometry, float, bool], WeightMode]
-    norm: Callable[[int, float], nn.Module] | None = None
+    norm: Callable[[int, float], nn.Module] = no_norm
     """(channels, width) -> the batch-norm after a conv, for architectures with batch-norm"""
-    head: Callable[[int, int, float], nn.Module] | None = None
+    head: Callable[[int, int, float], nn.Module] = no_head
     """(in_features, outputs, width) -> the classifier(s) on top, for multi-task architectures"""
     bias: bool = True
     """whether the body's linear layers have biases"""

@@ -53,6 +53,7 @@ class CPGWeights(WeightMode):
     """
 
     cache_multipliers = True
+    owner: torch.Tensor
 
     def __init__(self, geometry: Geometry, width: float, bias: bool, learn_picks: bool = True):
         super().__init__()
@@ -76,7 +77,7 @@ class CPGWeights(WeightMode):
         if any(n > m for n, m in zip(shape, self.weight.shape, strict=True)):
             raise ValueError(f"task width {spec.width} is wider than the layer {tuple(self.weight.shape)}")
         if self.piggymask is not None:  # the latest task's picks are final now
-            getattr(self, f"pick_{self.num_tasks}").copy_(self._learned_picks())
+            getattr(self, f"pick_{self.num_tasks}").copy_(self._learned_picks(self.piggymask))
             self.piggymask = None
         self.task_shapes.append(shape)
         if self.num_tasks > NARROW_OWNER_TASKS and self.owner.dtype == torch.uint8:
@@ -128,11 +129,12 @@ class CPGWeights(WeightMode):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination.pop(prefix + "piggymask", None)
         if self.piggymask is not None:
-            destination[prefix + f"pick_{self.num_tasks}"] = self._learned_picks()
+            destination[prefix + f"pick_{self.num_tasks}"] = self._learned_picks(self.piggymask)
 
     @torch.no_grad()
-    def _learned_picks(self) -> torch.Tensor:
-        return pack_bits(self.piggymask > PIGGYMASK_THRESHOLD)
+    def _learned_picks(self, piggymask: torch.Tensor) -> torch.Tensor:
+        """The latest task's picks from its live `piggymask` as bits."""
+        return pack_bits(piggymask > PIGGYMASK_THRESHOLD)
 
     def set_task(self, task: int) -> None:
         self.active_task = task

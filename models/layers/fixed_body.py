@@ -44,7 +44,7 @@ class FixedBodyWeights(WeightMode):
 
     def body_parameters(self, task: int) -> list[nn.Parameter]:
         """The shared weight while the first task trains it, else nothing: no later task moves it."""
-        return [self.weight] if task == 1 and not self.random else []
+        return [self.weight] if task == 1 and isinstance(self.weight, nn.Parameter) else []  # not random
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
         return self.body_parameters(task)

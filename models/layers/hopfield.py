@@ -21,6 +21,10 @@ from models.layers.supsup import SupSupMask
 class HopfieldMaskedNorm(TaskState):
     """Batch-norm over `channels` whose outputs the active task's binary mask (or a recovery's) gates."""
 
+    stack: torch.Tensor
+    memory: torch.Tensor
+    pattern_sum: torch.Tensor
+
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
@@ -81,6 +85,8 @@ class HopfieldMaskedNorm(TaskState):
 
     def recovered(self) -> torch.Tensor:
         """The recovery's current mask as bits."""
+        if self.recovery is None:
+            raise AttributeError("no recovery in progress (start_recovery first)")
         return self.recovery.detach() >= 0
 
     def energy(self) -> torch.Tensor:

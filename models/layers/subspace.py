@@ -48,6 +48,10 @@ class SubspaceBatchNorm2d(nn.Module):
     """Batch-norm of a subspace: S stacked affine sets mixed by `coeffs`, one shared set of
     running statistics (recalibrated at the evaluated point before evaluation)."""
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def __init__(self, channels: int, vertices: int, width: float = 1.0, scale: bool = True):
         super().__init__()
         size = scaled(channels, width) if scale else channels
@@ -90,6 +94,8 @@ class SubspaceHead(TaskState):
                                   scale_out=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer is None:
+            raise TypeError("the subspace head has no task to compute (add_task first)")
         return self.layer(x)
 
 

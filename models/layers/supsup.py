@@ -87,6 +87,7 @@ class SupSupWeights(WeightMode):
     """mask elements unpacked per pass over the stack (4 MiB of float32): a chunk that stays in the CPU's cache
     keeps task inference linear in the number of tasks (at 2,500 LeNet tasks, 2.5x faster than 16M elements)"""
     initialises_itself = True
+    stack: torch.Tensor
 
     def __init__(self, geometry: Geometry, width: float, bias: bool):
         super().__init__()

@@ -23,8 +23,8 @@ def cached_task(path: Path, decode: Callable[[], TaskData]) -> TaskData:
     if path.is_file():
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-            return TaskData(stored["name"], tuple(stored["classes"]), *(stored[f] for f in FIELDS),
-                            tuple(stored["mean"]), tuple(stored["std"]))
+            return TaskData(stored["name"], tuple(stored["classes"]), stored["train_images"], stored["train_labels"],
+                            stored["test_images"], stored["test_labels"], tuple(stored["mean"]), tuple(stored["std"]))
         except OSError as error:
             raise DataError(f"cannot read the data cache {path}: {error.strerror or error}") from error
         except STALE:  # a stale or truncated cache is simply rebuilt

@@ -162,7 +162,8 @@ def _png_split(folder: Path, root: Path, classes: tuple[str, ...]) -> Split:
     if found != list(classes):
         raise DataError(f"{folder} should hold the class folders {', '.join(classes)} (found: "
                         f"{', '.join(found) or 'none'}); {_where(root)}")
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for label, name in enumerate(classes):
         files = sorted((folder / name).glob("*.png"))
         if not files:

@@ -144,8 +144,9 @@ def load_split(data_root: Path, task_name: str) -> TaskData:
     for images, labels in ((base.train_images, base.train_labels), (base.test_images, base.test_labels)):
         member = (labels == first) | (labels == first + 1)
         splits += [images[member], labels[member] - first]
-    mean, std = channel_stats(splits[0])
-    return TaskData(task_name, DIGITS[first:first + 2], *splits, mean, std)
+    train_images, train_labels, test_images, test_labels = splits
+    mean, std = channel_stats(train_images)
+    return TaskData(task_name, DIGITS[first:first + 2], train_images, train_labels, test_images, test_labels, mean, std)
 
 
 def load_permuted_digits(data_root: Path, task_name: str) -> TaskData:

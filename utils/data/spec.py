@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from utils.data.benchmark import Benchmark, DataError
 from utils.data.cifar100_names import FINE_NAMES
@@ -224,6 +224,16 @@ class _Parser:
         root = self.images_root(data["images"])
         return self.folder_tasks(data, root), str(root), 3
 
+    @overload
+    def integer(self, data: dict, key: str, default: int, at_least: int, at_most: int) -> int: ...
+
+    @overload
+    def integer(self, data: dict, key: str, default: None, at_least: int, at_most: int, *,
+                required: Literal[True]) -> int: ...
+
+    @overload
+    def integer(self, data: dict, key: str, default: None, at_least: int, at_most: int) -> int | None: ...
+
     def integer(self, data: dict, key: str, default: int | None, at_least: int, at_most: int, *,
                 required: bool = False) -> int | None:
         """data[key], a whole number in [at_least, at_most]; `default` where an optional key is left out. A
@@ -324,7 +334,7 @@ class _Parser:
                     raise self.fail(entry, f"{folder} holds {len(found)} class folder(s); a task needs at least 2")
                 for class_name in found:
                     self.check_images(entry, folder / class_name)
-            tasks.append(TaskSource(name, classes, folder=root / name))
+            tasks.append(TaskSource(name, found, folder=root / name))  # test/'s classes, the same as train/'s
         return tuple(tasks)
 
     def check_images(self, entry: str, folder: Path) -> None:

@@ -48,7 +48,7 @@ def load_task(spec: Spec, data_root: Path, task_name: str) -> TaskData:
     def decode() -> dict[str, Split]:
         return {split: _streamed(spec, _items(spec, root, source, split), source.name) for split in SPLITS}
 
-    stats = None if spec.mean is None else (spec.mean, spec.std)
+    stats = None if spec.mean is None or spec.std is None else (spec.mean, spec.std)  # both None or neither
     return cached_large_task(folder / task_name, task_name, source.classes, (spec.channels, side, side),
                              spec.large.crop, decode, stats)
 
@@ -68,7 +68,7 @@ def _decode(spec: Spec, root: Path, source: TaskSource) -> TaskData:
             images.append(pixels)
         splits.append((torch.from_numpy(np.stack(images)), torch.tensor([item.label for item in items])))
     (train_images, train_labels), (test_images, test_labels) = splits
-    mean, std = channel_stats(train_images) if spec.mean is None else (spec.mean, spec.std)
+    mean, std = channel_stats(train_images) if spec.mean is None or spec.std is None else (spec.mean, spec.std)
     return TaskData(source.name, source.classes, train_images, train_labels, test_images, test_labels, mean, std)
 
 
@@ -100,7 +100,7 @@ def _open_file(path: Path):
     return Image.open(path)
 
 
-def _open_row(dataset, row: int):
+def _open_row(dataset, row: int | np.integer):
     return dataset[row][0]
 
 
@@ -108,6 +108,8 @@ def _dataset(spec: Spec, root: Path, split: str):
     """The torchvision dataset's split as found under the data root (never downloaded)."""
     import torchvision
 
+    if spec.torchvision is None:
+        raise TypeError("a spec of image folders has no torchvision dataset")
     kind = getattr(torchvision.datasets, spec.torchvision)
     options = {"split": split} if spec.torchvision == "SVHN" else {"train": split == "train"}
     try:
@@ -129,7 +131,7 @@ def _pixels(spec: Spec, item: Item, task_name: str) -> np.ndarray:
             if spec.large is not None:
                 image = _centre_square(image, spec.large.short_side)
             elif spec.image_size is not None:
-                image = image.resize((spec.image_size, spec.image_size), Image.BILINEAR)
+                image = image.resize((spec.image_size, spec.image_size), Image.Resampling.BILINEAR)
             pixels = np.asarray(image)
     except BROKEN_IMAGE as error:
         raise spec.error(f"task {task_name!r}: cannot decode {item.where} ({_one_line(error)})") from error
@@ -142,7 +144,7 @@ def _centre_square(image, side: int):
 
     scale = side / min(image.size)
     width, height = (max(side, round(length * scale)) for length in image.size)
-    image = image.resize((width, height), Image.BILINEAR)
+    image = image.resize((width, height), Image.Resampling.BILINEAR)
     left, top = (width - side) // 2, (height - side) // 2
     return image.crop((left, top, left + side, top + side))
 

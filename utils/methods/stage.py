@@ -105,7 +105,8 @@ class StageContext(Generic[S]):
     def save(self, folder: str | Path, network: TaskNetwork, meta: dict, arch: str | None = None) -> None:
         """The checkpoint and its meta.json, with these settings (rank 0 alone under torchrun)."""
         if is_main():
-            save_checkpoint(Path(folder), network, arch or self.settings.arch, self.settings, meta)
+            arch = arch or self.settings.needed(self.settings.arch, "arch")
+            save_checkpoint(Path(folder), network, arch, self.settings, meta)
 
     def decide(self, code: ExitCode, **fields: Any) -> ExitCode:
         """The stage's decision line (echoed to the console) and its exit code."""

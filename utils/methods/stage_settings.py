@@ -4,7 +4,7 @@ the flag groups of the methods that run CPG's stages on ownership layers, and th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from utils.cli import UsageError
 from utils.settings import StageSettings, flag
@@ -36,7 +36,7 @@ class ValidationFlag(StageSettings):
         "rest; split_digits 0.2, 48 of 240, so that a single error does not decide a 0.97 goal). 0 chooses on "
         "the test images, as the CPG paper and its code do", at_least=0.0, below=1.0)
 
-    def resolved(self) -> ValidationFlag:
+    def resolved(self) -> Self:
         from utils.data.registry import get_benchmark
 
         fraction = get_benchmark(self.benchmark).val_fraction if self.val_fraction is None else self.val_fraction

@@ -13,7 +13,9 @@ utils/plots.py.
 
 from __future__ import annotations
 
+import operator
 import sys
+from functools import reduce
 from pathlib import Path
 
 from utils import metrics, plots
@@ -72,7 +74,8 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
 
     layers = cpg_layers(network)
     total = sum(layer.owner.numel() for layer in layers)
-    counts = sum(torch.bincount(layer.owner.flatten().long(), minlength=len(network.tasks) + 1) for layer in layers)
+    counts = reduce(operator.add, (torch.bincount(layer.owner.flatten().long(), minlength=len(network.tasks) + 1)
+                                   for layer in layers))
     unexpanded = sum(layer.weight.numel() for layer in cpg_layers(build_network(arch, 1.0, mode=network.mode)))
     shares = {task: counts[task].item() / total for task in range(1, len(counts)) if counts[task]}
     return shares, total, total / unexpanded
@@ -84,9 +87,10 @@ def keeper_cause(chosen: dict | None) -> tuple[str, str]:
     growth = "allow growth (a larger max width)"
     if chosen is None:
         return "the pretrained backbone owns every weight at its width", f"To own the wider rest, {growth}."
-    stop = chosen.get("pruning_stopped")  # a task that kept every weight kept its unpruned model: why?
-    skipped = isinstance(stop, dict) and str(chosen.get("reason", "")).startswith("pruning was skipped")
-    stop = stop if skipped else {}  # a stop after pruned models were recorded did not keep it unpruned
+    recorded = chosen.get("pruning_stopped")  # a task that kept every weight kept its unpruned model: why?
+    skipped = isinstance(recorded, dict) and str(chosen.get("reason", "")).startswith("pruning was skipped")
+    # a stop after pruned models were recorded did not keep it unpruned
+    stop: dict = chosen["pruning_stopped"] if skipped else {}
     if stop.get("kind") == "train_accuracy_gate":
         return (f"its training accuracy {stop['train_accuracy']:.4f} did not exceed --train_accuracy_gate "
                 f"{stop['train_accuracy_gate']:g} at sparsity {stop['sparsity']}, so pruning stopped before saving",

@@ -4,7 +4,7 @@ fewer parts: the class attributes say which."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from utils.cli import UsageError
 from utils.methods.stage_settings import OwnershipSettings
@@ -42,7 +42,7 @@ class CPGSettings(OwnershipSettings):
         "ends pruning (exit 6). The reference's 0.95; a task that never exceeds it (few images or epochs) keeps "
         "every weight it owns, leaving none to later tasks", at_least=0.0, at_most=1.0)
 
-    def resolved(self) -> CPGSettings:
+    def resolved(self) -> Self:
         from utils.data.registry import get_benchmark
 
         settings = super().resolved()
@@ -51,9 +51,14 @@ class CPGSettings(OwnershipSettings):
             max_allowed_network_width_multiplier=self.network_width_multiplier if cap is None else cap,
             total_num_tasks=len(get_benchmark(self.benchmark).task_names) if total is None else total)
 
+    @property
+    def width_cap(self) -> float:
+        """--max_allowed_network_width_multiplier, which `resolved` fills in (the network width by default)."""
+        return self.needed(self.max_allowed_network_width_multiplier, "max_allowed_network_width_multiplier")
+
     def validate(self) -> None:
         super().validate()
-        if self.network_width_multiplier > self.max_allowed_network_width_multiplier:
+        if self.network_width_multiplier > self.width_cap:
             raise UsageError(f"--network_width_multiplier {self.network_width_multiplier} exceeds the cap "
                              f"{self.max_allowed_network_width_multiplier}")
         if self.initial_sparsity > self.target_sparsity:

@@ -89,12 +89,13 @@ class Stage(StageContext[Owning]):
             if test_accuracy is None:
                 test_accuracy = evaluate(self.network, self.test_data, settings.val_batch_size, settings.speed)
             extra["test_accuracy"] = round(test_accuracy, 4)
-        self.save(settings.save_folder, self.network, {
+        self.save(settings.needed(settings.save_folder, "save_folder"), self.network, {
             "benchmark": settings.benchmark, "task": settings.dataset, "stage": settings.mode,
             "accuracy": round(accuracy, 4), "train_accuracy": round(train_accuracy, 4),
             "sparsity": round(task_sparsity(layers, self.task), 4),
             "owned_fraction": round(owned_fraction(layers, self.task), 6),
-            **input_options(settings.arch, tuple(self.test_data.test_images.shape[1:])), **extra})
+            **input_options(settings.needed(settings.arch, "arch"), tuple(self.test_data.test_images.shape[1:])),
+            **extra})
 
     @property
     def choice_split(self) -> str:
@@ -129,8 +130,8 @@ def board_run(settings: OwnershipSettings) -> str:
 def _fresh_network(settings: OwnershipSettings, image_shape: tuple[int, ...]) -> TaskNetwork:
     """A new network; with --pretrained its task 1 is "imagenet" holding torchvision's weights (in CPG modes
     owning every weight at width 1.0, so the first real task picks from it and owns only the wider rest)."""
-    network = build_network(settings.arch, settings.width(), mode=settings.LAYER_MODE,
-                            **input_options(settings.arch, image_shape))
+    arch = settings.needed(settings.arch, "arch")
+    network = build_network(arch, settings.width(), mode=settings.LAYER_MODE, **input_options(arch, image_shape))
     if settings.pretrained is not None:
         try:
             add_pretrained_task(network, settings.pretrained)
@@ -164,7 +165,7 @@ def _new_task_network(settings: OwnershipSettings, num_classes: int,
 
 def _stored_task_network(settings: OwnershipSettings, image_shape: tuple[int, ...]) -> tuple[TaskNetwork, int]:
     """The loaded checkpoint with its own task `--dataset` active (prune, retrain, inference)."""
-    payload = load_checkpoint(Path(settings.load_folder))
+    payload = load_checkpoint(Path(settings.needed(settings.load_folder, "load_folder")))
     if settings.mode in ("prune", "retrain") and payload["arch"] != settings.arch:
         raise UsageError(f"--arch {settings.arch} but {settings.load_folder} holds a {payload['arch']}")
     network = network_from_checkpoint(payload, **input_options(payload["arch"], image_shape))
@@ -207,8 +208,8 @@ def load_stage(settings: Owning, process_start: float) -> Stage[Owning]:
                                  shard=(rank(), world_size()))
 
     test_data = on_device(task_data)
-    chooses = settings.val_fraction and settings.mode != "inference"  # inference only measures
-    data = on_device(hold_out(task_data, settings.val_fraction)) if chooses else test_data
+    fraction = settings.val_fraction if settings.mode != "inference" else None  # inference only measures
+    data = on_device(hold_out(task_data, fraction)) if fraction else test_data
     return context.grown(Stage, network=network, task=task, data=data, test_data=test_data)
 
 
@@ -248,9 +249,9 @@ def _set_lr(optimizer: Optimizer | None, lr: float) -> None:
 
 def _train_loop(stage: Stage, optimizers: list[Optimizer | None], after_step=None) -> TrainLoop:
     """The stage's training steps; under torchrun on the network wrapped for data-parallel training."""
-    optimizers = [o for o in optimizers if o]
-    network = data_parallel(stage.network, [parameter for optimizer in optimizers for parameter in optimizer.params])
-    return TrainLoop(network, optimizers, stage.device, stage.settings.speed, before_step=_weight_decay(stage),
+    present = [o for o in optimizers if o]
+    network = data_parallel(stage.network, [parameter for optimizer in present for parameter in optimizer.params])
+    return TrainLoop(network, present, stage.device, stage.settings.speed, before_step=_weight_decay(stage),
                      after_step=after_step)
 
 
@@ -295,13 +296,13 @@ def finetune(stage: Stage[CPGSettings], goal: float) -> ExitCode:
     """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
     settings = stage.settings
     result, accuracy = train_new_task(stage)
-    at_cap = stage.network.width >= settings.max_allowed_network_width_multiplier
+    at_cap = stage.network.width >= settings.width_cap
     missed = shortfall(stage.choice_split, accuracy, goal, result.accuracy, settings.train_accuracy_gate)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
     if missed and not at_cap:
         return stage.decide(ExitCode.EXPAND, f"{missed}, below the width cap: grow", **facts)
     stage.save_task(accuracy, result.accuracy)
-    stage.record(settings.jsonfile, 0.0, accuracy)
+    stage.record(settings.needed(settings.jsonfile, "jsonfile"), 0.0, accuracy)
     reason = f"{missed}, at the width cap: keep it" if missed else "goal met"
     if not stage.owns_weights():
         return stage.decide(ExitCode.NO_SPACE, f"{reason}; the task owns no free weights", **facts)
@@ -311,8 +312,9 @@ def finetune(stage: Stage[CPGSettings], goal: float) -> ExitCode:
 def baseline(stage: Stage[CPGSettings]) -> ExitCode:
     """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
     result, accuracy = train_new_task(stage)
-    if stage.settings.logfile and is_main():
-        write_goal_entry(Path(stage.settings.logfile), stage.settings.dataset, accuracy)
+    settings = stage.settings
+    if isinstance(settings, BaselineSettings) and settings.logfile and is_main():  # run() calls it for these alone
+        write_goal_entry(Path(settings.logfile), settings.dataset, accuracy)
     stage.save_task(accuracy, result.accuracy)
     return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
 
@@ -329,15 +331,16 @@ def note_stop(stage: Stage[CPGSettings], kind: str, cause: str, **numbers) -> No
     """A prune stage that stops without saving says why in its save folder (`STOP_NOTE`; rank 0 alone)."""
     if is_main():
         atomic_json_dump({"sparsity": stage.settings.target_sparsity, "kind": kind, "cause": cause, **numbers},
-                         Path(stage.settings.save_folder) / STOP_NOTE)
+                         Path(stage.settings.needed(stage.settings.save_folder, "save_folder")) / STOP_NOTE)
 
 
 def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> ExitCode:
     """Compact the task's weights from the initial to the target sparsity; exit 6 ends pruning."""
     settings = stage.settings
-    give_way = (stage.network.width >= settings.max_allowed_network_width_multiplier and record["0.0"] < goal)
-    must_free = required_sparsity(settings.total_num_tasks, stage.task)
-    if give_way and stage.task >= settings.total_num_tasks:
+    total_tasks = settings.needed(settings.total_num_tasks, "total_num_tasks")  # resolved() sets it
+    give_way = (stage.network.width >= settings.width_cap and record["0.0"] < goal)
+    must_free = required_sparsity(total_tasks, stage.task)
+    if give_way and stage.task >= total_tasks:
         cause = f"at the width cap below the goal, and the last of --total_num_tasks {settings.total_num_tasks}"
         note_stop(stage, "last_task", cause, total_num_tasks=settings.total_num_tasks)
         return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so no later task needs its weights",
@@ -374,7 +377,7 @@ def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> E
         return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so nothing is recorded or saved and the "
                                            "task keeps its unpruned model", **facts)
     stage.save_task(accuracy, result.accuracy)
-    stage.record(settings.jsonfile, settings.target_sparsity, accuracy)
+    stage.record(settings.needed(settings.jsonfile, "jsonfile"), settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
                             **facts)
@@ -418,8 +421,8 @@ def accuracy_goal(settings: CPGSettings) -> float:
 
 
 def run(settings: CPGSettings, process_start: float) -> ExitCode:
-    goal = accuracy_goal(settings) if settings.mode in ("finetune", "prune") else None
-    record = read_record(Path(settings.jsonfile)) if settings.mode == "prune" else {}
+    goal = accuracy_goal(settings) if settings.mode in ("finetune", "prune") else 0.0  # no other stage reads it
+    record = read_record(Path(settings.needed(settings.jsonfile, "jsonfile"))) if settings.mode == "prune" else {}
     if settings.mode == "prune" and "0.0" not in record:
         raise UsageError(f"record file {settings.jsonfile} has no unpruned accuracy (\"0.0\"); run finetune first")
     stage = load_stage(settings, process_start)

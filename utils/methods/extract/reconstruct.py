@@ -110,7 +110,7 @@ def assemble(layers: list[RebuiltLayer], outputs: int, activation: str, x: torch
         design = torch.cat([last, below, ones] if skip else [last, ones], 1).double()
         solution = torch.linalg.lstsq(design, y.double(), driver="gelsd").solution.float()
         network.weights(len(layers))[0].copy_(solution[:layers[-1].size].T.unsqueeze(0))
-        if skip:
+        if network.theta is not None:  # skip
             network.weights(len(layers))[1].zero_()
             network.theta.copy_(solution[layers[-1].size:].unsqueeze(0))
         else:
@@ -167,7 +167,7 @@ class Tuned:
 
 
 def fine_tune(network: StudentsMLP, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-              report: Callable[..., None] | None = None, recovered: Callable[[StudentsMLP], int] | None = None,
+              report: Callable[..., object] | None = None, recovered: Callable[[StudentsMLP], int] | None = None,
               check_every: int = 100, board: Board | None = None) -> Tuned:
     """Train every parameter of the rebuilt network (theta included). With `recovered` (how many teacher
     neurons a network has recovered), check every `check_every` epochs and keep the latest weights
@@ -175,19 +175,20 @@ def fine_tune(network: StudentsMLP, x: torch.Tensor, y: torch.Tensor, settings: 
     pull recovered ones away to compensate, and then it is reverted."""
     if recovered is None:
         return Tuned(float(train_students(network, x, y, settings, report, board=board)[0]), settings.epochs, None)
-    best = {"count": recovered(network), "epoch": 0, "state": copy.deepcopy(network.state_dict())}
+    best_count, best_epoch, best_state = recovered(network), 0, copy.deepcopy(network.state_dict())
     last_epoch = [0]
 
     def check(epoch: int) -> None:
+        nonlocal best_count, best_epoch, best_state
         last_epoch[0] = epoch
         if epoch % check_every == 0:
             count = recovered(network)
-            if count >= best["count"]:
-                best.update(count=count, epoch=epoch, state=copy.deepcopy(network.state_dict()))
+            if count >= best_count:
+                best_count, best_epoch, best_state = count, epoch, copy.deepcopy(network.state_dict())
 
     trained = train_students(network, x, y, settings, report, on_epoch=check, board=board)
     last = recovered(network)
-    if last >= best["count"]:
+    if last >= best_count:
         return Tuned(float(trained[0]), last_epoch[0], last)
-    network.load_state_dict(best["state"])
-    return Tuned(float(evaluate(network, x, y)[0]), best["epoch"], best["count"])
+    network.load_state_dict(best_state)
+    return Tuned(float(evaluate(network, x, y)[0]), best_epoch, best_count)

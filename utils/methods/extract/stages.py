@@ -14,6 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -34,14 +35,16 @@ from utils.methods.extract.training import TrainSettings, evaluate, train_studen
 from utils.methods.stage import open_stage, reseed
 
 STUDENTS_FILE = "students.pth"
+Students = TypeVar("Students", bound=nn.Module)
 
 
 def load_teacher(settings: ExtractSettings, sizes: list[int]) -> tuple[Teacher, Probes]:
     if settings.benchmark == SYNTHETIC:
         teacher = synthetic_teacher(sizes, settings.ec_activation, settings.seed)
         return teacher, gaussian_probes(teacher, settings.ec_samples, settings.seed)
-    return checkpoint_teacher(Path(settings.load_folder), settings.benchmark, settings.dataset,
-                              Path(settings.data_root), settings.ec_probe, settings.ec_samples, settings.seed)
+    checkpoint = Path(settings.needed(settings.load_folder, "load_folder"))
+    return checkpoint_teacher(checkpoint, settings.benchmark, settings.dataset, Path(settings.data_root),
+                              settings.ec_probe, settings.ec_samples, settings.seed)
 
 
 def student_settings(settings: ExtractSettings) -> dict:
@@ -51,8 +54,8 @@ def student_settings(settings: ExtractSettings) -> dict:
         if len(settings.sizes) > 3:  # deeper biases are centred now: students of older deep teachers do not fit
             teacher["deeper_biases"] = "centred"
     else:
-        teacher = {"checkpoint": str(Path(settings.load_folder).resolve()), "dataset": settings.dataset,
-                   "probe": settings.ec_probe}
+        checkpoint = Path(settings.needed(settings.load_folder, "load_folder"))
+        teacher = {"checkpoint": str(checkpoint.resolve()), "dataset": settings.dataset, "probe": settings.ec_probe}
         if settings.ec_probe == "gaussian":
             teacher["samples"] = settings.ec_samples
     return {"benchmark": settings.benchmark, "teacher": teacher, "students": settings.ec_students,
@@ -90,8 +93,8 @@ def reuse_students(path: Path, model: nn.Module) -> None:
                               f"train them again") from error
 
 
-def train_or_load(path: Path, model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-                  log: RunLog, stage: str) -> tuple[nn.Module, torch.Tensor, float]:
+def train_or_load(path: Path, model: Students, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
+                  log: RunLog, stage: str) -> tuple[Students, torch.Tensor, float]:
     """Students saved at `path`, else trained and saved there; also the seconds their training took
     (kept in a JSON file beside them, so the report counts them when they are reused)."""
     meta = path.with_suffix(".json")
@@ -129,7 +132,8 @@ def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes, mask: 
 def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     started = time.monotonic()
     teacher, probes = load_teacher(settings, settings.sizes)  # on the CPU, from generators of its own
-    folder = Path(settings.save_folder) / settings_hash("ec", student_settings(settings))
+    root = Path(settings.needed(settings.save_folder, "save_folder"))
+    folder = root / settings_hash("ec", student_settings(settings))
     stage = open_stage(settings, process_start, seed=False, log_path=folder / "train.log",
                        head={"stage": settings.mode})
     log, probes = stage.log, probes.to(stage.device)
@@ -162,7 +166,7 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
                                   settings.ec_gamma, settings.ec_beta, mask, later)
     except ExtractionFailed as error:
         return stage.decide(ExitCode.FAILED, reason=str(error))
-    report = {"settings": {**student_settings(settings), **clustering_settings(settings)},
+    report: dict[str, object] = {"settings": {**student_settings(settings), **clustering_settings(settings)},
               "teacher_sizes": teacher.sizes, "teacher_accuracy": teacher.accuracy, "student_widths": widths,
               "rebuilt_sizes": network.sizes,
               "masked_inputs": mask.dropped, "student_losses": student_losses,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from models.layers.base import SharedLinear
+from models.layers.per_task import TaskHeads
 from models.students import ACTIVATIONS, StudentsMLP
 
 TEST_SHARE = 4  # Gaussian test inputs: a quarter as many as training inputs
@@ -102,11 +103,12 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
     network = network_from_checkpoint(load_checkpoint(folder.parent if folder.is_file() else folder)).eval()
     network.set_task(network.task_id(dataset))
     parts = list(network.features.children())
+    heads = network.heads  # a plain linear head per task in the modes an MLP teacher is trained in
+    head = heads.per_task[network.active_task - 1] if isinstance(heads, TaskHeads) else None
     if not all(isinstance(part, (nn.Flatten, nn.ReLU, SharedLinear)) for part in parts) or \
-            not isinstance(network.classifier, nn.Identity):
+            not isinstance(network.classifier, nn.Identity) or not isinstance(head, SharedLinear):
         raise UsageError(f"teacher {folder} is not a fully connected ReLU network (train it with an MLP arch)")
     hidden = [part for part in parts if isinstance(part, SharedLinear)]
-    head = network.heads.per_task[network.active_task - 1]
     with torch.no_grad():
         layers = [tuple(t.detach().clone() for t in layer.weights()) for layer in [*hidden, head]]
         task = DeviceTaskData(get_benchmark(benchmark).load_task(data_root, dataset), torch.device("cpu"), 0, False)

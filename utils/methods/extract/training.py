@@ -44,16 +44,18 @@ def student_losses(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
     """Per-student losses on (x, y), in batches."""
-    total = None
+    total: torch.Tensor | None = None
     for start in range(0, len(x), batch_size):
         chunk = student_losses(model(x[start:start + batch_size]), y[start:start + batch_size])
         chunk = chunk * min(batch_size, len(x) - start)
         total = chunk if total is None else total + chunk
+    if total is None:
+        raise ValueError("no examples to evaluate the students on")
     return total / len(x)
 
 
 def train_students(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-                   report: Callable[..., None] | None = None,
+                   report: Callable[..., object] | None = None,
                    on_epoch: Callable[[int], None] | None = None, board: Board | None = None) -> torch.Tensor:
     """Train every parameter of `model` (output [N, B, out]) on (x, y) through the engine's epoch
     driver, the loss summed over students, calling `on_epoch(epoch)` after each epoch; returns the

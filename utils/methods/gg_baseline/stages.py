@@ -58,8 +58,8 @@ def _network_for(settings: GGBaselineSettings, num_classes: int, image_shape: tu
         if settings.dataset in meta["accuracy_after_learning"]:
             raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
     else:
-        network = build_network(settings.arch, 1.0, mode=settings.gg_layers, input_shape=image_shape,
-                                outputs=num_classes)
+        arch = settings.needed(settings.arch, "arch")
+        network = build_network(arch, 1.0, mode=settings.gg_layers, input_shape=image_shape, outputs=num_classes)
         meta = {"input_shape": list(image_shape), "outputs": num_classes, "accuracy_after_learning": {}}
     reseed(settings.seed + len(meta["accuracy_after_learning"]) + 1)  # each task's new parts: their own draw
     if network.mode == "plain" and network.tasks:
@@ -85,8 +85,8 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
 
     @torch.no_grad()
     def weight_decay() -> None:
-        with_grad = [p for p in trained if p.grad is not None]
-        torch._foreach_add_([p.grad for p in with_grad], with_grad, alpha=decay)
+        with_grad = tuple(p for p in trained if p.grad is not None)
+        torch._foreach_add_([p.grad for p in trained if p.grad is not None], with_grad, alpha=decay)
 
     def schedule(epoch: int) -> dict:
         scale = 0.5 * (1 + math.cos(math.pi * (epoch - 1) / settings.epochs))
@@ -99,7 +99,7 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
                 description=f"{settings.gg_layers} {settings.dataset}")
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
-    stage.save(settings.save_folder, network.cpu(), {
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
         **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,
         "accuracy": round(accuracy, 4), "trained_body": bool(body)})
     return stage.decide(ExitCode.OK, val_acc=accuracy, tasks=len(network.tasks), trained_body=bool(body),
@@ -117,7 +117,8 @@ def _holders(folders: list[Path]) -> dict[str, Path]:
 
 def inference(stage: StageContext[GGBaselineSettings]) -> ExitCode:
     settings = stage.settings
-    holders = _holders([Path(folder) for folder in settings.gg_task_folders.split(",") if folder])
+    folders = settings.needed(settings.gg_task_folders, "gg_task_folders")
+    holders = _holders([Path(folder) for folder in folders.split(",") if folder])
     if not holders:
         raise UsageError("--gg_task_folders names no checkpoint with a task")
     found: dict[str, dict] = {}

@@ -56,7 +56,8 @@ def kaiming_init(network: TaskNetwork) -> None:
 
 def fresh_network(settings: LotterySettings, data: DeviceTaskData, seed: int) -> TaskNetwork:
     reseed(seed)
-    network = build_network(settings.arch, 1.0, mode=LAYER_MODE, **arch_options(settings.arch, data))
+    arch = settings.needed(settings.arch, "arch")
+    network = build_network(arch, 1.0, mode=LAYER_MODE, **arch_options(arch, data))
     network.add_task(settings.dataset, data.num_classes)
     if settings.init == "kaiming_normal":
         kaiming_init(network)
@@ -64,7 +65,8 @@ def fresh_network(settings: LotterySettings, data: DeviceTaskData, seed: int) ->
 
 
 def stored_network(folder: Path, settings: LotterySettings, data: DeviceTaskData) -> TaskNetwork:
-    return network_from_checkpoint(load_checkpoint(folder), **arch_options(settings.arch, data)).to(data.device)
+    options = arch_options(settings.needed(settings.arch, "arch"), data)
+    return network_from_checkpoint(load_checkpoint(folder), **options).to(data.device)
 
 
 def train(stage: StageContext[LotterySettings], network: TaskNetwork, data: DeviceTaskData,
@@ -136,7 +138,7 @@ def rewound(settings: LotterySettings, folders: LotteryFolders, data: DeviceTask
 
 def level_k(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
     settings = stage.settings
-    level = settings.level
+    level = settings.needed(settings.level, "level")
     previous = folders.level(level - 1)
     if not (previous / "meta.json").is_file():
         raise UsageError(f"level {level} prunes the trained level {level - 1}, but {previous} holds none: "
@@ -169,21 +171,23 @@ def level_masks(folders: LotteryFolders, level: int) -> dict[str, torch.Tensor]:
 
 def control(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
     settings = stage.settings
+    level = settings.needed(settings.level, "level")
     checked_level_zero(settings, folders)
-    masks = level_masks(folders, settings.level)
+    masks = level_masks(folders, level)
     if settings.control == "reinit":
         network = fresh_network(settings, data, settings.seed + REINIT_SEED)
     else:
         network = rewound(settings, folders, data)
-        masks = random_masks(masks, torch.Generator().manual_seed((settings.seed * 1009 + settings.level) % 2 ** 64))
+        masks = random_masks(masks, torch.Generator().manual_seed((settings.seed * 1009 + level) % 2 ** 64))
     try:
         apply_masks(network, masks)
     except ValueError as error:
-        path = folders.level(settings.level) / "mask.pth"
+        path = folders.level(level) / "mask.pth"
         raise CheckpointError(f"{path} does not fit the network: {error}") from error
     accuracy = train(stage, network, data)
-    meta = {"level": settings.level, "control": settings.control, "rewind_step": settings.rewind_step}
-    return finish(stage, folders.control(settings.level, settings.control), network, accuracy, meta)
+    kind = settings.needed(settings.control, "control")
+    meta = {"level": level, "control": kind, "rewind_step": settings.rewind_step}
+    return finish(stage, folders.control(level, kind), network, accuracy, meta)
 
 
 def stage_name(settings: LotterySettings) -> str:
@@ -194,7 +198,7 @@ def stage_name(settings: LotterySettings) -> str:
 
 
 def run(settings: LotterySettings, process_start: float) -> ExitCode:
-    folders = LotteryFolders(Path(settings.save_folder))
+    folders = LotteryFolders(Path(settings.needed(settings.save_folder, "save_folder")))
     head = {"stage": stage_name(settings), "method": "lottery", "task": settings.dataset}
     # no seed here: each network's initialisation seeds itself (fresh_network)
     stage = open_stage(settings, process_start, seed=False, log_path=folders.root / "train.log", head=head)

@@ -42,7 +42,7 @@ def summarise(stage: Stage[PiggybackSettings]) -> ExitCode:
     """Every task's test accuracy now and right after it was learned (its own checkpoint's meta), and the cost;
     a --pretrained backbone's ImageNet task has no data here and is left out."""
     settings, benchmark = stage.settings, stage.benchmark
-    learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {})
+    learned = read_meta(Path(settings.needed(settings.load_folder, "load_folder"))).get("accuracy_after_learning", {})
     rows = []
     for task, spec in enumerate(stage.network.tasks, start=1):
         if spec.name not in benchmark.task_names:
@@ -55,7 +55,7 @@ def summarise(stage: Stage[PiggybackSettings]) -> ExitCode:
     summary = {"benchmark": settings.benchmark, "method": "piggyback", "tasks": rows,
                "average_accuracy_final": round(sum(row["accuracy_final"] for row in rows) / len(rows), 4),
                **mask_cost(stage)}
-    atomic_json_dump(summary, Path(settings.piggyback_summary))
+    atomic_json_dump(summary, Path(settings.needed(settings.piggyback_summary, "piggyback_summary")))
     stage.log.line(stage="inference", method="piggyback", tasks=len(rows),
                    average_accuracy_final=summary["average_accuracy_final"])
     return ExitCode.OK

@@ -8,8 +8,10 @@ alpha sweep runs along the edge from vertex 0 to vertex 1.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import reduce
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +59,7 @@ def sample_coefficients(kind: str, vertices: int, count: int, generator: torch.G
 
 def vertex_gram(layers: Iterable[SubspaceWeights]) -> torch.Tensor:
     """Inner products [S, S] between the vertices' conv/linear weights, all layers concatenated."""
-    return sum(flat @ flat.T for flat in (layer.weight.flatten(1) for layer in layers))
+    return reduce(operator.add, (flat @ flat.T for flat in (layer.weight.flatten(1) for layer in layers)))
 
 
 def squared_cosine(gram: torch.Tensor, i: int, j: int) -> torch.Tensor:
@@ -69,7 +71,7 @@ def mean_squared_cosine(gram: torch.Tensor) -> torch.Tensor:
     """cos^2 averaged over all vertex pairs."""
     norms = gram.diagonal()
     cos2 = gram ** 2 / (norms[:, None] * norms[None, :])
-    upper = torch.triu_indices(*gram.shape, offset=1)
+    upper = torch.triu_indices(gram.shape[0], gram.shape[1], offset=1)
     return cos2[upper[0], upper[1]].mean()
 
 

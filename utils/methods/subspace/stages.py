@@ -131,7 +131,7 @@ def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
     centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
     centre = evaluate_at(network, subspace, centre_point, data, settings)
     centre_acc = accuracy(centre, data.test_labels)
-    stage.save(settings.save_folder, network, arch=arch, meta={
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network, arch=arch, meta={
         "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "subspace": subspace.kind,
         "vertices": subspace.vertices, "layerwise": settings.subspace_layerwise, "beta": settings.subspace_beta,
         "label_noise": settings.subspace_label_noise, "accuracy": round(centre_acc, 4), "cos2": round(cos2, 6)})
@@ -140,7 +140,7 @@ def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
 
 def sweep(stage: StageContext[SubspaceSettings]) -> ExitCode:
     settings, device = stage.settings, stage.device
-    payload = load_checkpoint(Path(settings.load_folder))
+    payload = load_checkpoint(Path(settings.needed(settings.load_folder, "load_folder")))
     if payload["mode"] not in SUBSPACE_MODES:
         raise UsageError(f"{settings.load_folder} holds a {payload['mode']} network, not a subspace")
     network = network_from_checkpoint(payload).to(device)
@@ -170,7 +170,8 @@ def sweep(stage: StageContext[SubspaceSettings]) -> ExitCode:
         "endpoint_cos2": round(squared_cosine(gram, 0, 1).item(), 6),
         "mean_pair_cos2": round(mean_squared_cosine(gram).item(), 6),
     }
-    paths = write_report(rows, summary, Path(settings.save_folder or settings.load_folder),
+    folder = settings.needed(settings.save_folder or settings.load_folder, "load_folder")  # inference needs it
+    paths = write_report(rows, summary, Path(folder),
                          f"{subspace.kind} ({subspace.vertices} vertices) on {settings.dataset}")
     print(json.dumps({**summary, **{k: str(v) for k, v in paths.items()}}))
     stage.log.line(stage="inference", method="subspace", **{k: v for k, v in summary.items() if k != "task"},

@@ -39,9 +39,9 @@ def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
     for part, part_meta in parts[1:]:
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
-        for ours, theirs in zip(task_norms(network), task_norms(part), strict=True):
-            for index, norm in enumerate(theirs.per_task):
-                ours.per_task[offset + index].load_state_dict(norm.state_dict())
+        for our_norms, their_norms in zip(task_norms(network), task_norms(part), strict=True):
+            for index, norm in enumerate(their_norms.per_task):
+                our_norms.per_task[offset + index].load_state_dict(norm.state_dict())
         meta["accuracy_after_learning"].update(part_meta["accuracy_after_learning"])
         offset += len(part.tasks)
     return network, meta

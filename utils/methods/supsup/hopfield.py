@@ -18,15 +18,17 @@ the entropy and, per layer, the stored task whose pattern is nearest the current
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
+from functools import reduce
 from pathlib import Path
 
 import torch
 
 from models import build_network
-from models.bn_mask_net import BNMaskNet
 from models.layers.base import unpack_bits
 from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
+from models.network import TaskNetwork
 from utils.atomic import atomic_json_dump
 from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
 from utils.cli import UsageError
@@ -40,10 +42,11 @@ from utils.methods.supsup.settings import SupSupSettings, stream_names
 from utils.optim import SGD
 
 ARCH = "bn_mask_net"
+"""the network every function here takes: a BNMaskNet (models/bn_mask_net.py) with Hopfield batch-norms"""
 RECOVERY_MOMENTUM, RECOVERY_DECAY = 0.9, 1e-4
 
 
-def storage_bytes(network: BNMaskNet) -> dict:
+def storage_bytes(network: TaskNetwork) -> dict:
     """Bytes of what recovery needs (Hopfield weights and pattern sums) against the bit-packed masks."""
     norms = hopfield_norms(network)
     hopfield = sum(n.memory.numel() * n.memory.element_size() + n.pattern_sum.numel() * n.pattern_sum.element_size()
@@ -85,7 +88,7 @@ def train(settings: SupSupSettings) -> ExitCode:
             norm.store()
         learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)
         stage.log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
-    stage.save(settings.save_folder, network.cpu(), arch=ARCH, meta={
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), arch=ARCH, meta={
         "input_shape": list(tasks[0].image_shape), "outputs": outputs, "hidden": settings.supsup_hop_hidden,
         "label_offsets": offsets,
         "accuracy_after_learning": learned, "benchmark": settings.benchmark, "stage": "finetune",
@@ -93,7 +96,7 @@ def train(settings: SupSupSettings) -> ExitCode:
     return ExitCode.OK
 
 
-def load(folder: Path) -> tuple[BNMaskNet, dict]:
+def load(folder: Path) -> tuple[TaskNetwork, dict]:
     payload, meta = load_checkpoint(folder), read_meta(folder)
     if payload["arch"] != ARCH:
         raise UsageError(f"{folder} holds a {payload['arch']} checkpoint, not a HopSupSup one")
@@ -119,7 +122,7 @@ def nearest_patterns(overlaps: list[torch.Tensor]) -> list[tuple[int, float]]:
 
 
 @torch.no_grad()
-def stored_mask_entropies(network: BNMaskNet, data: DeviceTaskData, batch_size: int) -> list[float]:
+def stored_mask_entropies(network: TaskNetwork, data: DeviceTaskData, batch_size: int) -> list[float]:
     """Mean output entropy of the task's test set under each stored mask (batch statistics, as in recovery)."""
     network.train()
     entropies = []
@@ -130,7 +133,7 @@ def stored_mask_entropies(network: BNMaskNet, data: DeviceTaskData, batch_size: 
     return entropies
 
 
-def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSupSettings,
+def recover(network: TaskNetwork, data: DeviceTaskData, task: int, settings: SupSupSettings,
             trace: Callable[..., None] | None = None) -> dict:
     """Recover a mask for the task's test data from the Hopfield weights; the step from which it equals
     task `task`'s stored mask (None: it does not by the last step) and its distance to it at the end.
@@ -148,7 +151,7 @@ def recover(network: BNMaskNet, data: DeviceTaskData, task: int, settings: SupSu
         for step in range(steps):
             share = step / steps
             entropy = objective(network(batches[step % len(batches)]), "h", 0).mean()
-            energy = sum(norm.energy() for norm in norms)
+            energy = reduce(operator.add, (norm.energy() for norm in norms))
             loss = (1 - share) * entropy + settings.supsup_hop_gamma * share * energy
             optimizer.zero_grad()
             loss.backward()
@@ -174,9 +177,10 @@ def evaluate(settings: SupSupSettings) -> ExitCode:
     """Per stored task: accuracy with its stored mask, then a recovery and the accuracy with its result."""
     stage = open_stage(settings, seed=False)
     log = stage.log
-    network, meta = load(Path(settings.load_folder))
+    network, meta = load(Path(settings.needed(settings.load_folder, "load_folder")))
     network.to(stage.device)
-    rows, traces = [], {}
+    rows: list[dict] = []
+    traces: dict[str, list[dict]] = {}
     for task, spec in enumerate(network.tasks, start=1):
         data = _shifted(stage.task_data(spec.name, augment=False), meta["label_offsets"][task - 1])
         entropies = stored_mask_entropies(network, data, settings.val_batch_size)

@@ -63,6 +63,8 @@ def per_image_alpha_gradients(network: TaskNetwork, images: torch.Tensor, kind: 
     grads = images.new_zeros(len(images), count)
     for (inputs, _), delta, module in zip(captured, deltas, layers, strict=True):
         weights = module.weights
+        if not isinstance(weights, SupSupWeights):  # never: `layers` holds SupSup layers alone
+            raise TypeError(f"{type(weights).__name__} is not a SupSup layer's weights")
         for start, masks in weights.mask_chunks(inputs.dtype):
             outputs = torch.einsum("nk,cok->cno", inputs.detach(), masks * weights.weight)
             grads[:, start:start + len(masks)] += (outputs * delta).sum(-1).T

@@ -88,8 +88,8 @@ class MaskStream:
 
     def decide(self, images: torch.Tensor) -> tuple[int | None, dict]:
         """The mask the coming batches train, and the check's log fields."""
-        for mask in self.stale:
-            _pack_live(self.network, mask)
+        for stale in self.stale:
+            _pack_live(self.network, stale)
         self.stale.clear()
         new, winner, share = check(self.network, images, self.settings.supsup_nns_epsilon)
         fields = {"candidates": len(self.network.tasks), "n_max_nu": share}
@@ -130,7 +130,8 @@ def train(settings: SupSupSettings) -> ExitCode:
     classes = first.num_classes
     outputs = settings.supsup_output_size or classes
     too_few_outputs(names[0], classes, outputs)
-    network = build_network(settings.arch, 1.0, mode="supsup", input_shape=first.image_shape, outputs=outputs)
+    network = build_network(settings.needed(settings.arch, "arch"), 1.0, mode="supsup", input_shape=first.image_shape,
+                            outputs=outputs)
     set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None, settings.supsup_er)
     network.to(stage.device)
     network.train()
@@ -162,12 +163,12 @@ def train(settings: SupSupSettings) -> ExitCode:
     board.close()
     store_masks(network)
     first_tasks(network, masks.allocated)  # the candidates no check allocated were never trained
-    stage.save(settings.save_folder, network.cpu(), {
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
         "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
         "masks_allocated": masks.allocated, "stream": stream})
     if checks:
-        atomic_csv(Path(settings.save_folder) / CHECKS, checks)
+        atomic_csv(Path(settings.needed(settings.save_folder, "save_folder")) / CHECKS, checks)
     return stage.decide(ExitCode.OK, masks_allocated=masks.allocated, batches=seen,
                         reason="stream learned, masks stored")
 
@@ -187,7 +188,7 @@ def classify(network: TaskNetwork, images: torch.Tensor, masks: torch.Tensor) ->
 def evaluate(settings: SupSupSettings) -> ExitCode:
     """Per stream task: its mapped mask, how often inference picks it, accuracy with the inferred mask."""
     stage = open_stage(settings, seed=False)
-    network, meta = load(Path(settings.load_folder))
+    network, meta = load(Path(settings.needed(settings.load_folder, "load_folder")))
     if meta.get("scenario") != "nns":
         raise UsageError(f"{settings.load_folder} was not learned by --supsup_scenario nns (no stream to evaluate)")
     network.to(stage.device)

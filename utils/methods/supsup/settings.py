@@ -79,7 +79,7 @@ class SupSupSettings(StageSettings):
         if not 0.0 < self.supsup_density <= 1.0:
             raise UsageError(f"--supsup_density must be in (0, 1], got {self.supsup_density}")
         if (self.supsup_transfer and self.mode == "finetune" and self.load_folder
-                and Path(self.load_folder).resolve() == Path(self.save_folder).resolve()):
+                and Path(self.load_folder).resolve() == Path(self.needed(self.save_folder, "save_folder")).resolve()):
             raise UsageError("--supsup_transfer saves each task to a folder of its own: --save_folder must differ "
                              "from --load_folder, whose score sum the task starts from")
         if self.supsup_scenario != "given":

@@ -56,8 +56,8 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
             raise UsageError(f"task {settings.dataset} is already learned in {settings.load_folder}")
     else:
         outputs = settings.supsup_output_size or task.num_classes
-        network = build_network(settings.arch, 1.0, mode="supsup", input_shape=task.image_shape,
-                                outputs=outputs)
+        arch = settings.needed(settings.arch, "arch")
+        network = build_network(arch, 1.0, mode="supsup", input_shape=task.image_shape, outputs=outputs)
         meta = {"input_shape": list(task.image_shape), "outputs": outputs, "accuracy_after_learning": {}}
     too_few_outputs(settings.dataset, task.num_classes, meta["outputs"])
     reseed(settings.seed + len(network.tasks) + 1)  # each task's scores start from their own draw
@@ -73,7 +73,8 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
 
     @torch.no_grad()
     def weight_decay() -> None:
-        torch._foreach_add_([s.grad for s in scores], scores, alpha=decay)
+        grads = [s.grad for s in scores if s.grad is not None]  # all of them: every live score is in the graph
+        torch._foreach_add_(grads, tuple(scores), alpha=decay)
 
     def schedule(epoch: int) -> dict:
         if settings.supsup_schedule == "cosine":
@@ -84,12 +85,12 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
     stage.train(loop, data, f"supsup_finetune_{settings.dataset}",  # one log may hold every task (GNu)
                 schedule=schedule, description=f"supsup {settings.dataset}")
     if settings.supsup_transfer:
-        transfer.save_sum(network, task_id, settings.load_folder, settings.save_folder)
+        transfer.save_sum(network, task_id, settings.load_folder, settings.needed(settings.save_folder, "save_folder"))
     store_masks(network)
     accuracy = evaluate(network, data, settings.val_batch_size)
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
     densities = [round(layer.mask(layer.num_tasks).mean().item(), 4) for layer in supsup_layers(network)]
-    stage.save(settings.save_folder, network.cpu(), {
+    stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
         **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,
         "accuracy": round(accuracy, 4), "densities": densities})
     return stage.decide(ExitCode.OK, val_acc=accuracy, tasks=len(network.tasks), reason="mask stored")
@@ -160,7 +161,7 @@ def inference(stage: StageContext[SupSupSettings]) -> ExitCode:
     if settings.supsup_task_folders:
         network, meta = merge([Path(folder) for folder in settings.supsup_task_folders.split(",") if folder])
     else:
-        network, meta = load(Path(settings.load_folder))
+        network, meta = load(Path(settings.needed(settings.load_folder, "load_folder")))
     if settings.supsup_tasks:
         network = first_tasks(network, settings.supsup_tasks)
     network.to(stage.device)

@@ -17,6 +17,7 @@ from models.layers.supsup import supsup_layers
 from models.network import TaskNetwork
 from utils.atomic import UnreadableFile, atomic_torch_save, read_torch_file
 from utils.checkpoint import CheckpointError
+from utils.cli import UsageError
 
 SCORE_SUM = "score_sum.pt"
 
@@ -39,6 +40,8 @@ def start_from_mean(network: TaskNetwork, task: int, load_folder: str | None) ->
     first task keeps its draw)."""
     if task == 1:
         return
+    if load_folder is None:  # never: a second task is learned on the checkpoint in --load_folder
+        raise UsageError("--supsup_transfer needs --load_folder from the second task on")
     layers = supsup_layers(network)
     sums = _stored_sum(Path(load_folder), task - 1)
     if len(sums) != len(layers):
@@ -52,5 +55,7 @@ def save_sum(network: TaskNetwork, task: int, load_folder: str | None, save_fold
     """Add task `task`'s final scores (before its mask is stored) to the running sum, into `save_folder`."""
     scores = [layer.scores[str(task)].detach().cpu() for layer in supsup_layers(network)]
     if task > 1:
+        if load_folder is None:  # never: a second task is learned on the checkpoint in --load_folder
+            raise UsageError("--supsup_transfer needs --load_folder from the second task on")
         scores = [total + new for total, new in zip(_stored_sum(Path(load_folder), task - 1), scores, strict=True)]
     atomic_torch_save({"tasks": task, "sums": scores}, Path(save_folder) / SCORE_SUM)
