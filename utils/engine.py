@@ -155,6 +155,8 @@ class Epochs:
     best_accuracy: float = -1.0
     best_epoch: int = 0
     count: int = 0
+    final: dict[str, float] = field(default_factory=dict)
+    """what the stage measured after its last epoch (`StageContext.train`'s `finish`), by TensorBoard tag"""
 
 
 def run_epochs(loop: TrainLoop, data, batch_size: int, generator: torch.Generator, epochs: int, *,

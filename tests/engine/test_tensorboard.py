@@ -1,6 +1,7 @@
 """TensorBoard runs: each stage writes its epoch lines' numbers under `<log folder>/tensorboard/<run>`,
 step = epoch, read back with TensorBoard's own event reader; a rerun replaces its run; no log, no events."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -45,15 +46,18 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+def _lines(log: Path) -> list[dict[str, str]]:
+    return [dict(field.split("=", 1) for field in line.split()[1:] if "=" in field)
+            for line in log.read_text().splitlines()]
+
+
 def _epoch_lines(log: Path, stage: str) -> list[dict[str, str]]:
-    lines = [dict(field.split("=", 1) for field in line.split()[1:] if "=" in field)
-             for line in log.read_text().splitlines()]
-    return [line for line in lines if line.get("stage") == stage and "epoch" in line]
+    return [line for line in _lines(log) if line.get("stage") == stage and "epoch" in line]
 
 
 def test_each_stage_has_a_run_of_its_own(cpg_task):
     board = cpg_task / "tensorboard"
-    assert sorted(path.name for path in board.iterdir()) == ["finetune_w1.0", "prune_0.5", "retrain"]
+    assert sorted(path.name for path in board.iterdir()) == ["finetune_w1.0", "prune_0.5", "record", "retrain"]
     for run in board.iterdir():
         assert len(list(run.glob("events.out.tfevents.*"))) == 1
 
@@ -73,6 +77,38 @@ def test_scalars_are_the_epoch_lines(cpg_task, stage, run, tags):
     for tag in ("loss", "train_acc", "width", "lr") + (("sparsity",) if stage == "prune" else ()):
         for (_, value), line in zip(scalars[tag], lines, strict=True):
             assert abs(value - float(line[tag])) <= 0.5e-4 + 1e-6, (tag, value, line[tag])  # the log's 4 decimals
+
+
+@pytest.mark.parametrize("stage, run", [("finetune", "finetune_w1.0"), ("prune", "prune_0.5"), ("retrain", "retrain")])
+def test_validation_accuracy_is_on_the_board(cpg_task, stage, run):
+    """Finetune and prune measure once after their epochs (a point at the last epoch, the decision's val_acc),
+    retrain after each epoch (the epoch lines' val_acc); none of them measures on the test images here."""
+    scalars = _scalars(cpg_task / "tensorboard" / run)
+    assert "test_acc" not in scalars
+    steps = [1, 2] if stage == "retrain" else [2]
+    assert [step for step, _ in scalars["val_acc"]] == steps
+    assert all(0.0 <= value <= 1.0 for _, value in scalars["val_acc"])
+    decisions = [line for line in _lines(cpg_task / "train.log") if line.get("stage") == stage and "exit" in line]
+    if stage != "retrain":
+        assert abs(scalars["val_acc"][-1][1] - float(decisions[-1]["val_acc"])) <= 0.5e-4 + 1e-6
+
+
+def test_the_record_is_accuracy_against_sparsity(cpg_task):
+    """record.txt as one series: step = sparsity in per-mille, value = its accuracy."""
+    record = json.loads((cpg_task / "record.txt").read_text())
+    series = _scalars(cpg_task / "tensorboard" / "record")["accuracy_vs_sparsity"]
+    assert series == [(round(float(key) * 1000), pytest.approx(value, abs=1e-6)) for key, value in record.items()]
+    assert [step for step, _ in series][0] == 0 and len(series) >= 2
+    assert all(0.0 <= value <= 1.0 for _, value in series)
+
+
+def test_choices_on_the_test_images_are_test_acc(data_root, tmp_path):
+    """With --val_fraction 0 the stage chooses on the test images: its board says test_acc, never val_acc."""
+    task = tmp_path / "digits_01"
+    assert _cpg(data_root, task, "finetune", "--lr", "0.05", "--val_fraction", "0",
+                "--save_folder", str(task / "scratch")) in (0, 2)
+    scalars = _scalars(task / "tensorboard" / "finetune_w1.0")
+    assert "val_acc" not in scalars and [step for step, _ in scalars["test_acc"]] == [2]
 
 
 def test_a_rerun_replaces_the_stage_run(cpg_task, data_root, tmp_path):
@@ -102,11 +138,14 @@ def test_other_methods_write_their_scalars(data_root, tmp_path, method, benchmar
     scalars = _scalars(tmp_path / "tensorboard" / run)
     assert tags <= set(scalars)
     assert [step for step, _ in scalars["loss"]] == [1, 2]
+    assert [step for step, _ in scalars["test_acc"]] == [2] and 0.0 <= scalars["test_acc"][0][1] <= 1.0
+    assert "val_acc" not in scalars  # these methods measure on the test images
 
 
 @pytest.mark.parametrize("scenario, runs, tags, steps", [
     ("nns", ["supsup_nns"], {"masks_allocated", "n_max_nu", "candidates"}, [4, 8, 12]),
-    ("hopfield", ["supsup_hopfield_digits_01", "supsup_hopfield_digits_23"], {"loss", "train_acc", "lr"}, [1, 2]),
+    ("hopfield", ["supsup_hopfield_digits_01", "supsup_hopfield_digits_23"], {"loss", "train_acc", "lr", "test_acc"},
+     [1, 2]),
 ])
 def test_supsup_streams_write_their_scalars(data_root, tmp_path, scenario, runs, tags, steps):
     """NNs puts a point at each new-task check (step: the stream's batch), HopSupSup a run per task."""

@@ -81,26 +81,36 @@ class StageContext(Generic[S]):
     def task_data(self, name: str | None = None, augment: bool = True) -> DeviceTaskData:
         return self.on_device(self.load_task(name), augment)
 
-    def epoch_logger(self, board: Board, scalars: Scalars = train_scalars,
-                     board_extra: dict | None = None) -> Callable[[int, EpochResult, dict], None]:
+    def epoch_logger(self, board: Board, scalars: Scalars = train_scalars, board_extra: dict | None = None,
+                     board_tags: dict[str, str] | None = None) -> Callable[[int, EpochResult, dict], None]:
         """run_epochs' `log`: one train.log line and one TensorBoard step per epoch, with the same values
-        (and `board_extra`, values the curves show but the line leaves out)."""
+        (and `board_extra`, values the curves show but the line leaves out; `board_tags` renames a value's
+        tag on the board only, e.g. a line's val_acc measured on the test images as test_acc)."""
         def log_epoch(epoch: int, result: EpochResult, fields: dict) -> None:
             values = scalars(epoch, result, fields)
             self.log.line(**self.head, epoch=f"{epoch}/{self.settings.epochs}", **values)
-            board.epoch(epoch, **{**values, **(board_extra or {})})
+            tags, shown = board_tags or {}, {**values, **(board_extra or {})}
+            board.epoch(epoch, **{tags.get(tag, tag): value for tag, value in shown.items()})
         return log_epoch
 
     def train(self, loop: TrainLoop, data: DeviceTaskData, board_run: str, *, generator: torch.Generator | None = None,
-              scalars: Scalars = train_scalars, board_extra: dict | None = None, description: str = "",
-              **hooks: Any) -> Epochs:
+              scalars: Scalars = train_scalars, board_extra: dict | None = None,
+              board_tags: dict[str, str] | None = None, finish: Callable[[], dict[str, float]] | None = None,
+              description: str = "", **hooks: Any) -> Epochs:
         """--epochs of `loop` over `data` in the seeded order (or `generator`'s), logged each epoch to train.log
-        and to TensorBoard run `board_run`; `hooks` are run_epochs' (schedule, evaluate, keep_best, ...)."""
+        and to TensorBoard run `board_run`; `hooks` are run_epochs' (schedule, evaluate, keep_best, ...).
+        `finish` measures the trained network (its accuracy, by TensorBoard tag: val_acc on held-out training
+        images, test_acc on the test images); its values are the run's points at the last epoch, and the
+        returned `Epochs.final`."""
         settings = self.settings
         with self.log.board(board_run) as board:
-            return run_epochs(loop, data, settings.batch_size, generator or data.generator(settings.seed),
-                              settings.epochs, log=self.epoch_logger(board, scalars, board_extra),
+            done = run_epochs(loop, data, settings.batch_size, generator or data.generator(settings.seed),
+                              settings.epochs, log=self.epoch_logger(board, scalars, board_extra, board_tags),
                               description=description, process_start=self.process_start, **hooks)
+            if finish is not None:
+                done.final = finish()
+                board.epoch(done.count, **done.final)
+            return done
 
     def save(self, folder: str | Path, network: TaskNetwork, meta: dict, arch: str | None = None) -> None:
         """The checkpoint and its meta.json, with these settings (rank 0 alone under torchrun)."""

@@ -102,10 +102,20 @@ class Stage(StageContext[Owning]):
         """What `data` evaluates, in decision lines: "validation" (held-out training images) or "test"."""
         return "test" if self.data is self.test_data else "validation"
 
+    @property
+    def accuracy_tag(self) -> str:
+        """The TensorBoard tag of an accuracy on `data`: val_acc, or test_acc when choices are made on the test
+        images (the log lines call both val_acc)."""
+        return "test_acc" if self.data is self.test_data else "val_acc"
+
     def record(self, path: str, sparsity: float, accuracy: float) -> None:
-        """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for."""
+        """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for.
+        The whole record is then TensorBoard run `record`: accuracy_vs_sparsity, step = sparsity in per-mille."""
         if is_main():
-            write_record_entry(Path(path), sparsity, accuracy)
+            record = write_record_entry(Path(path), sparsity, accuracy)
+            with self.log.board("record") as board:
+                for key, value in record.items():
+                    board.epoch(round(float(key) * 1000), accuracy_vs_sparsity=value)
 
     def owns_weights(self) -> bool:
         layers = cpg_layers(self.network)
@@ -114,6 +124,7 @@ class Stage(StageContext[Owning]):
     def epochs(self, loop: TrainLoop, scalars: Scalars | None = None, **hooks) -> Epochs:
         settings = self.settings
         return self.train(loop, self.data, board_run(settings), scalars=scalars or self.scalars,
+                          board_tags={"val_acc": self.accuracy_tag},
                           description=f"{settings.mode} {settings.dataset}", **hooks)
 
 
@@ -275,8 +286,9 @@ def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
         _set_lr(adam, settings.lr_mask * mask_scale)
         return _rates(sgd, adam)
 
-    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule)
-    return done.last, _evaluate(stage)
+    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule,
+                        finish=lambda: {stage.accuracy_tag: _evaluate(stage)})
+    return done.last, done.final[stage.accuracy_tag]
 
 
 def shortfall(split: str, accuracy: float, goal: float, train_accuracy: float, gate: float) -> str:
@@ -360,10 +372,13 @@ def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> E
     def sparsity(epoch: int, result: EpochResult, fields: dict) -> dict:
         return stage.scalars(epoch, result, {**fields, "sparsity": task_sparsity(layers, stage.task)})
 
-    result = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), schedule=lambda _: _rates(sgd, None),
-                          scalars=sparsity).last
-    pruner.finish()
-    accuracy = _evaluate(stage)
+    def finish() -> dict[str, float]:
+        pruner.finish()
+        return {stage.accuracy_tag: _evaluate(stage)}
+
+    done = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), schedule=lambda _: _rates(sgd, None),
+                        scalars=sparsity, finish=finish)
+    result, accuracy = done.last, done.final[stage.accuracy_tag]
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal, sparsity=settings.target_sparsity)
     gate = settings.train_accuracy_gate
     if result.accuracy <= gate:

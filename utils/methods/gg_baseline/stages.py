@@ -95,9 +95,10 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
         return {"lr": optimizers[0].lr, **({"lr_body": optimizers[1].lr} if body else {})}
 
     loop = TrainLoop(network, optimizers, stage.device, before_step=weight_decay if decay > 0 else None)
-    stage.train(loop, data, f"gg_{settings.gg_layers}_{settings.dataset}", schedule=schedule,
-                description=f"{settings.gg_layers} {settings.dataset}")
-    accuracy = evaluate(network, data, settings.val_batch_size)
+    done = stage.train(loop, data, f"gg_{settings.gg_layers}_{settings.dataset}", schedule=schedule,
+                       description=f"{settings.gg_layers} {settings.dataset}",
+                       finish=lambda: {"test_acc": evaluate(network, data, settings.val_batch_size)})
+    accuracy = done.final["test_acc"]
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
     stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
         **meta, "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "seed": settings.seed,

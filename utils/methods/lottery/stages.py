@@ -76,8 +76,9 @@ def train(stage: StageContext[LotterySettings], network: TaskNetwork, data: Devi
     settings, name = stage.settings, stage.head["stage"]
     optimizer = SGD(network.parameters(), settings.lr, settings.momentum, settings.weight_decay)
     loop = TrainLoop(network, [optimizer], data.device, after_step=after_step)
-    stage.train(loop, data, f"lottery_{name}", board_extra={"lr": settings.lr}, description=f"lottery {name}")
-    return evaluate(network, data, settings.val_batch_size)
+    done = stage.train(loop, data, f"lottery_{name}", board_extra={"lr": settings.lr}, description=f"lottery {name}",
+                       finish=lambda: {"test_acc": evaluate(network, data, settings.val_batch_size)})
+    return done.final["test_acc"]
 
 
 def finish(stage: StageContext[LotterySettings], folder: Path, network: TaskNetwork, accuracy: float,

@@ -125,12 +125,18 @@ def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
     def scalars(epoch: int, result: EpochResult, fields: dict) -> dict:
         return dict(lr=fields.pop("lr"), loss=result.loss, train_acc=result.accuracy, cos2=vertex_cos2(), **fields)
 
-    stage.train(loop, data, f"subspace_finetune_{settings.dataset}", generator=generator, scalars=scalars,
-                schedule=schedule, description=f"subspace {settings.dataset}")
-    cos2 = vertex_cos2()
-    centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
-    centre = evaluate_at(network, subspace, centre_point, data, settings)
-    centre_acc = accuracy(centre, data.test_labels)
+    measured: dict[str, float] = {}
+
+    def finish() -> dict[str, float]:
+        """The vertices' cos2, then the test accuracy at the subspace's centre."""
+        measured["cos2"] = vertex_cos2()
+        centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
+        centre = evaluate_at(network, subspace, centre_point, data, settings)
+        return {"test_acc": accuracy(centre, data.test_labels)}
+
+    done = stage.train(loop, data, f"subspace_finetune_{settings.dataset}", generator=generator, scalars=scalars,
+                       schedule=schedule, description=f"subspace {settings.dataset}", finish=finish)
+    cos2, centre_acc = measured["cos2"], done.final["test_acc"]
     stage.save(settings.needed(settings.save_folder, "save_folder"), network, arch=arch, meta={
         "benchmark": settings.benchmark, "task": settings.dataset, "stage": "finetune", "subspace": subspace.kind,
         "vertices": subspace.vertices, "layerwise": settings.subspace_layerwise, "beta": settings.subspace_beta,

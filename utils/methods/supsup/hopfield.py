@@ -81,12 +81,16 @@ def train(settings: SupSupSettings) -> ExitCode:
         # masks so unsure that another task's mask gives some tasks' test images a lower entropy than their own
         data = _shifted(stage.on_device(task, augment=False), offsets[position])
         loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], stage.device)
-        stage.lines(stage="supsup_hopfield", task=name).train(
+        def finish(data: DeviceTaskData = data) -> dict[str, float]:
+            """Store the task's norms, then its test accuracy."""
+            for norm in hopfield_norms(network):
+                norm.store()
+            return {"test_acc": accuracy_of(network, data, settings.val_batch_size)}
+
+        done = stage.lines(stage="supsup_hopfield", task=name).train(
             loop, data, f"supsup_hopfield_{name}", generator=data.generator(settings.seed + position),
-            board_extra={"lr": settings.lr})
-        for norm in hopfield_norms(network):
-            norm.store()
-        learned[name] = round(accuracy_of(network, data, settings.val_batch_size), 4)
+            board_extra={"lr": settings.lr}, finish=finish)
+        learned[name] = round(done.final["test_acc"], 4)
         stage.log.decision(stage="supsup_hopfield", task=name, val_acc=learned[name], reason="mask stored")
     stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), arch=ARCH, meta={
         "input_shape": list(tasks[0].image_shape), "outputs": outputs, "hidden": settings.supsup_hop_hidden,

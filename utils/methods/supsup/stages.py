@@ -82,12 +82,16 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
         return {"lr": optimizer.lr}
 
     loop = TrainLoop(network, [optimizer], stage.device, before_step=weight_decay if decay > 0 else None)
-    stage.train(loop, data, f"supsup_finetune_{settings.dataset}",  # one log may hold every task (GNu)
-                schedule=schedule, description=f"supsup {settings.dataset}")
-    if settings.supsup_transfer:
-        transfer.save_sum(network, task_id, settings.load_folder, settings.needed(settings.save_folder, "save_folder"))
-    store_masks(network)
-    accuracy = evaluate(network, data, settings.val_batch_size)
+    def finish() -> dict[str, float]:
+        if settings.supsup_transfer:
+            transfer.save_sum(network, task_id, settings.load_folder,
+                              settings.needed(settings.save_folder, "save_folder"))
+        store_masks(network)
+        return {"test_acc": evaluate(network, data, settings.val_batch_size)}
+
+    done = stage.train(loop, data, f"supsup_finetune_{settings.dataset}",  # one log may hold every task (GNu)
+                       schedule=schedule, description=f"supsup {settings.dataset}", finish=finish)
+    accuracy = done.final["test_acc"]
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
     densities = [round(layer.mask(layer.num_tasks).mean().item(), 4) for layer in supsup_layers(network)]
     stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
