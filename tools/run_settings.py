@@ -23,7 +23,7 @@ if not __package__:  # run as `python tools/run_settings.py`: put the repository
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
+from utils.cli import UsageParser, end_quietly_on_closed_pipe
 from utils.data.registry import DataError, get_benchmark
 
 FILE = "run_settings.json"
@@ -182,4 +182,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    end_quietly_on_closed_pipe()
     sys.exit(main())

@@ -2,6 +2,7 @@
 
 import argparse
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -51,3 +52,10 @@ def number_in(low: float, high: float = sys.float_info.max) -> Callable[[str], f
 
 def _range(low: float, high: float) -> str:
     return f"of at least {low}" if high == sys.float_info.max else f"from {low} to {high}"
+
+
+def end_quietly_on_closed_pipe() -> None:
+    """Let a closed standard output end this process silently, as it ends `head`'s writers (SIGPIPE's default
+    action; Python ignores the signal and raises BrokenPipeError instead). The drivers read these tools
+    through pipes, and a driver killed mid-read would otherwise leave a traceback on its terminal."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 
+from utils.cli import end_quietly_on_closed_pipe
 from utils.warm_start import CPU_VAR, run_remote
 
 
@@ -28,4 +29,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    end_quietly_on_closed_pipe()
     sys.exit(main(sys.argv[1:]))

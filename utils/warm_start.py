@@ -170,6 +170,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os._exit(128 + signum)
 
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # a closed output ends the stage silently, as a tool's
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     for target, fd in enumerate(fds):

@@ -1,6 +1,8 @@
 """The chooser tools: which checkpoint becomes the task's, idempotence, accuracy-based retrain choice."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -141,3 +143,26 @@ def test_the_decision_tools_run_without_torch(tmp_path):
         assert done.returncode == 0, done.stderr
     assert (task / "gradual_prune/checkpoint.pth").read_text() == "retrain"
     assert "stage=" in (task / "train.log").read_text()
+
+
+def _with_closed_output(*args: str) -> subprocess.CompletedProcess:
+    """`python -m ARGS` writing to a pipe nobody reads any more (its driver was killed mid-read)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO, env=environment())
+    finally:
+        os.close(write)
+
+
+def test_a_tool_whose_reader_is_gone_ends_without_a_word(tmp_path):
+    """The drivers read these tools through command substitutions; a kill of the driver closes the pipe."""
+    made = subprocess.run([sys.executable, "-m", "tools.run_settings", str(tmp_path), "--driver", "d.sh",
+                           "--command", "bash d.sh", "--settings", "EPOCHS=5"], cwd=REPO, env=environment(),
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    for args in (["tools.list_tasks", "split_digits"], ["tools.random_task_id", "--curr_task_id", "3", "--seed", "1"],
+                 ["tools.run_settings", "--card", str(tmp_path)]):
+        done = _with_closed_output(*args)
+        assert (done.returncode, done.stderr) == (-signal.SIGPIPE, ""), (args, done.stderr)
