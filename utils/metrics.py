@@ -3,7 +3,7 @@
 R[i][j] is the test accuracy of task i after task j was learned (0-based here, i <= j; None above the
 diagonal, where task i is not learned yet). T is the number of tasks and the last column is R[.][T-1].
 A metric that needs more tasks than the matrix has (BWT and forgetting with one task) is None.
-Below the methods, whose reports compute them; tools/metrics.py re-exports them.
+Below the methods, whose reports compute them.
 """
 
 from __future__ import annotations

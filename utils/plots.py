@@ -1,7 +1,7 @@
 """The report's PNG plots (matplotlib, Agg, no torch): the accuracy matrix as a heatmap, each task's
 sparsity-versus-accuracy curve from its pruning record, each task's capacity over the sequence, SupSup's
 task-inference accuracy against the number of tasks, SupSup NNs' new-task checks, HopSupSup's recoveries,
-and methods side by side. Below the methods, whose reports draw them; tools/plots.py is this module."""
+and methods side by side. Below the methods, whose reports draw them."""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ import pytest
 
 import main_normal
 from tests.helpers import QUICK, run_driver
-from tools import choose_pruning_ratio, plots, report
+from tools import choose_pruning_ratio, report
 from tools.report import starvation
+from utils import plots
 
 TASKS = ("digits_01", "digits_23")
 
