@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from models.bn_mask_net import BNMaskNet
-from models.digits import DigitsConvNet, DigitsConvNetRGB
-from models.imagenet import VGG16BN, ResNet18, ResNet34, ResNet50
-from models.lenet import FC10241024, LeNet300100
-from models.network import TaskNetwork, TaskSpec
-from models.resnet import GEMResNet18
-from models.students import DigitsTeacherMLP, MnistDeepTeacherMLP, MnistTeacherMLP
-from models.vgg import VGG16CIFAR
+from unforget.models.bn_mask_net import BNMaskNet
+from unforget.models.digits import DigitsConvNet, DigitsConvNetRGB
+from unforget.models.imagenet import VGG16BN, ResNet18, ResNet34, ResNet50
+from unforget.models.lenet import FC10241024, LeNet300100
+from unforget.models.network import TaskNetwork, TaskSpec
+from unforget.models.resnet import GEMResNet18
+from unforget.models.students import DigitsTeacherMLP, MnistDeepTeacherMLP, MnistTeacherMLP
+from unforget.models.vgg import VGG16CIFAR
 
 ARCHITECTURES: dict[str, Callable[..., TaskNetwork]] = {
     "digits_convnet": DigitsConvNet,

@@ -8,9 +8,9 @@ import math
 import torch
 from torch import nn
 
-from models.layers.base import SharedLinear
-from models.layers.hopfield import HopfieldMaskedNorm
-from models.network import TaskNetwork
+from unforget.models.layers.base import SharedLinear
+from unforget.models.layers.hopfield import HopfieldMaskedNorm
+from unforget.models.network import TaskNetwork
 
 
 def _signed_constant(layer: SharedLinear) -> None:

@@ -2,8 +2,8 @@
 
 from torch import nn
 
-from models.layers.base import SharedConv2d, SharedLinear
-from models.network import TaskNetwork
+from unforget.models.layers.base import SharedConv2d, SharedLinear
+from unforget.models.network import TaskNetwork
 
 CHANNELS = (32, 32, 64, 64)
 POOL_AFTER = {1, 2}

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.digits import init_weights
-from models.layers.base import LayerMode, SharedConv2d, SharedLinear
-from models.network import TaskNetwork
-from models.vgg import CONFIG_D, HIDDEN
+from unforget.models.digits import init_weights
+from unforget.models.layers.base import LayerMode, SharedConv2d, SharedLinear
+from unforget.models.network import TaskNetwork
+from unforget.models.vgg import CONFIG_D, HIDDEN
 
 STAGE_CHANNELS = (64, 128, 256, 512)
 IMAGENET_CLASSES = 1000

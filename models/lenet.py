@@ -11,9 +11,9 @@ import math
 
 from torch import nn
 
-from models.digits import init_weights
-from models.layers.base import SharedLinear
-from models.network import TaskNetwork
+from unforget.models.digits import init_weights
+from unforget.models.layers.base import SharedLinear
+from unforget.models.network import TaskNetwork
 
 
 class MLP(TaskNetwork):

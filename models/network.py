@@ -8,7 +8,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models.layers.base import LayerMode, SharedConv2d, SharedLinear, TaskSpec, TaskState, WeightMode, layer_mode
+from unforget.models.layers.base import (
+    LayerMode,
+    SharedConv2d,
+    SharedLinear,
+    TaskSpec,
+    TaskState,
+    WeightMode,
+    layer_mode,
+)
 
 
 def _task_parameters(module: nn.Module, task: int) -> list[nn.Parameter]:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from models.imagenet import IMAGENET_CLASSES
-from models.layers.base import SharedConv2d, SharedLinear, slice_to
-from models.layers.cpg import CPGWeights
-from models.layers.per_task import TaskBatchNorm2d, TaskHeads
-from models.layers.plain import PlainWeights
-from models.network import TaskNetwork
-from utils.atomic import UnreadableFile, read_torch_file
+from unforget.models.imagenet import IMAGENET_CLASSES
+from unforget.models.layers.base import SharedConv2d, SharedLinear, slice_to
+from unforget.models.layers.cpg import CPGWeights
+from unforget.models.layers.per_task import TaskBatchNorm2d, TaskHeads
+from unforget.models.layers.plain import PlainWeights
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import UnreadableFile, read_torch_file
 
 PRETRAINED_TASK = "imagenet"
 LOADABLE_MODES = ("plain", "cpg", "packnet")

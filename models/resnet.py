@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.digits import init_weights
-from models.layers.base import LayerMode, SharedConv2d
-from models.network import TaskNetwork
+from unforget.models.digits import init_weights
+from unforget.models.layers.base import LayerMode, SharedConv2d
+from unforget.models.network import TaskNetwork
 
 NF = 20
 BLOCKS = (2, 2, 2, 2)

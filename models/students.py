@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import SharedLinear
-from models.layers.students import StudentsWeights
-from models.lenet import MLP
+from unforget.models.layers.base import SharedLinear
+from unforget.models.layers.students import StudentsWeights
+from unforget.models.lenet import MLP
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 

@@ -7,9 +7,9 @@ linear layers with ReLU and one head per task; no dropout. Every width is
 
 from torch import nn
 
-from models.digits import init_weights
-from models.layers.base import SharedConv2d, SharedLinear
-from models.network import TaskNetwork
+from unforget.models.digits import init_weights
+from unforget.models.layers.base import SharedConv2d, SharedLinear
+from unforget.models.network import TaskNetwork
 
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 HIDDEN = 4096

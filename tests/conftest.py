@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """A data root whose split_digits cache is filled once per test session."""
-    from utils.data.registry import get_benchmark
+    from unforget.utils.data.registry import get_benchmark
 
     root = tmp_path_factory.mktemp("data")
     benchmark = get_benchmark("split_digits")

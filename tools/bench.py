@@ -29,9 +29,9 @@ from pathlib import Path
 if not __package__:  # run as `python tools/bench.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
-from utils.data.registry import get_benchmark
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.cli import UsageParser
+from unforget.utils.data.registry import get_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE_EPOCHS, PRUNE_STAGES, PRUNE_EPOCHS, PRUNE_RAMP_EPOCHS, RETRAIN_EPOCHS = 100, 10, 20, 4, 30

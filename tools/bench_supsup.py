@@ -26,10 +26,10 @@ from pathlib import Path
 if not __package__:  # run as `python tools/bench_supsup.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.bench import device_name, stage_server
-from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
-from utils.data.registry import get_benchmark
+from unforget.tools.bench import device_name, stage_server
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.cli import UsageParser
+from unforget.utils.data.registry import get_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 GNU_FLAGS = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",
@@ -46,11 +46,11 @@ def stored_checkpoint(folder: Path, data_root: Path, count: int, benchmark: str,
     """A SupSup checkpoint of `arch` holding `count` stored tasks with random mask bits."""
     import torch
 
-    from models import build_network
-    from models.layers.base import TaskSpec
-    from models.layers.supsup import supsup_layers
-    from utils.checkpoint import save_checkpoint
-    from utils.entry import parse_settings
+    from unforget.models import build_network
+    from unforget.models.layers.base import TaskSpec
+    from unforget.models.layers.supsup import supsup_layers
+    from unforget.utils.checkpoint import save_checkpoint
+    from unforget.utils.entry import parse_settings
 
     data = get_benchmark(benchmark).load_task(data_root, get_benchmark(benchmark).task_names[0])
     settings = parse_settings(["--method", "supsup", "--mode", "finetune", "--benchmark", benchmark, "--arch", arch,
@@ -110,8 +110,8 @@ def inference_costs(counts: list[int], work: Path, benchmark: str, arch: str, ou
     """Seconds of per-image one-shot task inference (G objective) over k stored masks, per k."""
     import torch
 
-    from utils.methods.supsup.checkpoints import load
-    from utils.methods.supsup.infer import infer_tasks
+    from unforget.utils.methods.supsup.checkpoints import load
+    from unforget.utils.methods.supsup.infer import infer_tasks
 
     data = get_benchmark(benchmark).load_task(work / "data", get_benchmark(benchmark).task_names[0])
     batch = data.on_device(torch.device("cpu"), 0, False)

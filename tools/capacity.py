@@ -15,7 +15,7 @@ from pathlib import Path
 if not __package__:  # run as `python tools/capacity.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser, end_quietly_on_closed_pipe
+from unforget.utils.cli import UsageParser, end_quietly_on_closed_pipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not math.isfinite(args.width) or args.width < 1.0:
         parser.error(f"--width must be a finite number of at least 1.0, got {args.width}")
-    from models import ARCHITECTURES
+    from unforget.models import ARCHITECTURES
 
     if args.arch not in ARCHITECTURES:
         parser.error(f"unknown architecture {args.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")

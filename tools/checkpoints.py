@@ -7,11 +7,11 @@ import shutil
 from functools import partial
 from pathlib import Path
 
-from utils.atomic import atomic_write
-from utils.run_files import CheckpointFileError as CheckpointFileError
-from utils.run_files import accuracy as accuracy
-from utils.run_files import number as number
-from utils.run_files import read_json as read_json
+from unforget.utils.atomic import atomic_write
+from unforget.utils.run_files import CheckpointFileError as CheckpointFileError
+from unforget.utils.run_files import accuracy as accuracy
+from unforget.utils.run_files import number as number
+from unforget.utils.run_files import read_json as read_json
 
 FILES = ("checkpoint.pth", "meta.json")
 

@@ -18,12 +18,12 @@ from pathlib import Path
 if not __package__:  # run as `python tools/choose_pruning_ratio.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
-from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser, number_in
-from utils.data.registry import DataError, get_benchmark
-from utils.logs import RunLog
-from utils.records import FORCE_GROWTH, STOP_NOTE, MissingGoal, RecordError, goal_for, read_goals, read_record
+from unforget.tools.checkpoints import CheckpointFileError, copy_checkpoint, has_checkpoint, number, read_json
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.cli import UsageParser, number_in
+from unforget.utils.data.registry import DataError, get_benchmark
+from unforget.utils.logs import RunLog
+from unforget.utils.records import FORCE_GROWTH, STOP_NOTE, MissingGoal, RecordError, goal_for, read_goals, read_record
 
 
 def choose(record: dict[str, float], goal: float, allow_loss: float, at_cap: bool,

@@ -10,10 +10,10 @@ from pathlib import Path
 if not __package__:  # run as `python tools/choose_retrain.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.checkpoints import CheckpointFileError, accuracy, copy_checkpoint, has_checkpoint, read_json
-from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser
-from utils.logs import RunLog
+from unforget.tools.checkpoints import CheckpointFileError, accuracy, copy_checkpoint, has_checkpoint, read_json
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.cli import UsageParser
+from unforget.utils.logs import RunLog
 
 
 def main(argv: list[str] | None = None) -> int:

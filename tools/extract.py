@@ -16,9 +16,9 @@ from pathlib import Path
 if not __package__:  # run as `python tools/extract.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser
-from utils.exit_codes import ExitCode
-from utils.methods.extract.report import ReportFileError, seeds_table
+from unforget.utils.cli import UsageParser
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.extract.report import ReportFileError, seeds_table
 
 
 def main(argv: list[str] | None = None) -> int:

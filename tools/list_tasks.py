@@ -8,8 +8,8 @@ from pathlib import Path
 if not __package__:  # run as `python tools/list_tasks.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser, end_quietly_on_closed_pipe
-from utils.data.registry import BENCHMARKS, DataError, get_benchmark
+from unforget.utils.cli import UsageParser, end_quietly_on_closed_pipe
+from unforget.utils.data.registry import BENCHMARKS, DataError, get_benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

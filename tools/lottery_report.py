@@ -14,9 +14,9 @@ from pathlib import Path
 if not __package__:  # run as `python tools/lottery_report.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser
-from utils.exit_codes import ExitCode
-from utils.methods.lottery.report import ReportError, write_report
+from unforget.utils.cli import UsageParser
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.lottery.report import ReportError, write_report
 
 DEFAULT_TARGETS = "0.5,0.8,0.9,0.95"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 if not __package__:  # run as `python tools/random_task_id.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser, end_quietly_on_closed_pipe
+from unforget.utils.cli import UsageParser, end_quietly_on_closed_pipe
 
 
 def main(argv: list[str] | None = None) -> int:

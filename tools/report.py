@@ -18,17 +18,17 @@ from pathlib import Path
 if not __package__:  # run as `python tools/report.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import runs
-from utils.cli import UsageError, UsageParser
-from utils.data.registry import DataError, get_benchmark
-from utils.methods import layouts
-from utils.methods.cpg.report import format_table as format_table  # tools/results.py's table of a summary
-from utils.methods.cpg.report import starvation as starvation  # tests/methods/cpg/test_starvation.py
-from utils.methods.cpg.report import summarise as summarise  # tests/methods/cpg/test_validation.py
-from utils.methods.layout import Layout, ReportInputs
-from utils.methods.sequences import METRICS
-from utils.metrics import MATRIX_CSV, write_matrix_csv
-from utils.run_files import CheckpointFileError, read_json
+from unforget.tools import runs
+from unforget.utils.cli import UsageError, UsageParser
+from unforget.utils.data.registry import DataError, get_benchmark
+from unforget.utils.methods import layouts
+from unforget.utils.methods.cpg.report import format_table as format_table  # tools/results.py's table of a summary
+from unforget.utils.methods.cpg.report import starvation as starvation  # tests/methods/cpg/test_starvation.py
+from unforget.utils.methods.cpg.report import summarise as summarise  # tests/methods/cpg/test_validation.py
+from unforget.utils.methods.layout import Layout, ReportInputs
+from unforget.utils.methods.sequences import METRICS
+from unforget.utils.metrics import MATRIX_CSV, write_matrix_csv
+from unforget.utils.run_files import CheckpointFileError, read_json
 
 LAYOUTS = layouts()
 
@@ -66,9 +66,9 @@ def summary_of(parser: UsageParser, args, layout: Layout) -> dict:
     missing = layout.missing(args.root, names)
     if missing:
         parser.error(f"no finished task folder for {', '.join(missing)} under {args.root}")
-    from utils.checkpoint import CheckpointError
-    from utils.device import resolve_device
-    from utils.records import RecordError, read_goals
+    from unforget.utils.checkpoint import CheckpointError
+    from unforget.utils.device import resolve_device
+    from unforget.utils.records import RecordError, read_goals
 
     try:
         baselines = read_goals(args.baseline_acc_file) if args.baseline_acc_file else None

@@ -23,8 +23,8 @@ from pathlib import Path
 if not __package__:  # run as `python tools/results.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.atomic import atomic_write
-from utils.cli import UsageParser
+from unforget.utils.atomic import atomic_write
+from unforget.utils.cli import UsageParser
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
@@ -118,8 +118,8 @@ def problems(repo: Path = REPO) -> list[str]:
 
 def summary_table(path: Path) -> str:
     """A CPG run's per-task table, width, metrics and storage as the driver prints them, in a code block."""
-    from tools.checkpoints import read_json
-    from tools.report import format_table
+    from unforget.tools.checkpoints import read_json
+    from unforget.tools.report import format_table
 
     return f"```\n{format_table(read_json(path, 'tasks'))}\n```"
 

@@ -22,9 +22,9 @@ from pathlib import Path
 if not __package__:  # run as `python tools/run_settings.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.atomic import atomic_json_dump
-from utils.cli import UsageParser, end_quietly_on_closed_pipe
-from utils.data.registry import DataError, get_benchmark
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.cli import UsageParser, end_quietly_on_closed_pipe
+from unforget.utils.data.registry import DataError, get_benchmark
 
 FILE = "run_settings.json"
 REPO = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ import re
 import statistics
 from pathlib import Path
 
-from tools.checkpoints import CheckpointFileError, read_json
-from utils.atomic import atomic_write
-from utils.cli import UsageError, UsageParser
+from unforget.tools.checkpoints import CheckpointFileError, read_json
+from unforget.utils.atomic import atomic_write
+from unforget.utils.cli import UsageError, UsageParser
 
 CARD = "run.json"
 TABLE = "comparison.md"
@@ -217,7 +217,7 @@ def main(parser: UsageParser, roots: list[Path], out: Path | None) -> int:
     table = markdown(rows)
     print(table)
     if out is not None:
-        from utils import plots
+        from unforget.utils import plots
 
         if out.exists() and not out.is_dir():
             parser.error(f"--out {out} is a file; give a folder for the table and its plot")

@@ -15,10 +15,10 @@ from pathlib import Path
 if not __package__:  # run as `python tools/stream_report.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.cli import UsageParser
-from utils.exit_codes import ExitCode
-from utils.methods.supsup.stream_report import report_of
-from utils.run_files import CheckpointFileError
+from unforget.utils.cli import UsageParser
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.supsup.stream_report import report_of
+from unforget.utils.run_files import CheckpointFileError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
-from models.layers.base import copy_into_corner
-from models.network import TaskNetwork, TaskSpec
-from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
-from utils.settings import Settings
+from unforget.models import build_network
+from unforget.models.layers.base import copy_into_corner
+from unforget.models.network import TaskNetwork, TaskSpec
+from unforget.utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
+from unforget.utils.settings import Settings
 
 CHECKPOINT = "checkpoint.pth"
 META = "meta.json"

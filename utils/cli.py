@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from utils.exit_codes import ExitCode
+from unforget.utils.exit_codes import ExitCode
 
 LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 """What str.splitlines splits on."""

@@ -2,8 +2,8 @@
 
 import torch
 
-from utils.cli import UsageError
-from utils.ranks import local_rank, world_size
+from unforget.utils.cli import UsageError
+from unforget.utils.ranks import local_rank, world_size
 
 
 def resolve_device(name: str) -> torch.device:

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from utils.ranks import LAUNCHER, is_main, world_size
+from unforget.utils.ranks import LAUNCHER, is_main, world_size
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 """The longest a rank waits in one collective: ample for rank 0 to evaluate and save while the others

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from utils.data.tasks import DeviceTaskData
-from utils.distributed import summed
-from utils.optim import Optimizer
-from utils.speed import DEFAULT_SPEED, Speed
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.distributed import summed
+from unforget.utils.optim import Optimizer
+from unforget.utils.speed import DEFAULT_SPEED, Speed
 
 GRAPH_WARMUP_STEPS = 2
 

@@ -15,14 +15,14 @@ import os
 import sys
 import time
 
-from utils.cli import UsageError, UsageParser, one_line
-from utils.data.registry import DataError
-from utils.exit_codes import ExitCode
-from utils.methods import METHODS
-from utils.ranks import world_size
-from utils.records import MissingGoal, RecordError
-from utils.settings import StageSettings
-from utils.warm_start import START_ENV
+from unforget.utils.cli import UsageError, UsageParser, one_line
+from unforget.utils.data.registry import DataError
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods import METHODS
+from unforget.utils.ranks import world_size
+from unforget.utils.records import MissingGoal, RecordError
+from unforget.utils.settings import StageSettings
+from unforget.utils.warm_start import START_ENV
 
 PROCESS_START = time.time()
 """A stage's clock starts here when no earlier start is in START_ENV (`main` called from Python, not the script)."""
@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     settings = parse_settings(argv)
     process_start = float(os.environ.get(START_ENV, PROCESS_START))
-    from models import UnknownArchitecture
-    from utils.atomic import WriteError
-    from utils.checkpoint import CheckpointError
+    from unforget.models import UnknownArchitecture
+    from unforget.utils.atomic import WriteError
+    from unforget.utils.checkpoint import CheckpointError
 
     try:
         return int(METHODS[settings.method].runner()(settings, process_start))

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils.board import Board
+from unforget.utils.board import Board
 
 
 def _format(value) -> str:

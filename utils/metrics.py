@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from utils.atomic import atomic_write
+from unforget.utils.atomic import atomic_write
 
 Matrix = list[list[float | None]]
 MATRIX_CSV = "accuracy_matrix.csv"

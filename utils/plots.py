@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from utils.records import read_record
-from utils.run_files import read_json
+from unforget.utils.records import read_record
+from unforget.utils.run_files import read_json
 
 HEATMAP = "accuracy_matrix.png"
 PRUNING = "pruning_curves.png"

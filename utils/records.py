@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from utils.atomic import atomic_json_dump
+from unforget.utils.atomic import atomic_json_dump
 
 
 class RecordError(Exception):

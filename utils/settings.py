@@ -18,7 +18,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from utils.cli import UsageError
+from unforget.utils.cli import UsageError
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ class StageSettings(Settings):
     device: str = flag("auto", "auto, cpu, cuda or cuda:N")
 
     def resolved(self) -> Self:
-        from utils.data.registry import get_benchmark
+        from unforget.utils.data.registry import get_benchmark
 
         return replace(self, arch=self.arch or get_benchmark(self.benchmark).arch)
 
@@ -171,7 +171,7 @@ class StageSettings(Settings):
         return value
 
     def validate(self) -> None:
-        from utils.data.registry import get_benchmark
+        from unforget.utils.data.registry import get_benchmark
 
         super().validate()
         if self.mode not in self.STAGES:

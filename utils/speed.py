@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from utils.cli import UsageError
-from utils.settings import Settings, flag
+from unforget.utils.cli import UsageError
+from unforget.utils.settings import Settings, flag
 
 EXACT_PATHS = {
     "resident_data": "uint8 task data kept and augmented on the device (off: a host copy, batches moved per step)",

@@ -10,8 +10,8 @@ import importlib
 import os
 import sys
 
-from utils.cli import end_quietly_on_closed_pipe
-from utils.warm_start import CPU_VAR, run_remote
+from unforget.utils.cli import end_quietly_on_closed_pipe
+from unforget.utils.warm_start import CPU_VAR, run_remote
 
 
 def main(argv: list[str]) -> int:

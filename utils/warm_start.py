@@ -42,7 +42,7 @@ from collections.abc import Sequence
 ENV_VAR = "CPG_STAGE_SERVER"
 START_ENV = "CPG_PROCESS_START"
 """The client's process start, passed on in its environment: a warm child times its stage from there."""
-ENTRY = "utils.entry"
+ENTRY = "unforget.utils.entry"
 """The module whose main(argv) runs a stage of `main_normal.py`."""
 CPU_VAR = "CPG_STAGE_CPU"
 HEADER = struct.Struct("!I")
@@ -217,8 +217,8 @@ def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
     """Import the stage machinery (of `methods`) once, then fork one child per request while `parent` lives."""
     signal.signal(signal.SIGINT, _stop_server)  # a stop, not a crash: no KeyboardInterrupt traceback
     signal.signal(signal.SIGTERM, _stop_server)
-    from utils.data.registry import BENCHMARKS
-    from utils.methods import METHODS
+    from unforget.utils.data.registry import BENCHMARKS
+    from unforget.utils.methods import METHODS
 
     importlib.import_module(ENTRY)  # by name, as the children run it: the entry imports this module
     for method in methods:

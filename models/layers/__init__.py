@@ -5,7 +5,7 @@ each other file is one mode (plain, cpg, supsup, subspace, students, fixed_body,
 `per_task` holds the per-task batch-norms and heads. Importing the package registers every mode.
 """
 
-from models.layers import (  # noqa: F401  (importing a mode registers it)
+from unforget.models.layers import (  # noqa: F401  (importing a mode registers it)
     batche,
     cpg,
     fixed_body,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, TaskSpec, register
-from models.layers.fixed_body import FixedBodyWeights, fixed_body_norm
-from models.layers.per_task import head_per_task
+from unforget.models.layers.base import Geometry, LayerMode, TaskSpec, register
+from unforget.models.layers.fixed_body import FixedBodyWeights, fixed_body_norm
+from unforget.models.layers.per_task import head_per_task
 
 
 def _random_signs(size: int, device: torch.device) -> torch.Tensor:

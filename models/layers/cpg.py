@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import (
+from unforget.models.layers.base import (
     Geometry,
     LayerMode,
     TaskSpec,
@@ -17,7 +17,7 @@ from models.layers.base import (
     unpack_bits,
     weight_modes,
 )
-from models.layers.per_task import affine_norm, head_per_task
+from unforget.models.layers.per_task import affine_norm, head_per_task
 
 PIGGYMASK_THRESHOLD = 5e-3
 PIGGYMASK_INIT = 1e-2

@@ -12,8 +12,8 @@ import math
 import torch
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, WeightMode, register
-from models.layers.per_task import TaskNonAffineBatchNorm2d, head_per_task
+from unforget.models.layers.base import Geometry, LayerMode, WeightMode, register
+from unforget.models.layers.per_task import TaskNonAffineBatchNorm2d, head_per_task
 
 
 def signed_constant(shape: tuple[int, ...]) -> torch.Tensor:

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.base import TaskSpec, TaskState, pack_bits, packed_size, unpack_bits
-from models.layers.supsup import SupSupMask
+from unforget.models.layers.base import TaskSpec, TaskState, pack_bits, packed_size, unpack_bits
+from unforget.models.layers.supsup import SupSupMask
 
 
 class HopfieldMaskedNorm(TaskState):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import SharedLinear, TaskSpec, TaskState, copy_into_corner, scaled
+from unforget.models.layers.base import SharedLinear, TaskSpec, TaskState, copy_into_corner, scaled
 
 
 class PerTask(TaskState):

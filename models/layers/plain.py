@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, WeightMode, register
-from models.layers.per_task import affine_norm, head_per_task
+from unforget.models.layers.base import Geometry, LayerMode, WeightMode, register
+from unforget.models.layers.per_task import affine_norm, head_per_task
 
 
 class PlainWeights(WeightMode):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, WeightMode, register
+from unforget.models.layers.base import Geometry, LayerMode, WeightMode, register
 
 DEFAULT_STUDENTS = 10  # Expand-and-Cluster's N
 

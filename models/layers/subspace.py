@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.base import Geometry, LayerMode, SharedLinear, TaskSpec, TaskState, WeightMode, register, scaled
+from unforget.models.layers.base import (
+    Geometry,
+    LayerMode,
+    SharedLinear,
+    TaskSpec,
+    TaskState,
+    WeightMode,
+    register,
+    scaled,
+)
 
 SUBSPACE_MODES: dict[str, int] = {"line": 2, "curve": 3, **{f"simplex{n}": n for n in range(2, 10)}}
 """Subspace weight modes and their vertex counts; a curve's index 2 is the control point."""

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from models.layers.base import (
+from unforget.models.layers.base import (
     Geometry,
     LayerMode,
     SharedLinear,
@@ -21,7 +21,7 @@ from models.layers.base import (
     unpack_bits,
     weight_modes,
 )
-from models.layers.per_task import TaskNonAffineBatchNorm2d
+from unforget.models.layers.per_task import TaskNonAffineBatchNorm2d
 
 
 class SupSupMask(torch.autograd.Function):

@@ -95,8 +95,8 @@ def test_learning_rate_must_be_a_finite_non_negative_number(data_root, tmp_path,
 
 def test_a_bug_while_reading_a_checkpoint_is_not_reported_as_a_corrupt_file(data_root, monkeypatch):
     """Only the file's own faults are exit 65; an error of the toolkit's code surfaces as itself."""
-    from models.network import TaskSpec
-    from utils.checkpoint import CheckpointError, load_checkpoint
+    from unforget.models.network import TaskSpec
+    from unforget.utils.checkpoint import CheckpointError, load_checkpoint
 
     def broken(data):
         raise AttributeError("a bug in the toolkit")
@@ -110,7 +110,7 @@ def test_a_bug_while_reading_a_checkpoint_is_not_reported_as_a_corrupt_file(data
 
 
 def test_the_reference_keeps_its_give_way_sparsities_on_20_tasks_and_longer_runs_still_give_way():
-    from utils.methods.cpg.stages import required_sparsity
+    from unforget.utils.methods.cpg.stages import required_sparsity
 
     reference = [0.9] * 14 + [0.8] * 3 + [0.7, 0.5, 0.0]
     assert [required_sparsity(20, task) for task in range(1, 21)] == reference
@@ -134,7 +134,7 @@ def test_meta_json_holds_the_settings_that_reproduce_the_stage(data_root, tmp_pa
     import json
 
     import main_normal
-    from tools import report
+    from unforget.tools import report
 
     flags = ["--mode", "finetune", "--dataset", "digits_01", "--data_root", str(data_root), "--device", "cpu",
              "--epochs", "1", "--lr", "0.05", "--save_folder", str(tmp_path / "s"), "--jsonfile",

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 import main_normal
 from tests.helpers.files import run_folder, write_folders
-from tools import choose_pruning_ratio, choose_retrain, report
-from utils.methods import METHODS, Method
-from utils.settings import _base_type
+from unforget.tools import choose_pruning_ratio, choose_retrain, report
+from unforget.utils.methods import METHODS, Method
+from unforget.utils.settings import _base_type
 
 FAST = settings(max_examples=20, deadline=None, database=None)
 SLOW = settings(max_examples=400, deadline=None, database=None)

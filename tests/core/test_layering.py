@@ -80,6 +80,27 @@ def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
     return skipped
 
 
+PACKAGE = "unforget."
+"""The one import name of the library: utils/, models/ and tools/ are imported as unforget.utils and so on."""
+
+
+def imported_names(tree: ast.Module, package: str) -> set[str]:
+    """Every module name `tree` imports, as written (relative imports resolved against `package`)."""
+    skipped = _type_checking_only(tree)
+    names = set()
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
 def imports(modules: dict[str, Path]) -> dict[str, set[str]]:
     """Each module's imports of this repository's modules (see the module docstring for what counts)."""
 
@@ -91,19 +112,8 @@ def imports(modules: dict[str, Path]) -> dict[str, set[str]]:
     graph = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        skipped = _type_checking_only(tree)
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        names = set()
-        for node in ast.walk(tree):
-            if node in skipped:
-                continue
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
-                names.update(f"{base}.{alias.name}" for alias in node.names)
+        names = {name.removeprefix(PACKAGE) for name in imported_names(tree, package) if name.startswith(PACKAGE)}
         graph[module] = {target for target in map(nearest, names) if target and target != module}
     return graph
 
@@ -214,10 +224,20 @@ def test_the_torch_free_modules_import_no_torch():
     the task lister still import, and the entry still builds every method's parser."""
     code = ("import sys, importlib; sys.modules['torch'] = None\n"
             f"for name in {TORCH_FREE!r}: importlib.import_module(name)\n"
-            "from utils.entry import build_parser\nfrom utils.methods import METHODS\n"
+            "from unforget.utils.entry import build_parser\nfrom unforget.utils.methods import METHODS\n"
             "for method in METHODS: build_parser(method)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_library_and_its_tests_import_it_by_its_one_name():
+    """`import utils.x` would load a second copy of the module beside unforget.utils.x (and clash with a user's
+    own `utils` once installed): every import of the repository's code goes through `unforget`."""
+    files = [*module_files().values(), *(REPO / "tests").rglob("*.py"), *(REPO / "docs").rglob("*.py")]
+    bare = sorted(f"{path.relative_to(REPO)} imports {name}" for path in files
+                  for name in imported_names(ast.parse(path.read_text()), "")
+                  if name.split(".")[0] in ("utils", "models", "tools"))
+    assert bare == []
 
 
 def test_no_test_module_imports_another():

@@ -5,7 +5,15 @@ import os
 
 import pytest
 
-from utils.records import MissingGoal, RecordError, goal_for, read_goals, read_record, sparsity_key, write_record_entry
+from unforget.utils.records import (
+    MissingGoal,
+    RecordError,
+    goal_for,
+    read_goals,
+    read_record,
+    sparsity_key,
+    write_record_entry,
+)
 
 
 @pytest.mark.parametrize("value, key", [(0, "0.0"), (0.1, "0.1"), ("0.30000000000000004", "0.3"), (0.95, "0.95")])
@@ -58,7 +66,7 @@ def test_force_growth_is_a_goal_never_met(tmp_path):
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path, umask, mode):
-    from utils.atomic import atomic_json_dump
+    from unforget.utils.atomic import atomic_json_dump
 
     previous = os.umask(umask)
     try:

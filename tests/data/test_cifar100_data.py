@@ -8,9 +8,9 @@ import torch
 
 from tests.helpers import REPO
 from tests.helpers.cifar import write_cifar100_pickle, write_cifar100_png
-from utils.data.cifar100 import load_task
-from utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES, baseline_goals
-from utils.data.registry import DataError, get_benchmark
+from unforget.utils.data.cifar100 import load_task
+from unforget.utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES, baseline_goals
+from unforget.utils.data.registry import DataError, get_benchmark
 
 # The official coarse -> fine mapping (CIFAR-100 dataset page), written out independently of the table.
 OFFICIAL = """

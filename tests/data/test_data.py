@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData, TaskData
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData, TaskData
 
 
 def test_split_digits_tasks_are_fixed_disjoint_and_cached(data_root):
@@ -51,8 +51,8 @@ def test_flip_mirrors_about_half_of_the_images():
 
 
 def test_every_benchmark_names_a_real_architecture_or_none():
-    from models import ARCHITECTURES
-    from utils.data.registry import BENCHMARKS
+    from unforget.models import ARCHITECTURES
+    from unforget.utils.data.registry import BENCHMARKS
 
     for benchmark in BENCHMARKS.values():
         assert benchmark.arch is None or benchmark.arch in ARCHITECTURES, benchmark.name
@@ -60,7 +60,7 @@ def test_every_benchmark_names_a_real_architecture_or_none():
 
 def test_a_bug_while_reading_the_cache_keeps_the_cache_and_surfaces(data_root, monkeypatch):
     """Only a stale or truncated cache is rebuilt; any other error must not silently delete it."""
-    from utils.data import cache
+    from unforget.utils.data import cache
 
     path = next(data_root.rglob("*.pt"))
     before = path.read_bytes()
@@ -75,7 +75,7 @@ def test_a_bug_while_reading_the_cache_keeps_the_cache_and_surfaces(data_root, m
 
 
 def test_a_truncated_cache_is_rebuilt(tmp_path):
-    from utils.data import cache
+    from unforget.utils.data import cache
 
     path = tmp_path / "task.pt"
     path.write_bytes(b"PK\x03\x04 truncated")
@@ -86,7 +86,7 @@ def test_a_truncated_cache_is_rebuilt(tmp_path):
 
 
 def test_hold_out_moves_a_fixed_share_of_training_images_to_validation(data_root):
-    from utils.data.tasks import hold_out
+    from unforget.utils.data.tasks import hold_out
 
     task = get_benchmark("split_digits").load_task(data_root, "digits_01")
     first, again = hold_out(task, 0.2), hold_out(task, 0.2)

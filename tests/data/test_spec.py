@@ -18,8 +18,8 @@ from PIL import Image
 
 from tests.helpers import QUICK, REPO, environment, run_driver, run_main
 from tests.helpers.files import SIDE, TASKS, write_folders
-from utils.data.registry import DataError, get_benchmark
-from utils.data.tasks import hold_out
+from unforget.utils.data.registry import DataError, get_benchmark
+from unforget.utils.data.tasks import hold_out
 
 
 def write_spec(path: Path, **entries) -> Path:
@@ -322,8 +322,8 @@ def test_random_resized_crops_vary_and_flip(large_task):
 
 
 def test_streaming_gives_the_same_test_logits_as_loading_it_all(large_task):
-    from models import build_network
-    from utils.engine import predict
+    from unforget.models import build_network
+    from unforget.utils.engine import predict
 
     torch.manual_seed(0)
     network = build_network("subspace_convnet_rgb", 1.0)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import run_driver
 from tests.helpers.cifar import write_cifar100_pickle
-from utils.data.cifar100_names import TASK_NAMES
+from unforget.utils.data.cifar100_names import TASK_NAMES
 
 pytestmark = pytest.mark.slow
 

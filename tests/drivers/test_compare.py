@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import run_driver
 from tests.helpers.files import png_is_drawn, run_folder, table_row
-from tools import report
+from unforget.tools import report
 
 METHODS = ("independent", "finetune", "cpg", "packnet", "piggyback", "supsup_gg")
 

@@ -17,7 +17,7 @@ import pytest
 
 import main_normal
 from tests.helpers import REPO, environment, flag, run_driver
-from utils.data.cifar100_names import TASK_NAMES
+from unforget.utils.data.cifar100_names import TASK_NAMES
 
 ACCURACY_TOLERANCE = 0.08
 """Two processes train on the same batches as one (each on half of every batch), but each computes its
@@ -120,8 +120,8 @@ FAILING_RANK = """
 import sys
 sys.path.insert(0, {repo!r})
 import main_normal
-from utils.methods.cpg import pruner
-from utils.ranks import rank, report_state
+from unforget.utils.methods.cpg import pruner
+from unforget.utils.ranks import rank, report_state
 
 if rank() == 1:
     def broken(self, sparsity):

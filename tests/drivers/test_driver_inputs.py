@@ -465,6 +465,7 @@ def _clone(tmp_path: Path) -> Path:
     clone = tmp_path / "clone"
     for name in ("scripts", "tools", "utils", "models"):
         shutil.copytree(REPO / name, clone / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "unforget", clone / "unforget", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "main_normal.py", clone)
     return clone
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import run_driver, without_dates
 from tests.helpers.cifar import write_cifar100_pickle
-from utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS
+from unforget.utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.helpers import REPO
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.methods.supsup.stages import load as load_supsup
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.methods.supsup.stages import load as load_supsup
 
 FIXTURES = REPO / "tests" / "fixtures" / "format1"
 
@@ -96,7 +96,7 @@ def test_old_checkpoint_grows_without_changing_old_tasks(expected):
 def test_a_checkpoint_rebuilt_for_other_data_is_refused_not_loaded_into_a_corner():
     """The SupSup fixture's network reads 8x8 images; rebuilt without its recorded input shape (28x28 by
     default) at the same width, its first layer would not fit: that is a bad checkpoint, not a growth."""
-    from utils.checkpoint import CheckpointError
+    from unforget.utils.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match=r"\(300, 64\) does not fit the lenet_300_100 rebuilt from it \(300, 784"):
         network_from_checkpoint(load_checkpoint(FIXTURES / "supsup"))

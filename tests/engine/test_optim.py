@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from utils.optim import SGD, Adam, RMSprop
+from unforget.utils.optim import SGD, Adam, RMSprop
 
 PAIRS = {
     "nesterov": (lambda p: SGD(p, lr=0.1, momentum=0.9, nesterov=True),

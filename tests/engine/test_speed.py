@@ -8,17 +8,17 @@ import pytest
 import torch
 
 import main_normal
-from models import build_network
-from models.layers.cpg import cpg_layers
-from utils import engine
-from utils.checkpoint import load_checkpoint
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData
-from utils.exit_codes import ExitCode
-from utils.methods.cpg.pruner import GradualPruner
-from utils.methods.cpg.settings import TRAIN_ACCURACY_GATE
-from utils.optim import SGD, Adam
-from utils.speed import EXACT_PATHS, Speed
+from unforget.models import build_network
+from unforget.models.layers.cpg import cpg_layers
+from unforget.utils import engine
+from unforget.utils.checkpoint import load_checkpoint
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.cpg.pruner import GradualPruner
+from unforget.utils.methods.cpg.settings import TRAIN_ACCURACY_GATE
+from unforget.utils.optim import SGD, Adam
+from unforget.utils.speed import EXACT_PATHS, Speed
 
 STAGES = [
     ("finetune", "digits_01", "t1", None, {"lr": 0.05, "epochs": 8}),

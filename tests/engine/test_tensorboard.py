@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import main_normal
-from utils.logs import RunLog
+from unforget.utils.logs import RunLog
 
 TINY = ["--data_root", "{data}", "--device", "cpu", "--batch_size", "16", "--epochs", "2"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, environment, run_main
-from utils.warm_start import ENV_VAR, STARTED, _receive_request, run_remote
+from unforget.utils.warm_start import ENV_VAR, STARTED, _receive_request, run_remote
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES
+from unforget.utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES
 
 COARSE_OF_FINE = {fine: TASK_NAMES.index(coarse) for coarse, names in SUPERCLASSES.items() for fine in names}
 

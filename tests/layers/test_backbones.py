@@ -17,13 +17,13 @@ import torch
 import torchvision
 
 import main_normal
-from models import build_network
-from models.layers.base import SharedLinear, slice_to
-from models.layers.cpg import cpg_layers
-from models.pretrained import PretrainedError, add_pretrained_task, load_pretrained, torchvision_names
 from tests.helpers import run_main
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
-from utils.methods.cpg.settings import CPGSettings
+from unforget.models import build_network
+from unforget.models.layers.base import SharedLinear, slice_to
+from unforget.models.layers.cpg import cpg_layers
+from unforget.models.pretrained import PretrainedError, add_pretrained_task, load_pretrained, torchvision_names
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from unforget.utils.methods.cpg.settings import CPGSettings
 
 INPUTS = (2, 3, 64, 64)
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from models import build_network
-from models.layers.base import Geometry, SharedConv2d, TaskSpec, copy_into_corner, pack_bits, unpack_bits
-from models.layers.cpg import Binarizer, CPGWeights
-from utils.checkpoint import network_from_checkpoint
+from unforget.models import build_network
+from unforget.models.layers.base import Geometry, SharedConv2d, TaskSpec, copy_into_corner, pack_bits, unpack_bits
+from unforget.models.layers.cpg import Binarizer, CPGWeights
+from unforget.utils.checkpoint import network_from_checkpoint
 
 TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 

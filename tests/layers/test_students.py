@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models.layers.base import Geometry, SharedLinear
-from models.layers.students import StudentsWeights
-from models.students import StudentsMLP
-from utils.methods.extract.training import TrainSettings, student_losses, train_students
+from unforget.models.layers.base import Geometry, SharedLinear
+from unforget.models.layers.students import StudentsWeights
+from unforget.models.students import StudentsMLP
+from unforget.utils.methods.extract.training import TrainSettings, student_losses, train_students
 
 
 def separate(model: StudentsMLP, student: int, x: torch.Tensor) -> torch.Tensor:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.layers.base import Geometry, TaskSpec
-from models.layers.per_task import TaskNonAffineBatchNorm2d
-from models.layers.supsup import SupSupMask, SupSupWeights, set_alphas, store_masks, supsup_layers
-from models.lenet import LeNet300100
+from unforget.models.layers.base import Geometry, TaskSpec
+from unforget.models.layers.per_task import TaskNonAffineBatchNorm2d
+from unforget.models.layers.supsup import SupSupMask, SupSupWeights, set_alphas, store_masks, supsup_layers
+from unforget.models.lenet import LeNet300100
 
 TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tools import bench
+from unforget.tools import bench
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.helpers.files import png_is_drawn
-from utils import metrics
+from unforget.utils import metrics
 
 # R[i][j]: task i after task j. Task 0 rises then falls, task 1 only falls.
 HAND = [[0.9, 0.95, 0.7],

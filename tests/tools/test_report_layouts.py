@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-import utils.methods
-from utils.methods import METHODS, Method, layouts
-from utils.methods.layout import Layout, named_function
+import unforget.utils.methods
+from unforget.utils.methods import METHODS, Method, layouts
+from unforget.utils.methods.layout import Layout, named_function
 
 
 def test_every_layout_names_hooks_that_import():
@@ -18,8 +18,10 @@ def test_every_layout_names_hooks_that_import():
 
 
 def test_two_different_layouts_under_one_name_are_refused(monkeypatch):
-    other = Layout("elsewhere", "utils.methods.sequences:sequential_summary", "utils.methods.sequences:write_metrics")
-    monkeypatch.setattr(utils.methods, "METHODS", {**METHODS, "new": Method("new", "S", "x", layouts={"task": other})})
+    sequences = "unforget.utils.methods.sequences"
+    other = Layout("elsewhere", f"{sequences}:sequential_summary", f"{sequences}:write_metrics")
+    new = Method("new", "S", "x", layouts={"task": other})
+    monkeypatch.setattr(unforget.utils.methods, "METHODS", {**METHODS, "new": new})
     with pytest.raises(ValueError, match="two layouts are called 'task'"):
         layouts()
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import REPO
-from tools import results
+from unforget.tools import results
 
 
 def test_the_docs_show_every_result_exactly_as_its_file_holds_it():

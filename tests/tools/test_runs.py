@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import REPO, environment
 from tests.helpers.files import png_is_drawn, run_folder, table_row
-from tools import report, runs
+from unforget.tools import report, runs
 
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 SETTING_NAMES = ("FINETUNE_EPOCHS", "PRUNE_EPOCHS")

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from tests.helpers import REPO, environment
-from tools import choose_pruning_ratio, choose_retrain, random_task_id
-from tools.choose_pruning_ratio import choose
+from unforget.tools import choose_pruning_ratio, choose_retrain, random_task_id
+from unforget.tools.choose_pruning_ratio import choose
 
 
 @pytest.mark.parametrize("record, goal, at_cap, expected", [
@@ -96,9 +96,9 @@ def test_random_task_id_is_an_earlier_task_and_seeded(capsys):
 
 @pytest.mark.parametrize("arch", ["lenet_300_100", "digits_convnet"])
 def test_capacity_is_the_real_ratio_of_shared_weights(capsys, arch):
-    from models import build_network
-    from models.layers.cpg import cpg_layers
-    from tools import capacity
+    from unforget.models import build_network
+    from unforget.models.layers.cpg import cpg_layers
+    from unforget.tools import capacity
 
     assert capacity.main(["--arch", arch, "--width", "1.5"]) == 0
     ratio = float(capsys.readouterr().out)

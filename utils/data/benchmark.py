@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from utils.data.spec import Spec
+    from unforget.utils.data.spec import Spec
 
 
 class DataError(Exception):
     """Data that is missing or unreadable; the message says what to put where."""
 
 
-EMBEDDED_LOADERS = ("utils.data.digits:", "utils.data.synthetic:", "utils.data.mnist:load_permuted_digits")
+EMBEDDED_LOADERS = ("unforget.utils.data.digits:", "unforget.utils.data.synthetic:",
+                    "unforget.utils.data.mnist:load_permuted_digits")
 """The loaders whose images the code makes itself (no files identify them)."""
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from utils.atomic import atomic_torch_save
-from utils.data.benchmark import DataError
-from utils.data.tasks import TaskData
+from unforget.utils.atomic import atomic_torch_save
+from unforget.utils.data.benchmark import DataError
+from unforget.utils.data.tasks import TaskData
 
 FIELDS = ("train_images", "train_labels", "test_images", "test_labels")
 STALE = (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, KeyError, TypeError, ValueError)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.benchmark import DataError
-from utils.data.cache import cached_task
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.benchmark import DataError
+from unforget.utils.data.cache import cached_task
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 PICKLE_DIR = "cifar-10-batches-py"
 CACHE_DIR = "cifar10_cache"

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.benchmark import DataError
-from utils.data.cache import cached_task
-from utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.benchmark import DataError
+from unforget.utils.data.cache import cached_task
+from unforget.utils.data.cifar100_names import FINE_NAMES, SUPERCLASSES, TASK_NAMES
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 PICKLE_DIR = "cifar-100-python"
 PNG_DIR = "cifar100_org"

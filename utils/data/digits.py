@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.cache import cached_task
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.cache import cached_task
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 SPLIT_SEED = 0
 TEST_FRACTION = 1 / 3

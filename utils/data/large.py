@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.atomic import atomic_torch_save
-from utils.data.benchmark import DataError
-from utils.data.cache import STALE
-from utils.data.tasks import DeviceTaskData, TaskData, shard_of
+from unforget.utils.atomic import atomic_torch_save
+from unforget.utils.data.benchmark import DataError
+from unforget.utils.data.cache import STALE
+from unforget.utils.data.tasks import DeviceTaskData, TaskData, shard_of
 
 SPLITS = ("train", "test")
 CACHE_VERSION = 1

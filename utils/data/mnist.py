@@ -21,17 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.data.benchmark import DataError
-from utils.data.cache import cached_task
-from utils.data.digits import load_all_digits
-from utils.data.supsup_names import (
+from unforget.utils.data.benchmark import DataError
+from unforget.utils.data.cache import cached_task
+from unforget.utils.data.digits import load_all_digits
+from unforget.utils.data.supsup_names import (
     PERMUTED_DIGITS_TASKS,
     PERMUTED_MNIST_TASKS,
     ROTATED_MNIST_TASKS,
     ROTATION_STEP,
     SPLIT_MNIST_TASKS,
 )
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 PERMUTATION_SEED = 1
 CACHE_VERSION = 1

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.cifar100 import load_all_classes
-from utils.data.cifar100_names import FINE_NAMES
-from utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS as TASK_NAMES
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.cifar100 import load_all_classes
+from unforget.utils.data.cifar100_names import FINE_NAMES
+from unforget.utils.data.supsup_names import RAND_SPLIT_CIFAR100_TASKS as TASK_NAMES
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 SPLIT_SEED = 0
 CLASSES_PER_TASK = 5

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from utils.data.benchmark import Benchmark, DataError
-from utils.data.cifar100_names import FINE_NAMES
-from utils.records import RecordError, goal_value
+from unforget.utils.data.benchmark import Benchmark, DataError
+from unforget.utils.data.cifar100_names import FINE_NAMES
+from unforget.utils.records import RecordError, goal_value
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
@@ -203,7 +203,7 @@ class _Parser:
         names = tuple(task.name for task in tasks)
         spec = Spec(self.path, hashlib.sha256(content + b"\0" + where.encode()).hexdigest(), tasks,
                     data.get("torchvision"), channels, image_size, large, mean, std)
-        return Benchmark(self.name, names, arch, "utils.data.spec_data:load_task", crop_padding, flip,
+        return Benchmark(self.name, names, arch, "unforget.utils.data.spec_data:load_task", crop_padding, flip,
                          self.goals(data.get("goals", {}), names), spec)
 
     def source(self, data: dict) -> tuple[tuple[TaskSource, ...], str, int]:

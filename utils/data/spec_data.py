@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.cache import cached_task
-from utils.data.large import Split, cached_large_task
-from utils.data.spec import TORCHVISION, Spec, TaskSource, image_files
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.cache import cached_task
+from unforget.utils.data.large import Split, cached_large_task
+from unforget.utils.data.spec import TORCHVISION, Spec, TaskSource, image_files
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 CACHE_DIR = "spec_cache"
 CACHE_VERSION = 1

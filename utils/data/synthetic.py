@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from utils.data.tasks import TaskData, channel_stats
+from unforget.utils.data.tasks import TaskData, channel_stats
 
 CLASSES, TRAIN_PER_CLASS, TEST_PER_CLASS = 5, 500, 100
 NOISE = 64.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from utils.data.benchmark import DataError
+from unforget.utils.data.benchmark import DataError
 
 
 @dataclass

@@ -19,8 +19,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from utils.methods.layout import Layout
-from utils.settings import StageSettings
+from unforget.utils.methods.layout import Layout
+from unforget.utils.settings import StageSettings
 
 
 @dataclass(frozen=True)
@@ -36,22 +36,23 @@ class Method:
     """the --checkpoints names of tools.report its runs are read with (several methods may share one)"""
 
     def settings_class(self) -> type[StageSettings]:
-        return getattr(importlib.import_module(f"utils.methods.{self.folder}.settings"), self.settings)
+        return getattr(importlib.import_module(f"unforget.utils.methods.{self.folder}.settings"), self.settings)
 
     def runner(self) -> Callable:
         """The stages' `run` (imports the method, and so torch)."""
-        return importlib.import_module(f"utils.methods.{self.folder}.stages").run
+        return importlib.import_module(f"unforget.utils.methods.{self.folder}.stages").run
 
 
 # The layouts two methods share; the generic ones (SEQUENTIAL, INDEPENDENT) report through utils/methods/sequences.py.
-GRADUAL_PRUNE = Layout("gradual_prune", "utils.methods.cpg.report:summarise_run", "utils.methods.cpg.report:write",
+HERE = "unforget.utils.methods"
+GRADUAL_PRUNE = Layout("gradual_prune", f"{HERE}.cpg.report:summarise_run", f"{HERE}.cpg.report:write",
                        finished="chosen.json")
 """CPG and PackNet: <root>/<task>/gradual_prune, the full summary (summary.json)."""
-SEQUENTIAL = Layout(".", "utils.methods.sequences:sequential_summary", "utils.methods.sequences:write_metrics")
+SEQUENTIAL = Layout(".", f"{HERE}.sequences:sequential_summary", f"{HERE}.sequences:write_metrics")
 """A sequential finetune baseline: <root>/<task> holds the network after that task."""
-INDEPENDENT = Layout(".", "utils.methods.sequences:independent_summary", "utils.methods.sequences:write_metrics")
+INDEPENDENT = Layout(".", f"{HERE}.sequences:independent_summary", f"{HERE}.sequences:write_metrics")
 """Independent models, one per task, each learned alone in <root>/<task>."""
-SUPSUP = Layout(".", "utils.methods.supsup.report:summarise", "utils.methods.supsup.report:write",
+SUPSUP = Layout(".", f"{HERE}.supsup.report:summarise", f"{HERE}.supsup.report:write",
                 whole_run="model/meta.json")
 """SupSup and GG's transfer baseline: <root>/<task> of GG, or GNu's one <root>/model."""
 PLAIN = {"task": SEQUENTIAL, "independent": INDEPENDENT}

@@ -6,16 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from utils.data.registry import get_benchmark
-from utils.metrics import Matrix
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.metrics import Matrix
 
 if TYPE_CHECKING:
-    from models.network import TaskNetwork
+    from unforget.models.network import TaskNetwork
 
 
 def task_accuracies(network, data: dict, device) -> dict[str, float]:
     """Accuracy of each task in `data` (name -> DeviceTaskData) with the network's checkpoint."""
-    from utils.engine import evaluate
+    from unforget.utils.engine import evaluate
 
     network.to(device)
     accuracies = {}
@@ -28,7 +28,7 @@ def task_accuracies(network, data: dict, device) -> dict[str, float]:
 def _task_of(network, name: str) -> int:
     """The task that answers for `name`: its own, or in a plain finetune baseline (whose latest task took
     over the earlier ones' weights and head) the latest."""
-    from utils.checkpoint import CheckpointError
+    from unforget.utils.checkpoint import CheckpointError
 
     if name in [spec.name for spec in network.tasks]:
         return network.task_id(name)
@@ -46,7 +46,7 @@ def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict
 def arch_options(folder: Path) -> dict:
     """The architecture options a checkpoint's meta records (input shape, outputs: SupSup and the GG
     baselines size LeNet and FC nets to the data), for rebuilding it as it was."""
-    from utils.checkpoint import read_meta
+    from unforget.utils.checkpoint import read_meta
 
     meta = read_meta(folder)
     options = {"input_shape": tuple(meta["input_shape"])} if "input_shape" in meta else {}
@@ -55,7 +55,7 @@ def arch_options(folder: Path) -> dict:
 
 def checkpoint_network(folder: Path) -> tuple[dict, TaskNetwork]:
     """(payload, network) of the checkpoint in `folder`, built with the options its meta records."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
+    from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
 
     payload = load_checkpoint(folder)
     return payload, network_from_checkpoint(payload, **arch_options(folder))
@@ -82,8 +82,8 @@ def state_bytes(state: dict) -> int:
 def storage(kept_bytes: int, arch: str, tasks: list, **arch_options) -> dict:
     """The bytes a run keeps against one plain network of `arch` (built with `arch_options`) at width 1.0
     per task (TaskSpecs; the upper bound a continual learner should stay under)."""
-    from models import build_network
-    from models.network import TaskSpec
+    from unforget.models import build_network
+    from unforget.models.network import TaskSpec
 
     independent = sum(state_bytes(build_network(arch, 1.0, [TaskSpec(spec.name, spec.num_classes, 1.0)],
                                                 mode="plain", **arch_options).state_dict()) for spec in tasks)

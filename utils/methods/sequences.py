@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import metrics, plots
-from utils.atomic import atomic_json_dump
-from utils.methods import matrices
-from utils.methods.layout import ReportInputs
+from unforget.utils import metrics, plots
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.methods import matrices
+from unforget.utils.methods.layout import ReportInputs
 
 METRICS = "metrics.json"
 

@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import torch
 
-from models.network import TaskNetwork
-from utils.board import Board
-from utils.checkpoint import save_checkpoint
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData, TaskData
-from utils.device import resolve_device
-from utils.engine import EpochResult, Epochs, TrainLoop, run_epochs
-from utils.exit_codes import ExitCode
-from utils.logs import RunLog
-from utils.ranks import is_main
-from utils.settings import StageSettings
+from unforget.models.network import TaskNetwork
+from unforget.utils.board import Board
+from unforget.utils.checkpoint import save_checkpoint
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData, TaskData
+from unforget.utils.device import resolve_device
+from unforget.utils.engine import EpochResult, Epochs, TrainLoop, run_epochs
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.logs import RunLog
+from unforget.utils.ranks import is_main
+from unforget.utils.settings import StageSettings
 
 if TYPE_CHECKING:
-    from utils.data.registry import Benchmark
+    from unforget.utils.data.registry import Benchmark
 
 Scalars = Callable[[int, EpochResult, dict], dict]
 """(epoch, its training result, run_epochs' fields) -> the values of its log line and TensorBoard step."""

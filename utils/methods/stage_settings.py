@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from utils.cli import UsageError
-from utils.settings import StageSettings, flag
-from utils.speed import SpeedFlags
+from unforget.utils.cli import UsageError
+from unforget.utils.settings import StageSettings, flag
+from unforget.utils.speed import SpeedFlags
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ValidationFlag(StageSettings):
         "the test images, as the CPG paper and its code do", at_least=0.0, below=1.0)
 
     def resolved(self) -> Self:
-        from utils.data.registry import get_benchmark
+        from unforget.utils.data.registry import get_benchmark
 
         fraction = get_benchmark(self.benchmark).val_fraction if self.val_fraction is None else self.val_fraction
         return super().resolved().replace(val_fraction=fraction)

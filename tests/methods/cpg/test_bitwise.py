@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import main_normal
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData
-from utils.engine import predict
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.engine import predict
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from models.layers.base import Geometry, TaskSpec
-from models.layers.cpg import CPGWeights
-from utils.methods.cpg.pruner import GradualPruner, cubic_sparsity, task_sparsity
+from unforget.models.layers.base import Geometry, TaskSpec
+from unforget.models.layers.cpg import CPGWeights
+from unforget.utils.methods.cpg.pruner import GradualPruner, cubic_sparsity, task_sparsity
 
 TASK = TaskSpec("t", 2, 1.0)  # a task at width 1.0
 

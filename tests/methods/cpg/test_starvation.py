@@ -10,9 +10,9 @@ import pytest
 
 import main_normal
 from tests.helpers import QUICK, run_driver
-from tools import choose_pruning_ratio, report
-from tools.report import starvation
-from utils import plots
+from unforget.tools import choose_pruning_ratio, report
+from unforget.tools.report import starvation
+from unforget.utils import plots
 
 TASKS = ("digits_01", "digits_23")
 

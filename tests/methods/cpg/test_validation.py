@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import main_normal
-from tools import report
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.data.registry import get_benchmark
-from utils.data.tasks import hold_out
-from utils.engine import evaluate
+from unforget.tools import report
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import hold_out
+from unforget.utils.engine import evaluate
 
 TASK = "digits_01"
 

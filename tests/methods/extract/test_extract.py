@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from tests.helpers import run_driver, run_main
-from utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons, merge_duplicates
-from utils.methods.extract.folders import settings_hash
-from utils.methods.extract.inputs import InputMask
-from utils.methods.extract.reconstruct import RebuiltLayer, assemble, collapse, fine_tune
-from utils.methods.extract.recovery import layer_recovery
-from utils.methods.extract.symmetry import canonicalise
-from utils.methods.extract.teachers import gaussian_probes, synthetic_teacher
-from utils.methods.extract.training import TrainSettings
+from unforget.utils.methods.extract.clustering import best_cut, big_cluster_counts, cluster_neurons, merge_duplicates
+from unforget.utils.methods.extract.folders import settings_hash
+from unforget.utils.methods.extract.inputs import InputMask
+from unforget.utils.methods.extract.reconstruct import RebuiltLayer, assemble, collapse, fine_tune
+from unforget.utils.methods.extract.recovery import layer_recovery
+from unforget.utils.methods.extract.symmetry import canonicalise
+from unforget.utils.methods.extract.teachers import gaussian_probes, synthetic_teacher
+from unforget.utils.methods.extract.training import TrainSettings
 
 RNG = np.random.default_rng(0)
 
@@ -274,7 +274,7 @@ def test_a_trained_teacher_is_probed_with_its_images_or_with_gaussian_inputs(tmp
                        "digits10", "--dataset", "digits10", "--data_root", str(tmp_path / "data"), "--device", "cpu",
                        "--epochs", "1", "--save_folder", str(tmp_path / "teacher"))
     assert trained.returncode == 0, trained.stderr[-2000:]
-    from utils.methods.extract.teachers import checkpoint_teacher
+    from unforget.utils.methods.extract.teachers import checkpoint_teacher
 
     teacher, images = checkpoint_teacher(tmp_path / "teacher", "digits10", "digits10", tmp_path / "data")
     assert teacher.sizes == [64, 16, 10] and images.x_train.shape[1] == 64 and 0.0 <= teacher.accuracy <= 1.0

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import main_normal
-from models import build_network
 from tests.helpers import run_driver
-from tools import lottery_report
-from utils.methods.lottery import stages
-from utils.methods.lottery.pruning import magnitude_masks, random_masks
+from unforget.models import build_network
+from unforget.tools import lottery_report
+from unforget.utils.methods.lottery import stages
+from unforget.utils.methods.lottery.pruning import magnitude_masks, random_masks
 
 ARCH = "lenet_300_100"  # two prunable layers, so global and layerwise ranking differ
 REWIND = 5

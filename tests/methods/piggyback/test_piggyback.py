@@ -8,10 +8,10 @@ import torch
 
 import main_normal
 from tests.helpers import run_driver
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData
-from utils.engine import predict
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.engine import predict
 
 TASKS = get_benchmark("split_digits").task_names[:3]
 

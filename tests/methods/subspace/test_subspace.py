@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.base import SharedConv2d, SharedLinear
-from models.layers.subspace import SubspaceBatchNorm2d
-from utils.methods.subspace.points import (
+from unforget.models.layers.base import SharedConv2d, SharedLinear
+from unforget.models.layers.subspace import SubspaceBatchNorm2d
+from unforget.utils.methods.subspace.points import (
     PointSampler,
     expected_calibration_error,
     mean_squared_cosine,
@@ -139,7 +139,7 @@ def test_sampled_points_are_valid_and_layerwise_points_differ():
     assert (simplex >= 0).all()
     torch.testing.assert_close(simplex.sum(1), torch.ones(1000))
     torch.testing.assert_close(simplex.mean(0), torch.full((5,), 0.2), atol=0.02, rtol=0)
-    from models import build_network
+    from unforget.models import build_network
 
     network = build_network("subspace_convnet", 1.0, mode="curve")
     network.add_task("digits10", 10)
@@ -160,8 +160,8 @@ def test_ece_with_20_bins_matches_a_hand_count():
 
 
 def test_label_noise_relabels_a_fixed_fraction():
-    from utils.data.tasks import TaskData
-    from utils.methods.subspace.stages import with_label_noise
+    from unforget.utils.data.tasks import TaskData
+    from unforget.utils.methods.subspace.stages import with_label_noise
 
     labels = torch.arange(200) % 10
     task = TaskData("t", tuple("abcdefghij"), torch.zeros(200, 1, 2, 2, dtype=torch.uint8), labels, labels[:0],

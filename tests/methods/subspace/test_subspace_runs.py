@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.helpers import run_driver, run_main
-from utils.data.registry import get_benchmark
+from unforget.utils.data.registry import get_benchmark
 
 SHORT = {"EPOCHS": "3"}
 FOLDERS = {"subspace_lines.sh": "line", "subspace_curves.sh": "curve", "subspace_simplex.sh": "simplex3"}

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import main_normal
-from models.bn_mask_net import BNMaskNet
-from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
 from tests.helpers.files import png_is_drawn
-from utils.data.registry import get_benchmark
-from utils.methods.supsup.hopfield import (
+from unforget.models.bn_mask_net import BNMaskNet
+from unforget.models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.methods.supsup.hopfield import (
     load,
     nearest_patterns,
     pattern_overlaps,
@@ -22,8 +22,8 @@ from utils.methods.supsup.hopfield import (
     storage_bytes,
     stored_patterns,
 )
-from utils.methods.supsup.infer import objective
-from utils.methods.supsup.settings import SupSupSettings
+from unforget.utils.methods.supsup.infer import objective
+from unforget.utils.methods.supsup.settings import SupSupSettings
 
 NAMES = get_benchmark("split_digits").task_names
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 
 import main_normal
-from models import build_network
-from models.layers.supsup import supsup_layers
 from tests.helpers import run_driver
 from tests.helpers.cifar import write_cifar100_pickle
-from utils.data.registry import get_benchmark
-from utils.engine import predict
-from utils.methods.gg_baseline import stages as gg
-from utils.methods.gg_baseline.stages import split_parameters
-from utils.methods.supsup import stages as supsup_stages
-from utils.methods.supsup import transfer
+from unforget.models import build_network
+from unforget.models.layers.supsup import supsup_layers
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.engine import predict
+from unforget.utils.methods.gg_baseline import stages as gg
+from unforget.utils.methods.gg_baseline.stages import split_parameters
+from unforget.utils.methods.supsup import stages as supsup_stages
+from unforget.utils.methods.supsup import transfer
 
 SHARED_BODY_MODES = ("fixed_body", "fixed_body_randw", "batche", "batche_randw")
 DIGITS = get_benchmark("split_digits").task_names

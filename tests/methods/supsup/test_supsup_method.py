@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import main_normal
-from models.layers.supsup import store_masks
-from models.lenet import LeNet300100
-from utils.data.mnist import permutation, rotate
-from utils.data.registry import get_benchmark
-from utils.methods.supsup.infer import alpha_gradient, infer_tasks, per_image_alpha_gradients
+from unforget.models.layers.supsup import store_masks
+from unforget.models.lenet import LeNet300100
+from unforget.utils.data.mnist import permutation, rotate
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.methods.supsup.infer import alpha_gradient, infer_tasks, per_image_alpha_gradients
 
 GNU = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",
        "--supsup_schedule", "constant", "--lr", "1e-3", "--batch_size", "64", "--epochs", "4"]
@@ -78,11 +78,11 @@ def test_gnu_oneshot_g_infers_the_task_from_single_images(tmp_path, data_root, p
 
 @pytest.mark.slow
 def test_per_image_gradients_equal_one_image_at_a_time_and_binary_search_agrees(data_root, permuted_model):
-    from utils.methods.supsup.stages import load
+    from unforget.utils.methods.supsup.stages import load
 
     network, _ = load(permuted_model)
     benchmark = get_benchmark("permuted_digits")
-    from utils.data.tasks import DeviceTaskData
+    from unforget.utils.data.tasks import DeviceTaskData
 
     data = DeviceTaskData(benchmark.load_task(data_root, benchmark.task_names[3]), torch.device("cpu"), 0, False)
     images = next(data.test_batches(6))[0]
@@ -104,7 +104,7 @@ def test_data_transforms_follow_the_reference():
 
 
 def test_rand_split_cifar100_is_a_seeded_partition_of_the_classes():
-    from utils.data.rand_cifar100 import task_classes
+    from unforget.utils.data.rand_cifar100 import task_classes
 
     classes = [c for index in range(20) for c in task_classes(index).tolist()]
     assert sorted(classes) == list(range(100)) and classes != list(range(100))
@@ -154,7 +154,7 @@ def test_store_masks_drops_the_scores():
 
 
 def test_merging_reads_each_checkpoint_once(tmp_path, data_root, monkeypatch):
-    from utils.methods.supsup import checkpoints
+    from unforget.utils.methods.supsup import checkpoints
 
     names = get_benchmark("split_digits").task_names[:2]
     for name in names:

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import main_normal
-from models.layers.supsup import set_density
-from models.lenet import LeNet300100
 from tests.helpers.files import png_is_drawn
-from utils.data.registry import get_benchmark
-from utils.methods.supsup import nns
-from utils.methods.supsup.settings import SupSupSettings
+from unforget.models.layers.supsup import set_density
+from unforget.models.lenet import LeNet300100
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.methods.supsup import nns
+from unforget.utils.methods.supsup.settings import SupSupSettings
 
 NAMES = get_benchmark("permuted_digits").task_names
 NNS = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0", "--lr", "3e-3",
@@ -89,7 +89,7 @@ def test_a_mask_no_check_picks_keeps_its_outputs_bit_identical(tmp_path, data_ro
     flags = ("--supsup_nns_task_batches", "200", "--supsup_nns_every", "100")
     _nns(data_root, tmp_path / "a", NAMES[:1], *flags)
     _nns(data_root, tmp_path / "ab", NAMES[:2], *flags)
-    from utils.methods.supsup.stages import load
+    from unforget.utils.methods.supsup.stages import load
 
     meta = json.loads((tmp_path / "ab" / "meta.json").read_text())
     assert [entry["mapped_mask"] for entry in meta["stream"]] == [1, 2]
@@ -169,7 +169,7 @@ def test_the_nns_driver_logs_every_check_and_writes_the_summary(tmp_path, data_r
 
 
 def test_the_stream_report_refuses_a_folder_without_a_run_and_a_corrupt_checks_file(tmp_path, capsys):
-    from tools import stream_report
+    from unforget.tools import stream_report
 
     with pytest.raises(SystemExit) as stop:
         stream_report.main([str(tmp_path)])

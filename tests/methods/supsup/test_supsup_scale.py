@@ -10,20 +10,20 @@ import json
 import pytest
 import torch
 
-from models import build_network
-from models.layers.base import TaskSpec
-from models.layers.cpg import CPGWeights
-from models.layers.per_task import TaskBatchNorm2d, TaskHeads
-from models.layers.supsup import SupSupWeights, set_density, store_masks, supsup_layers
-from models.network import TaskNetwork
 from tests.helpers import run_driver
 from tests.helpers.cifar import write_cifar100_pickle
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
-from utils.data import rand_cifar100
-from utils.data.registry import get_benchmark
-from utils.methods.cpg.settings import CPGSettings
-from utils.methods.supsup.settings import SupSupSettings
-from utils.methods.supsup.stages import first_tasks, merge
+from unforget.models import build_network
+from unforget.models.layers.base import TaskSpec
+from unforget.models.layers.cpg import CPGWeights
+from unforget.models.layers.per_task import TaskBatchNorm2d, TaskHeads
+from unforget.models.layers.supsup import SupSupWeights, set_density, store_masks, supsup_layers
+from unforget.models.network import TaskNetwork
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, save_checkpoint
+from unforget.utils.data import rand_cifar100
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.methods.cpg.settings import CPGSettings
+from unforget.utils.methods.supsup.settings import SupSupSettings
+from unforget.utils.methods.supsup.stages import first_tasks, merge
 
 SUPSUP_SHAPE = {"input_shape": (1, 8, 8), "outputs": 12}
 
@@ -239,8 +239,8 @@ def test_every_rand_split_task_of_a_process_comes_from_one_read_of_cifar100(tmp_
 def test_bench_builds_checkpoints_of_k_stored_masks_and_times_inference(tmp_path, capsys):
     """tools/bench_supsup.py (not a timing test): its checkpoints hold k random masks that load, and its
     inference part reports one row per k."""
-    from tools import bench_supsup
-    from utils.methods.supsup.stages import load
+    from unforget.tools import bench_supsup
+    from unforget.utils.methods.supsup.stages import load
 
     (tmp_path / "data").mkdir()
     bench_supsup.stored_checkpoint(tmp_path / "k3", tmp_path / "data", 3, "permuted_digits", "lenet_300_100", 12)

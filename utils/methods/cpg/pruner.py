@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from models.layers.cpg import CPGWeights
-from utils.distributed import agree
+from unforget.models.layers.cpg import CPGWeights
+from unforget.utils.distributed import agree
 
 
 def cubic_sparsity(step: int, begin: int, end: int, initial: float, target: float) -> float:

@@ -18,12 +18,12 @@ import sys
 from functools import reduce
 from pathlib import Path
 
-from utils import metrics, plots
-from utils.atomic import atomic_json_dump
-from utils.methods.layout import ReportInputs
-from utils.methods.matrices import accuracy_matrix, state_bytes, storage, task_data
-from utils.methods.sequences import format_metrics
-from utils.run_files import number, read_json
+from unforget.utils import metrics, plots
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.methods.layout import ReportInputs
+from unforget.utils.methods.matrices import accuracy_matrix, state_bytes, storage, task_data
+from unforget.utils.methods.sequences import format_metrics
+from unforget.utils.run_files import number, read_json
 
 SUMMARY = "summary.json"
 
@@ -35,9 +35,9 @@ def capacity(payload: dict, network) -> dict:
     model against one plain width-1.0 network per task."""
     import torch
 
-    from models import build_network
-    from models.layers.base import unpack_bits
-    from models.layers.cpg import cpg_layers
+    from unforget.models import build_network
+    from unforget.models.layers.base import unpack_bits
+    from unforget.models.layers.cpg import cpg_layers
 
     layers = cpg_layers(network)
     rows, taken = [], 0
@@ -69,8 +69,8 @@ def ownership(network, arch: str) -> tuple[dict[int, float], int, float]:
     the same architecture unexpanded (width 1.0)."""
     import torch
 
-    from models import build_network
-    from models.layers.cpg import cpg_layers
+    from unforget.models import build_network
+    from unforget.models.layers.cpg import cpg_layers
 
     layers = cpg_layers(network)
     total = sum(layer.owner.numel() for layer in layers)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from utils.cli import UsageError
-from utils.methods.stage_settings import OwnershipSettings
-from utils.settings import flag
+from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OwnershipSettings
+from unforget.utils.settings import flag
 
 TRAIN_ACCURACY_GATE = 0.95
 """The reference's training accuracy a finetune or prune stage must exceed (`--train_accuracy_gate`)."""
@@ -43,7 +43,7 @@ class CPGSettings(OwnershipSettings):
         "every weight it owns, leaving none to later tasks", at_least=0.0, at_most=1.0)
 
     def resolved(self) -> Self:
-        from utils.data.registry import get_benchmark
+        from unforget.utils.data.registry import get_benchmark
 
         settings = super().resolved()
         cap, total = self.max_allowed_network_width_multiplier, self.total_num_tasks

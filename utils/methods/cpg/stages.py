@@ -19,25 +19,25 @@ from typing import TypeVar
 
 import torch
 
-from models import build_network, input_options
-from models.layers.cpg import cpg_layers
-from models.network import TaskNetwork
-from models.pretrained import PretrainedError, add_pretrained_task
-from utils.atomic import atomic_json_dump
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.cli import UsageError
-from utils.data.registry import get_benchmark
-from utils.data.tasks import DeviceTaskData, TaskData, hold_out
-from utils.distributed import data_parallel, from_main, join, on_main
-from utils.engine import EpochResult, Epochs, TrainLoop, evaluate
-from utils.exit_codes import ExitCode
-from utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsity
-from utils.methods.cpg.settings import BaselineSettings, CPGSettings
-from utils.methods.stage import Scalars, StageContext, open_stage, reseed
-from utils.methods.stage_settings import OwnershipSettings
-from utils.optim import SGD, Adam, Optimizer
-from utils.ranks import is_main, rank, world_size
-from utils.records import STOP_NOTE, goal_for, read_goals, read_record, write_goal_entry, write_record_entry
+from unforget.models import build_network, input_options
+from unforget.models.layers.cpg import cpg_layers
+from unforget.models.network import TaskNetwork
+from unforget.models.pretrained import PretrainedError, add_pretrained_task
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.cli import UsageError
+from unforget.utils.data.registry import get_benchmark
+from unforget.utils.data.tasks import DeviceTaskData, TaskData, hold_out
+from unforget.utils.distributed import data_parallel, from_main, join, on_main
+from unforget.utils.engine import EpochResult, Epochs, TrainLoop, evaluate
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.cpg.pruner import GradualPruner, owned_fraction, task_sparsity
+from unforget.utils.methods.cpg.settings import BaselineSettings, CPGSettings
+from unforget.utils.methods.stage import Scalars, StageContext, open_stage, reseed
+from unforget.utils.methods.stage_settings import OwnershipSettings
+from unforget.utils.optim import SGD, Adam, Optimizer
+from unforget.utils.ranks import is_main, rank, world_size
+from unforget.utils.records import STOP_NOTE, goal_for, read_goals, read_record, write_goal_entry, write_record_entry
 
 MOMENTUM = 0.9
 RETRAIN_PATIENCE = 5

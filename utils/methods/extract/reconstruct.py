@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.students import StudentsMLP
-from utils.board import Board
-from utils.methods.extract.clustering import cluster_neurons
-from utils.methods.extract.inputs import InputMask
-from utils.methods.extract.symmetry import SYMMETRIES, Canonical, canonicalise
-from utils.methods.extract.training import TrainSettings, evaluate, train_students
+from unforget.models.students import StudentsMLP
+from unforget.utils.board import Board
+from unforget.utils.methods.extract.clustering import cluster_neurons
+from unforget.utils.methods.extract.inputs import InputMask
+from unforget.utils.methods.extract.symmetry import SYMMETRIES, Canonical, canonicalise
+from unforget.utils.methods.extract.training import TrainSettings, evaluate, train_students
 
 TOP_STUDENTS = 5  # clusters take their neuron from the best of the five lowest-loss students
 

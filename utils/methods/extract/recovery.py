@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.methods.extract.inputs import InputMask
+from unforget.utils.methods.extract.inputs import InputMask
 
 RECOVERED = 1e-3  # by default a teacher neuron counts as recovered below this dissimilarity
 

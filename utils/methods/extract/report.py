@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from utils.atomic import atomic_json_dump, atomic_write
+from unforget.utils.atomic import atomic_json_dump, atomic_write
 
 PLOT_FLOOR = 1e-8  # zero dissimilarities are drawn here, below the plot's 1e-6 .. 1 range of interest
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from utils.cli import UsageError
-from utils.settings import StageSettings, flag
+from unforget.utils.cli import UsageError
+from unforget.utils.settings import StageSettings, flag
 
 SYNTHETIC = "gaussian_teacher"
 

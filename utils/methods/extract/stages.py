@@ -19,20 +19,26 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from models.students import StudentsMLP
-from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
-from utils.checkpoint import CheckpointError
-from utils.exit_codes import ExitCode
-from utils.logs import RunLog
-from utils.methods.extract.folders import settings_hash
-from utils.methods.extract.inputs import InputMask
-from utils.methods.extract.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune
-from utils.methods.extract.recovery import layer_recovery
-from utils.methods.extract.report import copy_report, write_report
-from utils.methods.extract.settings import SYNTHETIC, ExtractSettings
-from utils.methods.extract.teachers import Probes, Teacher, checkpoint_teacher, gaussian_probes, synthetic_teacher
-from utils.methods.extract.training import TrainSettings, evaluate, train_students
-from utils.methods.stage import open_stage, reseed
+from unforget.models.students import StudentsMLP
+from unforget.utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
+from unforget.utils.checkpoint import CheckpointError
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.logs import RunLog
+from unforget.utils.methods.extract.folders import settings_hash
+from unforget.utils.methods.extract.inputs import InputMask
+from unforget.utils.methods.extract.reconstruct import ExtractionFailed, OnRebuilt, extract, fine_tune
+from unforget.utils.methods.extract.recovery import layer_recovery
+from unforget.utils.methods.extract.report import copy_report, write_report
+from unforget.utils.methods.extract.settings import SYNTHETIC, ExtractSettings
+from unforget.utils.methods.extract.teachers import (
+    Probes,
+    Teacher,
+    checkpoint_teacher,
+    gaussian_probes,
+    synthetic_teacher,
+)
+from unforget.utils.methods.extract.training import TrainSettings, evaluate, train_students
+from unforget.utils.methods.stage import open_stage, reseed
 
 STUDENTS_FILE = "students.pth"
 Students = TypeVar("Students", bound=nn.Module)

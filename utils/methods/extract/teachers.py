@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.layers.base import SharedLinear
-from models.layers.per_task import TaskHeads
-from models.students import ACTIVATIONS, StudentsMLP
+from unforget.models.layers.base import SharedLinear
+from unforget.models.layers.per_task import TaskHeads
+from unforget.models.students import ACTIVATIONS, StudentsMLP
 
 TEST_SHARE = 4  # Gaussian test inputs: a quarter as many as training inputs
 REFERENCE_INPUTS = 4096  # Gaussian inputs that set a synthetic teacher's deeper biases
@@ -95,10 +95,10 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
     head; `folder` is its checkpoint folder or the checkpoint file in it), probed with the task's
     normalised, flattened training images (`probe` "data", as the published code) or with `samples`
     standard Gaussian inputs of the same size (`probe` "gaussian"); tested on the task's test images."""
-    from utils.checkpoint import load_checkpoint, network_from_checkpoint
-    from utils.cli import UsageError
-    from utils.data.registry import get_benchmark
-    from utils.data.tasks import DeviceTaskData
+    from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+    from unforget.utils.cli import UsageError
+    from unforget.utils.data.registry import get_benchmark
+    from unforget.utils.data.tasks import DeviceTaskData
 
     network = network_from_checkpoint(load_checkpoint(folder.parent if folder.is_file() else folder)).eval()
     network.set_task(network.task_id(dataset))

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from utils.board import Board
-from utils.data.tasks import TensorBatches
-from utils.engine import EpochResult, TrainLoop, run_epochs
+from unforget.utils.board import Board
+from unforget.utils.data.tasks import TensorBatches
+from unforget.utils.engine import EpochResult, TrainLoop, run_epochs
 
 DECAY = 1 / math.sqrt(10)
 

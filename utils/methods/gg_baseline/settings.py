@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from utils.cli import UsageError
-from utils.methods.supsup.settings import ARCHITECTURES  # declared: tests/core/test_layering.py ALLOWED
-from utils.settings import StageSettings, flag
+from unforget.utils.cli import UsageError
+from unforget.utils.methods.supsup.settings import ARCHITECTURES  # declared: tests/core/test_layering.py ALLOWED
+from unforget.utils.settings import StageSettings, flag
 
 LAYERS = ("plain", "fixed_body", "fixed_body_randw", "batche", "batche_randw")
 

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
-from models.network import TaskNetwork
-from utils.atomic import atomic_csv, atomic_json_dump
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
-from utils.cli import UsageError
-from utils.engine import TrainLoop, evaluate
-from utils.exit_codes import ExitCode
-from utils.methods.gg_baseline.settings import LAYERS, GGBaselineSettings
-from utils.methods.stage import StageContext, open_stage, reseed
-from utils.optim import Adam
+from unforget.models import build_network
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import atomic_csv, atomic_json_dump
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
+from unforget.utils.cli import UsageError
+from unforget.utils.engine import TrainLoop, evaluate
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.gg_baseline.settings import LAYERS, GGBaselineSettings
+from unforget.utils.methods.stage import StageContext, open_stage, reseed
+from unforget.utils.optim import Adam
 
 CARRIED = ("input_shape", "outputs", "accuracy_after_learning")
 """What a checkpoint's meta passes on to the next task's (the rest, the task list included, is the new one's)."""

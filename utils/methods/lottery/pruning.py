@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from models.layers.cpg import CPGWeights
+from unforget.models.layers.cpg import CPGWeights
 
 KEPT = 1
 """the owner value of a kept weight: the one task's id"""

@@ -9,9 +9,9 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.atomic import atomic_write
-from utils.methods.lottery.folders import LotteryFolders
-from utils.methods.lottery.settings import CONTROLS
+from unforget.utils.atomic import atomic_write
+from unforget.utils.methods.lottery.folders import LotteryFolders
+from unforget.utils.methods.lottery.settings import CONTROLS
 
 VARIANTS = ("ticket", *CONTROLS)
 LABELS = {"ticket": "ticket (rewound)", "reinit": "random reinit", "random_mask": "random mask"}

@@ -18,20 +18,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import build_network, input_options
-from models.layers.base import SharedConv2d, SharedLinear
-from models.network import TaskNetwork
-from utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
-from utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint, read_meta
-from utils.cli import UsageError
-from utils.data.tasks import DeviceTaskData
-from utils.engine import TrainLoop, evaluate
-from utils.exit_codes import ExitCode
-from utils.methods.lottery.folders import LotteryFolders
-from utils.methods.lottery.pruning import apply_masks, magnitude_masks, random_masks, read_masks, sparsity_report
-from utils.methods.lottery.settings import LotterySettings
-from utils.methods.stage import StageContext, open_stage, reseed
-from utils.optim import SGD
+from unforget.models import build_network, input_options
+from unforget.models.layers.base import SharedConv2d, SharedLinear
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import UnreadableFile, atomic_json_dump, atomic_torch_save, read_torch_file
+from unforget.utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint, read_meta
+from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.engine import TrainLoop, evaluate
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.lottery.folders import LotteryFolders
+from unforget.utils.methods.lottery.pruning import (
+    apply_masks,
+    magnitude_masks,
+    random_masks,
+    read_masks,
+    sparsity_report,
+)
+from unforget.utils.methods.lottery.settings import LotterySettings
+from unforget.utils.methods.stage import StageContext, open_stage, reseed
+from unforget.utils.optim import SGD
 
 LAYER_MODE = "packnet"
 REINIT_SEED = 1_000_003

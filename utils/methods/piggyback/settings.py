@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from utils.methods.stage_settings import OwnershipSettings
-from utils.settings import flag
+from unforget.utils.methods.stage_settings import OwnershipSettings
+from unforget.utils.settings import flag
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.layers.base import packed_size
-from models.layers.cpg import cpg_layers
-from utils.atomic import atomic_json_dump
-from utils.checkpoint import read_meta
-from utils.distributed import from_main
-from utils.engine import evaluate
-from utils.exit_codes import ExitCode
-from utils.methods.cpg.stages import Stage, inference, load_stage, train_new_task
-from utils.methods.piggyback.settings import PiggybackSettings
+from unforget.models.layers.base import packed_size
+from unforget.models.layers.cpg import cpg_layers
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.checkpoint import read_meta
+from unforget.utils.distributed import from_main
+from unforget.utils.engine import evaluate
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.cpg.stages import Stage, inference, load_stage, train_new_task
+from unforget.utils.methods.piggyback.settings import PiggybackSettings
 
 
 def finetune(stage: Stage[PiggybackSettings]) -> ExitCode:

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.subspace import SUBSPACE_MODES, SubspaceBatchNorm2d, SubspaceWeights
-from models.network import TaskNetwork
+from unforget.models.layers.subspace import SUBSPACE_MODES, SubspaceBatchNorm2d, SubspaceWeights
+from unforget.models.network import TaskNetwork
 
 BN_MOMENTUM = 0.1
 

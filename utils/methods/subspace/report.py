@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from utils.atomic import atomic_json_dump
+from unforget.utils.atomic import atomic_json_dump
 
 COLUMNS = ("alpha", "accuracy", "paired_alpha", "ensemble_accuracy")
 

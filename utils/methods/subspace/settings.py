@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from utils.cli import UsageError
-from utils.settings import StageSettings, flag
+from unforget.utils.cli import UsageError
+from unforget.utils.settings import StageSettings, flag
 
 KINDS = ("line", "curve", "simplex")
 

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
-from models.layers.subspace import SUBSPACE_MODES
-from models.network import TaskNetwork
-from utils.checkpoint import load_checkpoint, network_from_checkpoint
-from utils.cli import UsageError
-from utils.data.tasks import DeviceTaskData, TaskData
-from utils.engine import EpochResult, TrainLoop, cross_entropy, predict
-from utils.exit_codes import ExitCode
-from utils.methods.stage import StageContext, open_stage
-from utils.methods.subspace.points import (
+from unforget.models import build_network
+from unforget.models.layers.subspace import SUBSPACE_MODES
+from unforget.models.network import TaskNetwork
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData, TaskData
+from unforget.utils.engine import EpochResult, TrainLoop, cross_entropy, predict
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.stage import StageContext, open_stage
+from unforget.utils.methods.subspace.points import (
     PointSampler,
     Subspace,
     centre_coefficients,
@@ -37,9 +37,9 @@ from utils.methods.subspace.points import (
     squared_cosine,
     vertex_gram,
 )
-from utils.methods.subspace.report import write_report
-from utils.methods.subspace.settings import SubspaceSettings
-from utils.optim import SGD
+from unforget.utils.methods.subspace.report import write_report
+from unforget.utils.methods.subspace.settings import SubspaceSettings
+from unforget.utils.optim import SGD
 
 MOMENTUM = 0.9
 ALPHA_STEPS = 20  # alpha = 0, 0.05, ..., 1

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from models.layers.per_task import PerTask
-from models.layers.supsup import supsup_layers
-from models.network import TaskNetwork
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
-from utils.cli import UsageError
+from unforget.models.layers.per_task import PerTask
+from unforget.models.layers.supsup import supsup_layers
+from unforget.models.network import TaskNetwork
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
+from unforget.utils.cli import UsageError
 
 
 def load(folder: Path) -> tuple[TaskNetwork, dict]:

@@ -25,21 +25,21 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
-from models.layers.base import unpack_bits
-from models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
-from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump
-from utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
-from utils.cli import UsageError
-from utils.data.tasks import DeviceTaskData
-from utils.engine import TrainLoop
-from utils.engine import evaluate as accuracy_of
-from utils.exit_codes import ExitCode
-from utils.methods.stage import open_stage
-from utils.methods.supsup.infer import objective
-from utils.methods.supsup.settings import SupSupSettings, stream_names
-from utils.optim import SGD
+from unforget.models import build_network
+from unforget.models.layers.base import unpack_bits
+from unforget.models.layers.hopfield import HopfieldMaskedNorm, hopfield_norms
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import atomic_json_dump
+from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
+from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.engine import TrainLoop
+from unforget.utils.engine import evaluate as accuracy_of
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.stage import open_stage
+from unforget.utils.methods.supsup.infer import objective
+from unforget.utils.methods.supsup.settings import SupSupSettings, stream_names
+from unforget.utils.optim import SGD
 
 ARCH = "bn_mask_net"
 """the network every function here takes: a BNMaskNet (models/bn_mask_net.py) with Hopfield batch-norms"""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from models.layers.base import SharedLinear
-from models.layers.supsup import SupSupWeights, set_alphas, supsup_layers
-from models.network import TaskNetwork
+from unforget.models.layers.base import SharedLinear
+from unforget.models.layers.supsup import SupSupWeights, set_alphas, supsup_layers
+from unforget.models.network import TaskNetwork
 
 IMAGES_PER_PASS = 256
 

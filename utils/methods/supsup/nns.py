@@ -22,20 +22,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from models import build_network
-from models.layers.base import pack_bits
-from models.layers.supsup import set_density, store_masks, supsup_layers
-from models.network import TaskNetwork
-from utils.atomic import atomic_csv, atomic_json_dump
-from utils.cli import UsageError
-from utils.data.tasks import DeviceTaskData
-from utils.exit_codes import ExitCode
-from utils.methods.stage import open_stage
-from utils.methods.supsup.checkpoints import first_tasks, load
-from utils.methods.supsup.infer import alpha_gradient, infer_tasks
-from utils.methods.supsup.results import add_csv_rows
-from utils.methods.supsup.settings import SupSupSettings, stream_names, too_few_outputs
-from utils.optim import Adam, RMSprop
+from unforget.models import build_network
+from unforget.models.layers.base import pack_bits
+from unforget.models.layers.supsup import set_density, store_masks, supsup_layers
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import atomic_csv, atomic_json_dump
+from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.stage import open_stage
+from unforget.utils.methods.supsup.checkpoints import first_tasks, load
+from unforget.utils.methods.supsup.infer import alpha_gradient, infer_tasks
+from unforget.utils.methods.supsup.results import add_csv_rows
+from unforget.utils.methods.supsup.settings import SupSupSettings, stream_names, too_few_outputs
+from unforget.utils.optim import Adam, RMSprop
 
 CHECKS = "checks.csv"
 """Beside the NNs checkpoint: one row per new-task check (what train.log says, for tables and plots)."""

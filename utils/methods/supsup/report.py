@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils import metrics, plots
-from utils.atomic import atomic_csv
-from utils.methods.layout import ReportInputs
-from utils.methods.matrices import state_bytes, storage, task_accuracies, task_data
-from utils.methods.sequences import sequence_summary, write_metrics
+from unforget.utils import metrics, plots
+from unforget.utils.atomic import atomic_csv
+from unforget.utils.methods.layout import ReportInputs
+from unforget.utils.methods.matrices import state_bytes, storage, task_accuracies, task_data
+from unforget.utils.methods.sequences import sequence_summary, write_metrics
 
 INFERENCE_CSV = "task_inference.csv"
 
@@ -19,8 +19,8 @@ def supsup_network(root: Path, names: list[str]):
     """A SupSup run's network with every task's mask: GNu's one sequential model (<root>/model), the last
     task's folder when it holds every task (Transfer, whose tasks start from the earlier ones), or GG's
     one checkpoint per task (<root>/<task>) merged."""
-    from utils.checkpoint import read_meta
-    from utils.methods.supsup.checkpoints import load, merge
+    from unforget.utils.checkpoint import read_meta
+    from unforget.utils.methods.supsup.checkpoints import load, merge
 
     if (root / "model" / "meta.json").is_file():
         network, _ = load(root / "model")
@@ -30,7 +30,7 @@ def supsup_network(root: Path, names: list[str]):
         network, _ = merge([root / name for name in names])
     stored = [spec.name for spec in network.tasks]
     if stored[: len(names)] != names:
-        from utils.checkpoint import CheckpointError
+        from unforget.utils.checkpoint import CheckpointError
 
         raise CheckpointError(f"{root} holds the tasks {stored}, not {names} in that order")
     return network
@@ -45,8 +45,8 @@ def matrix_and_inference(root: Path, names: list[str], data: dict, device, objec
     accuracy with the inferred mask."""
     import torch
 
-    from utils.methods.supsup.checkpoints import first_tasks
-    from utils.methods.supsup.infer import infer_tasks
+    from unforget.utils.methods.supsup.checkpoints import first_tasks
+    from unforget.utils.methods.supsup.infer import infer_tasks
 
     network = supsup_network(root, names).to(device)
     meta = _meta_of(root, names)
@@ -81,7 +81,7 @@ def matrix_and_inference(root: Path, names: list[str], data: dict, device, objec
 
 
 def _meta_of(root: Path, names: list[str]) -> dict:
-    from utils.checkpoint import read_meta
+    from unforget.utils.checkpoint import read_meta
 
     return read_meta(root / "model" if (root / "model" / "meta.json").is_file() else root / names[0])
 

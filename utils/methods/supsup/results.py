@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from utils.atomic import atomic_csv
+from unforget.utils.atomic import atomic_csv
 
 
 def add_csv_rows(path: Path, rows: list[dict]) -> None:

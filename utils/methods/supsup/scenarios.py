@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from utils.exit_codes import ExitCode
-from utils.methods.supsup.settings import SupSupSettings
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.supsup.settings import SupSupSettings
 
 
 def run_scenario(settings: SupSupSettings) -> ExitCode:
     if settings.supsup_scenario == "nns":
-        from utils.methods.supsup import nns
+        from unforget.utils.methods.supsup import nns
 
         return nns.train(settings) if settings.mode == "finetune" else nns.evaluate(settings)
-    from utils.methods.supsup import hopfield
+    from unforget.utils.methods.supsup import hopfield
 
     return hopfield.train(settings) if settings.mode == "finetune" else hopfield.evaluate(settings)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from utils.cli import UsageError
-from utils.settings import StageSettings, flag
+from unforget.utils.cli import UsageError
+from unforget.utils.settings import StageSettings, flag
 
 ARCHITECTURES = ("lenet_300_100", "fc_1024_1024", "gem_resnet18")
 
@@ -88,7 +88,7 @@ class SupSupSettings(StageSettings):
             raise UsageError("--method supsup --mode inference needs --load_folder or --supsup_task_folders")
 
     def _validate_stream(self) -> None:
-        from utils.data.registry import get_benchmark
+        from unforget.utils.data.registry import get_benchmark
 
         if self.supsup_nns_epsilon <= 0.0:
             raise UsageError(f"--supsup_nns_epsilon must be above 0, got {self.supsup_nns_epsilon}")

@@ -19,21 +19,21 @@ from pathlib import Path
 
 import torch
 
-from models import build_network
-from models.layers.supsup import set_density, store_masks, supsup_layers
-from models.network import TaskNetwork
-from utils.atomic import atomic_json_dump, atomic_write
-from utils.cli import UsageError
-from utils.data.tasks import DeviceTaskData
-from utils.engine import TrainLoop, evaluate, predict
-from utils.exit_codes import ExitCode
-from utils.methods.stage import StageContext, open_stage, reseed
-from utils.methods.supsup import transfer
-from utils.methods.supsup.checkpoints import first_tasks, load, merge
-from utils.methods.supsup.infer import infer_tasks
-from utils.methods.supsup.results import add_csv_rows
-from utils.methods.supsup.settings import SupSupSettings, too_few_outputs
-from utils.optim import Adam, RMSprop
+from unforget.models import build_network
+from unforget.models.layers.supsup import set_density, store_masks, supsup_layers
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import atomic_json_dump, atomic_write
+from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData
+from unforget.utils.engine import TrainLoop, evaluate, predict
+from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.stage import StageContext, open_stage, reseed
+from unforget.utils.methods.supsup import transfer
+from unforget.utils.methods.supsup.checkpoints import first_tasks, load, merge
+from unforget.utils.methods.supsup.infer import infer_tasks
+from unforget.utils.methods.supsup.results import add_csv_rows
+from unforget.utils.methods.supsup.settings import SupSupSettings, too_few_outputs
+from unforget.utils.optim import Adam, RMSprop
 
 
 def _optimizer(settings: SupSupSettings, params: list[torch.nn.Parameter]) -> Adam | RMSprop:
@@ -200,7 +200,7 @@ def inference(stage: StageContext[SupSupSettings]) -> ExitCode:
 
 def run(settings: SupSupSettings, process_start: float) -> ExitCode:
     if settings.supsup_scenario != "given":  # NNs and HopSupSup: a stream of tasks in one stage
-        from utils.methods.supsup.scenarios import run_scenario
+        from unforget.utils.methods.supsup.scenarios import run_scenario
 
         return run_scenario(settings)
     if settings.mode == "finetune":

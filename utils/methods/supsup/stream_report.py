@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from utils import plots
-from utils.run_files import CheckpointFileError, read_json
+from unforget.utils import plots
+from unforget.utils.run_files import CheckpointFileError, read_json
 
 
 def read_checks(path: Path) -> list[dict]:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from models.layers.supsup import supsup_layers
-from models.network import TaskNetwork
-from utils.atomic import UnreadableFile, atomic_torch_save, read_torch_file
-from utils.checkpoint import CheckpointError
-from utils.cli import UsageError
+from unforget.models.layers.supsup import supsup_layers
+from unforget.models.network import TaskNetwork
+from unforget.utils.atomic import UnreadableFile, atomic_torch_save, read_torch_file
+from unforget.utils.checkpoint import CheckpointError
+from unforget.utils.cli import UsageError
 
 SCORE_SUM = "score_sum.pt"
 
