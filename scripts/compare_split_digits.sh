@@ -55,6 +55,10 @@ method piggyback env BACKBONE_EPOCHS="${BACKBONE_EPOCHS:-15}" EPOCHS="${MASK_EPO
   bash scripts/piggyback.sh split_digits compare
 method supsup_gg env BENCHMARK=split_digits ARCH=lenet_300_100 EPOCHS="${SUPSUP_EPOCHS:-10}" bash scripts/supsup_gg.sh 0
 
+if [[ ${LAUNCHER:-local} == slurm ]]; then
+  say "every method's seeds were submitted to SLURM (their .out files name the arrays); rerun without LAUNCHER for the table"
+  exit 0
+fi
 mapfile -t roots < <(awk '!seen[$0]++' "$RUN_ROOTS_FILE")
 run_child "$PYTHON" -m tools.report --runs "${roots[@]}" --out "$CKPT_ROOT"
 say "compared ${#roots[@]} runs in $((SECONDS - start)) s; plots:"

@@ -21,6 +21,9 @@ source "$REPO_ROOT/scripts/lib/stage_server.sh"
 source "$REPO_ROOT/scripts/lib/gpus.sh"
 # shellcheck source=scripts/lib/runs.sh
 source "$REPO_ROOT/scripts/lib/runs.sh"
+# shellcheck source=scripts/lib/slurm.sh
+source "$REPO_ROOT/scripts/lib/slurm.sh"
 
-# GPUS given to the driver is checked (and its warning said) once, before any work
+# GPUS and LAUNCHER given to the driver are checked (and the GPU warning said) once, before any work
 [[ -z ${GPUS:-} ]] || use_gpus
+check_launcher

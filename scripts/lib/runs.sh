@@ -59,6 +59,7 @@ begin_run() {
 # spread over GPUS (one worker per GPU id, each running its seeds one after another on that GPU alone) or,
 # without GPUS, over SEED_WORKERS workers on the device the driver would use (default 1); then print the
 # seeds' table (tools.report --runs) and exit. Without SEEDS it returns and the driver runs once, on SEED.
+# With LAUNCHER=slurm the seeds go to a SLURM job array instead (scripts/lib/slurm.sh).
 for_each_seed() {
   [[ -n ${SEEDS:-} ]] || return 0
   local seed workers=() count
@@ -67,6 +68,10 @@ for_each_seed() {
   for seed in "${SEED_LIST[@]}"; do
     [[ $seed =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '$seed'"
   done
+  if [[ ${LAUNCHER:-local} == slurm ]]; then
+    submit_seed_array "$0" "$@"
+    exit 0
+  fi
   if [[ -n ${GPUS:-} ]]; then
     [[ $GPUS =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "with SEEDS, GPUS must list GPU ids such as 0,1 (one seed at a time on each), got '$GPUS'"
     IFS=, read -r -a workers <<< "$GPUS"
