@@ -22,7 +22,7 @@ def describe(benchmark: Benchmark, data_root: Path) -> list[dict[str, Any]]:
     """Per task: its classes, its training images split as the stages split them (the benchmark's default
     --val_fraction held out to validate on, the rest trained on), its test images, image size, channels and
     normalisation. Loads each task (and so torch): what the default listing never does."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in benchmark.task_names:
         if benchmark.loader is None:  # no images: the method that uses it draws its inputs
             rows.append({"task": name, "classes": [], "train": None, "validation": None, "test": None,
