@@ -24,8 +24,9 @@ def task_tag(name: str) -> str:
 
 
 def write_summary(root: Path, summary: dict) -> Path:
-    """The summary run of the report in `root` (its heatmap already drawn there); a second report replaces it.
-    Metrics a run has too few tasks for (None) are left out. Returns the run's folder."""
+    """The summary run of the report in `root` (its heatmap already drawn there: a report whose plots are not
+    drawn gets the scalars alone); a second report replaces it. Metrics a run has too few tasks for (None) are
+    left out. Returns the run's folder."""
     import matplotlib.image
     from torch.utils.tensorboard import SummaryWriter
 
@@ -33,8 +34,9 @@ def write_summary(root: Path, summary: dict) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     names, matrix = summary["task_names"], summary["accuracy_matrix"]
     with SummaryWriter(str(folder)) as writer:
-        image = matplotlib.image.imread(str(Path(root) / HEATMAP))
-        writer.add_image(MATRIX_TAG, image[..., :3], len(names), dataformats="HWC")
+        heatmap = Path(root) / HEATMAP
+        if heatmap.is_file():
+            writer.add_image(MATRIX_TAG, matplotlib.image.imread(str(heatmap))[..., :3], len(names), dataformats="HWC")
         for key, value in summary["metrics"].items():
             if value is not None:
                 writer.add_scalar(METRIC_TAGS.get(key, f"metrics/{key}"), value, len(names))
