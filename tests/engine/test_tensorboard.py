@@ -79,27 +79,54 @@ def test_scalars_are_the_epoch_lines(cpg_task, stage, run, tags):
             assert abs(value - float(line[tag])) <= 0.5e-4 + 1e-6, (tag, value, line[tag])  # the log's 4 decimals
 
 
-@pytest.mark.parametrize("stage, run", [("finetune", "finetune_w1.0"), ("prune", "prune_0.5"), ("retrain", "retrain")])
-def test_validation_accuracy_is_on_the_board(cpg_task, stage, run):
+@pytest.mark.parametrize("stage, run, folder", [
+    ("finetune", "finetune_w1.0", "scratch"), ("prune", "prune_0.5", "gradual_prune"),
+    ("retrain", "retrain", "retrain"),
+])
+def test_validation_accuracy_is_on_the_board(cpg_task, stage, run, folder):
     """Finetune and prune measure once after their epochs (a point at the last epoch, the decision's val_acc),
-    retrain after each epoch (the epoch lines' val_acc); none of them measures on the test images here."""
+    retrain after each epoch (the epoch lines' val_acc). The test accuracy is a tag of its own where it is
+    measured: after the epochs, or at each epoch retrain keeps; the last is the checkpoint's test_accuracy."""
     scalars = _scalars(cpg_task / "tensorboard" / run)
-    assert "test_acc" not in scalars
     steps = [1, 2] if stage == "retrain" else [2]
     assert [step for step, _ in scalars["val_acc"]] == steps
-    assert all(0.0 <= value <= 1.0 for _, value in scalars["val_acc"])
+    assert all(0.0 <= value <= 1.0 for _, value in scalars["val_acc"] + scalars["test_acc"])
     decisions = [line for line in _lines(cpg_task / "train.log") if line.get("stage") == stage and "exit" in line]
     if stage != "retrain":
         assert abs(scalars["val_acc"][-1][1] - float(decisions[-1]["val_acc"])) <= 0.5e-4 + 1e-6
+    best, kept = -1.0, []
+    for step, value in scalars["val_acc"]:
+        if value > best:
+            best, kept = value, [*kept, step]
+    assert [step for step, _ in scalars["test_acc"]] == (kept if stage == "retrain" else steps)
+    meta = json.loads((cpg_task / folder / "meta.json").read_text())
+    assert abs(scalars["test_acc"][-1][1] - meta["test_accuracy"]) <= 0.5e-4 + 1e-6
 
 
 def test_the_record_is_accuracy_against_sparsity(cpg_task):
-    """record.txt as one series: step = sparsity in per-mille, value = its accuracy."""
+    """record.txt as one series: step = sparsity in per-mille, value = its accuracy; beside it the width of
+    each row (the task's, as its decisions say)."""
     record = json.loads((cpg_task / "record.txt").read_text())
-    series = _scalars(cpg_task / "tensorboard" / "record")["accuracy_vs_sparsity"]
+    scalars = _scalars(cpg_task / "tensorboard" / "record")
+    series = scalars["accuracy_vs_sparsity"]
     assert series == [(round(float(key) * 1000), pytest.approx(value, abs=1e-6)) for key, value in record.items()]
     assert [step for step, _ in series][0] == 0 and len(series) >= 2
     assert all(0.0 <= value <= 1.0 for _, value in series)
+    widths = {float(line["width"]) for line in _lines(cpg_task / "train.log") if "exit" in line}
+    assert [step for step, _ in scalars["width"]] == [step for step, _ in series]
+    assert {value for _, value in scalars["width"]} == widths == {1.0}
+
+
+def test_a_grown_task_records_its_width(data_root, tmp_path):
+    """A task that grew (an unreachable goal makes finetune exit 2 below the cap) records at its grown width."""
+    task = tmp_path / "digits_01"
+    goals = tmp_path / "goals.json"
+    goals.write_text(json.dumps({"digits_01": "force_growth"}))
+    common = ["--lr", "0.05", "--epochs", "1", "--baseline_acc_file", str(goals), "--save_folder",
+              str(task / "scratch"), "--max_allowed_network_width_multiplier", "1.5"]
+    assert _cpg(data_root, task, "finetune", *common) == 2
+    assert _cpg(data_root, task, "finetune", *common, "--network_width_multiplier", "1.5") == 0
+    assert _scalars(task / "tensorboard" / "record")["width"] == [(0, 1.5)]
 
 
 def test_choices_on_the_test_images_are_test_acc(data_root, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unforget.utils import metrics, plots
+from unforget.utils import metrics, plots, run_board
 from unforget.utils.atomic import atomic_json_dump
 from unforget.utils.methods import matrices
 from unforget.utils.methods.layout import ReportInputs
@@ -61,8 +61,9 @@ def format_metrics(summary: dict) -> str:
 
 
 def write_metrics(root: Path, summary: dict) -> None:
-    """metrics.json and the matrix's heatmap, then the metrics line."""
+    """metrics.json, the matrix's heatmap and the run's TensorBoard summary, then the metrics line."""
     atomic_json_dump(summary, root / METRICS)
     plots.heatmap(root, summary)
+    run_board.write_summary(root, summary)
     print(format_metrics(summary))
     print(f"matrix and metrics written to {root / METRICS} and {root / metrics.MATRIX_CSV}")

@@ -59,6 +59,9 @@ class StageContext(Generic[S]):
     """the fields each epoch and decision line starts with (stage, method, task, ...)"""
     process_start: float | None = None
     """when the process started: the first epoch line gives the set-up seconds since (None: it does not)"""
+    board: Board | None = dataclasses.field(default=None, repr=False)
+    """the TensorBoard run `train` has open (None outside it): hooks that measure more during the epochs, such
+    as a kept epoch's test accuracy, put their points there with `board_point`"""
 
     @cached_property
     def benchmark(self) -> Benchmark:
@@ -104,13 +107,22 @@ class StageContext(Generic[S]):
         returned `Epochs.final`."""
         settings = self.settings
         with self.log.board(board_run) as board:
-            done = run_epochs(loop, data, settings.batch_size, generator or data.generator(settings.seed),
-                              settings.epochs, log=self.epoch_logger(board, scalars, board_extra, board_tags),
-                              description=description, process_start=self.process_start, **hooks)
-            if finish is not None:
-                done.final = finish()
-                board.epoch(done.count, **done.final)
+            self.board = board
+            try:
+                done = run_epochs(loop, data, settings.batch_size, generator or data.generator(settings.seed),
+                                  settings.epochs, log=self.epoch_logger(board, scalars, board_extra, board_tags),
+                                  description=description, process_start=self.process_start, **hooks)
+                if finish is not None:
+                    done.final = finish()
+                    board.epoch(done.count, **done.final)
+            finally:
+                self.board = None
             return done
+
+    def board_point(self, step: int, **values: float) -> None:
+        """Values at `step` of the run `train` has open (nothing outside `train`)."""
+        if self.board is not None:
+            self.board.epoch(step, **values)
 
     def save(self, folder: str | Path, network: TaskNetwork, meta: dict, arch: str | None = None) -> None:
         """The checkpoint and its meta.json, with these settings (rank 0 alone under torchrun)."""

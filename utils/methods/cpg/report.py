@@ -18,7 +18,7 @@ import sys
 from functools import reduce
 from pathlib import Path
 
-from unforget.utils import metrics, plots
+from unforget.utils import metrics, plots, run_board
 from unforget.utils.atomic import atomic_json_dump
 from unforget.utils.methods.layout import ReportInputs
 from unforget.utils.methods.matrices import accuracy_matrix, state_bytes, storage, task_data
@@ -187,9 +187,10 @@ def summarise_run(inputs: ReportInputs) -> dict:
 
 
 def write(root: Path, summary: dict) -> None:
-    """summary.json and its plots, the table, then the warnings on stderr."""
+    """summary.json, its plots and the run's TensorBoard summary, the table, then the warnings on stderr."""
     atomic_json_dump(summary, root / SUMMARY)
     plots.write_all(root, summary)
+    run_board.write_summary(root, summary)
     print(format_table(summary))
     print(f"summary written to {root / SUMMARY}, plots and {metrics.MATRIX_CSV} beside it")
     for warning in summary["warnings"]:

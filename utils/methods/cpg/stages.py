@@ -110,12 +110,15 @@ class Stage(StageContext[Owning]):
 
     def record(self, path: str, sparsity: float, accuracy: float) -> None:
         """record.txt[sparsity] = accuracy (rank 0 alone under torchrun); after the checkpoint it stands for.
-        The whole record is then TensorBoard run `record`: accuracy_vs_sparsity, step = sparsity in per-mille."""
+        The whole record is then TensorBoard run `record`: accuracy_vs_sparsity and width, step = sparsity in
+        per-mille. Every row of a task's record is at the task's one width (it grows in finetune, before the
+        first row)."""
         if is_main():
             record = write_record_entry(Path(path), sparsity, accuracy)
+            width = self.network.tasks[self.task - 1].width
             with self.log.board("record") as board:
                 for key, value in record.items():
-                    board.epoch(round(float(key) * 1000), accuracy_vs_sparsity=value)
+                    board.epoch(round(float(key) * 1000), accuracy_vs_sparsity=value, width=width)
 
     def owns_weights(self) -> bool:
         layers = cpg_layers(self.network)
@@ -271,10 +274,17 @@ def _evaluate(stage: Stage) -> float:
     return on_main(lambda: evaluate(stage.network, stage.data, stage.settings.val_batch_size, stage.settings.speed))
 
 
-def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
+def measured(stage: Stage) -> dict[str, float]:
+    """The trained network's accuracy on the images choices are made on and, kept apart, on the test images:
+    a stage's last points on the board (one value, test_acc, when choices are made on the test images)."""
+    accuracy = _evaluate(stage)
+    return {stage.accuracy_tag: accuracy, "test_acc": stage.test_accuracy(accuracy)}
+
+
+def train_new_task(stage: Stage) -> tuple[EpochResult, float, float]:
     """Train a new task's weights (and picks); SGD x0.1 at 50% and 80% of the epochs, the mask
     learning rate x0.2 at 50% and 0 from 70% unless the task owns no weights. Returns the last
-    epoch's training result and the validation accuracy."""
+    epoch's training result, the validation accuracy and the test accuracy."""
     settings = stage.settings
     sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
     owns_weights = stage.owns_weights()
@@ -286,9 +296,8 @@ def train_new_task(stage: Stage) -> tuple[EpochResult, float]:
         _set_lr(adam, settings.lr_mask * mask_scale)
         return _rates(sgd, adam)
 
-    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule,
-                        finish=lambda: {stage.accuracy_tag: _evaluate(stage)})
-    return done.last, done.final[stage.accuracy_tag]
+    done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=schedule, finish=lambda: measured(stage))
+    return done.last, done.final[stage.accuracy_tag], done.final["test_acc"]
 
 
 def shortfall(split: str, accuracy: float, goal: float, train_accuracy: float, gate: float) -> str:
@@ -307,13 +316,13 @@ def shortfall(split: str, accuracy: float, goal: float, train_accuracy: float, g
 def finetune(stage: Stage[CPGSettings], goal: float) -> ExitCode:
     """Learn a new task: train its free weights and pick old ones; exit 2 asks for a wider network."""
     settings = stage.settings
-    result, accuracy = train_new_task(stage)
+    result, accuracy, test_accuracy = train_new_task(stage)
     at_cap = stage.network.width >= settings.width_cap
     missed = shortfall(stage.choice_split, accuracy, goal, result.accuracy, settings.train_accuracy_gate)
     facts = dict(val_acc=accuracy, train_acc=result.accuracy, goal=goal)
     if missed and not at_cap:
         return stage.decide(ExitCode.EXPAND, f"{missed}, below the width cap: grow", **facts)
-    stage.save_task(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy, test_accuracy)
     stage.record(settings.needed(settings.jsonfile, "jsonfile"), 0.0, accuracy)
     reason = f"{missed}, at the width cap: keep it" if missed else "goal met"
     if not stage.owns_weights():
@@ -323,11 +332,11 @@ def finetune(stage: Stage[CPGSettings], goal: float) -> ExitCode:
 
 def baseline(stage: Stage[CPGSettings]) -> ExitCode:
     """Train a plain network on one task and add its accuracy to --logfile (an accuracy-goal file)."""
-    result, accuracy = train_new_task(stage)
+    result, accuracy, test_accuracy = train_new_task(stage)
     settings = stage.settings
     if isinstance(settings, BaselineSettings) and settings.logfile and is_main():  # run() calls it for these alone
         write_goal_entry(Path(settings.logfile), settings.dataset, accuracy)
-    stage.save_task(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy, test_accuracy)
     return stage.decide(ExitCode.OK, "baseline trained", val_acc=accuracy, train_acc=result.accuracy)
 
 
@@ -374,7 +383,7 @@ def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> E
 
     def finish() -> dict[str, float]:
         pruner.finish()
-        return {stage.accuracy_tag: _evaluate(stage)}
+        return measured(stage)
 
     done = stage.epochs(_train_loop(stage, [sgd], after_step=pruner.step), schedule=lambda _: _rates(sgd, None),
                         scalars=sparsity, finish=finish)
@@ -391,7 +400,7 @@ def prune(stage: Stage[CPGSettings], goal: float, record: dict[str, float]) -> E
                                                "not recorded or saved", **facts)
         return stage.decide(ExitCode.STOP, f"pruning skipped: {cause}, so nothing is recorded or saved and the "
                                            "task keeps its unpruned model", **facts)
-    stage.save_task(accuracy, result.accuracy)
+    stage.save_task(accuracy, result.accuracy, done.final["test_acc"])
     stage.record(settings.needed(settings.jsonfile, "jsonfile"), settings.target_sparsity, accuracy)
     if give_way and settings.target_sparsity >= must_free:
         return stage.decide(ExitCode.STOP, f"at the width cap below the goal; freed {must_free} for later tasks",
@@ -405,7 +414,10 @@ def retrain(stage: Stage[CPGSettings]) -> ExitCode:
     before = _evaluate(stage)
     sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
     def keep_best(epoch: int, result: EpochResult, accuracy: float) -> None:
-        stage.save_task(accuracy, result.accuracy, epoch=epoch)
+        """A new best epoch: its test accuracy on the board at that epoch, then its checkpoint."""
+        test_accuracy = stage.test_accuracy(accuracy)
+        stage.board_point(epoch, test_acc=test_accuracy)
+        stage.save_task(accuracy, result.accuracy, test_accuracy, epoch=epoch)
 
     done = stage.epochs(_train_loop(stage, [sgd, adam]), schedule=lambda _: _rates(sgd, adam),
                         evaluate=lambda: _evaluate(stage), keep_best=keep_best, patience=RETRAIN_PATIENCE)

@@ -20,8 +20,8 @@ from unforget.utils.methods.piggyback.settings import PiggybackSettings
 
 def finetune(stage: Stage[PiggybackSettings]) -> ExitCode:
     settings = stage.settings
-    result, accuracy = train_new_task(stage)
-    test_accuracy = stage.test_accuracy(accuracy)  # what the summary reports: never the validation accuracy
+    result, accuracy, test_accuracy = train_new_task(stage)  # the summary reports the test accuracy, never the
+    # validation accuracy
     learned = read_meta(Path(settings.load_folder)).get("accuracy_after_learning", {}) if settings.load_folder else {}
     stage.save_task(accuracy, result.accuracy, test_accuracy,
                accuracy_after_learning={**learned, settings.dataset: round(test_accuracy, 4)})
