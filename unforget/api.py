@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -128,6 +129,11 @@ class Run:
     @property
     def benchmark(self) -> str | None:
         return self.card.get("benchmark") or self.settings.get("BENCHMARK") or self._first_meta().get("benchmark")
+
+    @property
+    def data_root(self) -> Path:
+        """The data root the run's stages read (a checkpoint's settings; "data" when none records it)."""
+        return Path((self._first_meta().get("settings") or {}).get("data_root") or "data")
 
     @cached_property
     def report(self) -> dict:
@@ -249,9 +255,7 @@ class Run:
         info = self.tasks[self.task_names.index(self._name(task))]
         normalisation = (info.mean, info.std) if info.mean and info.std else None
         if normalisation is None:
-            meta = _read_json(folder / "meta.json", "the checkpoint's settings")
-            data = load_benchmark(self.benchmark or "", (meta.get("settings") or {}).get("data_root", "data"))
-            found = data.task(info.name)
+            found = load_benchmark(self.benchmark or "", self.data_root).task(info.name)
             normalisation = (found.mean, found.std)
         from unforget import ready
 
@@ -313,12 +317,13 @@ class BenchmarkData:
     def task(self, task: int | str) -> TaskData:
         """Task `task` (1-based or named): name, classes, train/test images (uint8 [N, C, H, W]) and labels
         (int64), mean and std."""
+        name = task
         if isinstance(task, int) and not isinstance(task, bool):
             if not 1 <= task <= len(self.task_names):
                 raise RunError(f"benchmark {self.name} has tasks 1 to {len(self.task_names)}, not {task}")
-            task = self.task_names[task - 1]
+            name = self.task_names[task - 1]
         try:
-            return get_benchmark(self.name).load_task(self.data_root, task)
+            return get_benchmark(self.name).load_task(self.data_root, str(name))
         except DataError as error:
             raise RunError(str(error)) from None
 
@@ -390,8 +395,8 @@ def repository() -> Path:
 def run_driver(script: str, *args: str, env: dict[str, str] | None = None, capture: bool = False) -> DriverResult:
     """Run `bash scripts/<script> args...` from the repository's root, as one would in a shell (the driver does
     everything; `env` adds environment variables such as EPOCHS or CKPT_ROOT), and return its exit state and
-    the run folders it finished (which drivers append to $RUN_ROOTS_FILE). Its output goes to this process's
-    stdout and stderr, or with `capture` into the result."""
+    the run folders it finished (which drivers append to $RUN_ROOTS_FILE). The driver's Python is this one unless
+    PYTHON is set. Its output goes to this process's stdout and stderr, or with `capture` into the result."""
     root = repository()
     path = Path(script if script.endswith(".sh") else f"{script}.sh")
     path = path if path.parent != Path(".") else Path("scripts") / path
@@ -400,7 +405,7 @@ def run_driver(script: str, *args: str, env: dict[str, str] | None = None, captu
     with tempfile.TemporaryDirectory(prefix="unforget-runs-") as work:
         roots_file = Path(work) / "run_roots"
         roots_file.touch()
-        environment = {**os.environ, **(env or {}), "RUN_ROOTS_FILE": str(roots_file)}
+        environment = {"PYTHON": sys.executable, **os.environ, **(env or {}), "RUN_ROOTS_FILE": str(roots_file)}
         done = subprocess.run(["bash", str(path), *map(str, args)], cwd=root, env=environment, text=True,
                               stdout=subprocess.PIPE if capture else None,
                               stderr=subprocess.STDOUT if capture else None)

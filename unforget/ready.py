@@ -51,7 +51,8 @@ class RawImageNetwork(nn.Module):
         norms = Subspace.of(self.network).norms if self.network.mode in SUBSPACE_MODES else []
         if not norms:
             raise ValueError(f"a {self.network.mode} network has no subspace batch-norm to recalibrate")
-        batches = ((self.normalise(images[start:start + batch_size]), None)
+        no_labels = torch.empty(0)  # recalibration reads images only
+        batches = ((self.normalise(images[start:start + batch_size]), no_labels)
                    for start in range(0, len(images), batch_size))
         recalibrate_bn(self.network, norms, batches)
         self.eval()
