@@ -47,7 +47,7 @@ MODULES = {
     "utils.distributed": "infrastructure", "utils.optim": "infrastructure",
     "utils.methods": "methods",
     "utils.entry": "entry", "utils.warm_start": "entry", "utils.warm_run": "entry", "tools": "entry",
-    "main_normal": "entry",
+    "main_normal": "entry", "api": "entry", "ready": "entry",  # unforget/api.py and its torch half unforget/ready.py
 }
 ALLOWED = {
     # (importer, imported) across method folders -> why
@@ -57,17 +57,21 @@ ALLOWED = {
         "the GG baselines are SupSup's comparisons: they run on SupSup's architectures (ARCHITECTURES)",
 }
 TORCH_FREE = ("tools.choose_pruning_ratio", "tools.choose_retrain", "utils.settings", "utils.data.registry",
-              "tools.list_tasks", "utils.methods", "utils.entry")
+              "tools.list_tasks", "utils.methods", "utils.entry", "unforget.api")
 """Imported by the drivers outside the warm start, or before a stage's torch: each must import no torch."""
 
 
 def module_files() -> dict[str, Path]:
-    """Every module the rule covers: the .py files under utils/, models/, tools/, and main_normal.py."""
+    """Every module the rule covers: the .py files under utils/, models/, tools/, main_normal.py, and the modules
+    of unforget/ itself (the Python API), named as imports of them read once `unforget.` is taken off."""
     files = [path for folder in ("utils", "models", "tools") for path in (REPO / folder).rglob("*.py")]
     modules = {}
     for path in [*files, REPO / "main_normal.py"]:
         parts = list(path.relative_to(REPO).with_suffix("").parts)
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for path in (REPO / "unforget").glob("*.py"):
+        if path.name != "__init__.py":
+            modules[path.stem] = path
     return modules
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO
-from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
+from unforget.utils.checkpoint import CheckpointError, load_checkpoint, network_from_checkpoint
 from unforget.utils.methods.supsup.stages import load as load_supsup
 
 FIXTURES = REPO / "tests" / "fixtures" / "format1"
@@ -100,3 +100,54 @@ def test_a_checkpoint_rebuilt_for_other_data_is_refused_not_loaded_into_a_corner
 
     with pytest.raises(CheckpointError, match=r"\(300, 64\) does not fit the lenet_300_100 rebuilt from it \(300, 784"):
         network_from_checkpoint(load_checkpoint(FIXTURES / "supsup"))
+
+
+def test_format_1_has_no_normalisation_so_the_api_asks_for_it(expected):
+    """A format-1 checkpoint records no task data: the API refuses to guess, and with the mean and std given
+    (what a run's data supplies) computes the network's logits on the normalised images."""
+    from unforget.ready import load
+
+    with pytest.raises(CheckpointError, match="records no normalisation"):
+        load(FIXTURES / "cpg", 2)
+    shape = (4, *expected["inputs"].shape[1:])
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    model = load(FIXTURES / "cpg", 2, normalisation=((0.3,), (0.4,)))
+    mean, std = torch.tensor([0.3]).view(1, -1, 1, 1), torch.tensor([0.4]).view(1, -1, 1, 1)
+    logits = _logits(_network("cpg"), images.float() * (1.0 / (255.0 * std)) + (-mean / std), 2)
+    with torch.no_grad():
+        assert torch.equal(model(images), logits)
+
+
+def test_a_saved_checkpoint_records_what_using_it_needs_and_loads_alone(tmp_path):
+    """Format 2: build options, image shape, the benchmark's identity (a spec by name and hash, no path) and the
+    task records travel in checkpoint.pth; a format this toolkit does not know is refused."""
+    from unforget.models import build_network
+    from unforget.utils.checkpoint import save_checkpoint, task_record
+    from unforget.utils.data.tasks import TaskData
+    from unforget.utils.entry import parse_settings
+
+    spec = tmp_path / "my_digits.json"
+    spec.write_text('{"torchvision": "MNIST", "tasks": [{"name": "a", "classes": [0, 1]}]}')
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    task = TaskData("a", ("x", "y"), images, torch.zeros(6, dtype=torch.long), images[:2],
+                    torch.zeros(2, dtype=torch.long), (0.25,), (0.5,))
+    network = build_network("lenet_300_100", 1.0, mode="plain", input_shape=(1, 8, 8), outputs=2)
+    network.add_task("a", 2)
+    settings = parse_settings(["--method", "supsup", "--mode", "finetune", "--benchmark", str(spec.resolve()),
+                               "--arch", "lenet_300_100", "--dataset", "a", "--save_folder", str(tmp_path),
+                               "--data_root", str(tmp_path)])
+    save_checkpoint(tmp_path, network, "lenet_300_100", settings, {"input_shape": [1, 8, 8], "outputs": 2},
+                    {"a": task_record(task, validation=1)})
+    (tmp_path / "meta.json").unlink()
+    payload = load_checkpoint(tmp_path)
+    assert payload["format"] == 2 and payload["arch_options"] == {"input_shape": [1, 8, 8], "outputs": 2}
+    assert payload["benchmark_identity"]["name"] == "my_digits" and str(tmp_path) not in str(
+        {key: value for key, value in payload.items() if key != "model"})
+    assert payload["task_data"]["a"] == {"classes": ["x", "y"], "image_shape": [1, 8, 8], "train": 6,
+                                         "validation": 1, "test": 2, "mean": [0.25], "std": [0.5]}
+    rebuilt = network_from_checkpoint(payload).state_dict()
+    assert all(torch.equal(rebuilt[name], tensor) for name, tensor in network.state_dict().items())
+    raw = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    torch.save({**raw, "format": 3}, tmp_path / "checkpoint.pth")
+    with pytest.raises(CheckpointError, match="unknown format 3"):
+        load_checkpoint(tmp_path)

@@ -43,22 +43,22 @@ def task_data(names: list[str], benchmark: str, data_root: Path, device) -> dict
     return {name: spec.load_task(data_root, name).on_device(device, spec.crop_padding, spec.flip) for name in names}
 
 
-def arch_options(folder: Path) -> dict:
-    """The architecture options a checkpoint's meta records (input shape, outputs: SupSup and the GG
-    baselines size LeNet and FC nets to the data), for rebuilding it as it was."""
-    from unforget.utils.checkpoint import read_meta
+def arch_options(payload: dict, folder: Path) -> dict:
+    """The architecture options that rebuild a checkpoint as it was (input shape, outputs: SupSup and the GG
+    baselines size LeNet and FC nets to the data): the payload's own, or for a format-1 checkpoint its
+    meta.json's."""
+    from unforget.utils.checkpoint import build_options
 
-    meta = read_meta(folder)
-    options = {"input_shape": tuple(meta["input_shape"])} if "input_shape" in meta else {}
-    return {**options, "outputs": meta["outputs"]} if "outputs" in meta else options
+    return build_options(payload, folder)
 
 
 def checkpoint_network(folder: Path) -> tuple[dict, TaskNetwork]:
-    """(payload, network) of the checkpoint in `folder`, built with the options its meta records."""
+    """(payload, network) of the checkpoint in `folder`, rebuilt from the checkpoint alone (a format-1 one
+    with the options its meta records)."""
     from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
 
     payload = load_checkpoint(folder)
-    return payload, network_from_checkpoint(payload, **arch_options(folder))
+    return payload, network_from_checkpoint(payload, **arch_options(payload, folder))
 
 
 def accuracy_matrix(folders: list[Path], names: list[str], data: dict, device, visit=None) -> Matrix:

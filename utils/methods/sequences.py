@@ -31,7 +31,7 @@ def sequential_summary(inputs: ReportInputs) -> dict:
                                       lambda payload, network: kept.append(payload))
     specs = [payload["tasks"][-1] for payload in kept]
     cost = matrices.storage(matrices.state_bytes(kept[-1]["model"]), kept[-1]["arch"], specs,
-                            **matrices.arch_options(inputs.folders[-1]))
+                            **matrices.arch_options(kept[-1], inputs.folders[-1]))
     return sequence_summary(inputs, matrix, cost)
 
 
@@ -48,7 +48,7 @@ def independent_summary(inputs: ReportInputs) -> dict:
         matrix[i][i:] = [accuracy] * (len(names) - i)
         kept += matrices.state_bytes(payload["model"])
         specs.append(payload["tasks"][-1])
-    cost = matrices.storage(kept, payload["arch"], specs, **matrices.arch_options(inputs.folders[-1]))
+    cost = matrices.storage(kept, payload["arch"], specs, **matrices.arch_options(payload, inputs.folders[-1]))
     return sequence_summary(inputs, matrix, cost)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from unforget.models.network import TaskNetwork
 from unforget.utils.board import Board
-from unforget.utils.checkpoint import save_checkpoint
+from unforget.utils.checkpoint import save_checkpoint, task_record
 from unforget.utils.data.registry import get_benchmark
 from unforget.utils.data.tasks import DeviceTaskData, TaskData
 from unforget.utils.device import resolve_device
@@ -62,6 +62,9 @@ class StageContext(Generic[S]):
     board: Board | None = dataclasses.field(default=None, repr=False)
     """the TensorBoard run `train` has open (None outside it): hooks that measure more during the epochs, such
     as a kept epoch's test accuracy, put their points there with `board_point`"""
+    records: dict[str, dict] = dataclasses.field(default_factory=dict)
+    """what the checkpoints keep of each task this stage read (utils.checkpoint.task_record), by name; shared by
+    the contexts `lines` and `grown` make"""
 
     @cached_property
     def benchmark(self) -> Benchmark:
@@ -72,8 +75,18 @@ class StageContext(Generic[S]):
         return dataclasses.replace(self, head=head)
 
     def load_task(self, name: str | None = None) -> TaskData:
-        """Task `name` (default --dataset) of the benchmark, on the CPU."""
-        return self.benchmark.load_task(Path(self.settings.data_root), name or self.settings.dataset)
+        """Task `name` (default --dataset) of the benchmark, on the CPU; its record goes into the checkpoints."""
+        task = self.benchmark.load_task(Path(self.settings.data_root), name or self.settings.dataset)
+        self.records[task.name] = task_record(task, self._held_out(task))
+        return task
+
+    def _held_out(self, task: TaskData) -> int | None:
+        """How many of the task's training images a learning stage holds out to choose on (the count
+        utils.data.tasks.hold_out takes), or None when its method has no validation split."""
+        fraction = getattr(self.settings, "val_fraction", None)
+        if not fraction or self.settings.mode == "inference" or task.name != self.settings.dataset:
+            return None
+        return round(fraction * task.train_labels.numel())
 
     def on_device(self, task: TaskData, augment: bool = True, **options: Any) -> DeviceTaskData:
         """The task on the stage's device, with the benchmark's crops and flips unless `augment` is False."""
@@ -128,7 +141,7 @@ class StageContext(Generic[S]):
         """The checkpoint and its meta.json, with these settings (rank 0 alone under torchrun)."""
         if is_main():
             arch = arch or self.settings.needed(self.settings.arch, "arch")
-            save_checkpoint(Path(folder), network, arch, self.settings, meta)
+            save_checkpoint(Path(folder), network, arch, self.settings, meta, self.records)
 
     def decide(self, code: ExitCode, **fields: Any) -> ExitCode:
         """The stage's decision line (echoed to the console) and its exit code."""

@@ -12,7 +12,14 @@ import torch
 from unforget.models.layers.per_task import PerTask
 from unforget.models.layers.supsup import supsup_layers
 from unforget.models.network import TaskNetwork
-from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
+from unforget.utils.checkpoint import (
+    build_options,
+    carried_records,
+    carry_records,
+    load_checkpoint,
+    network_from_checkpoint,
+    read_meta,
+)
 from unforget.utils.cli import UsageError
 
 
@@ -21,7 +28,7 @@ def load(folder: Path) -> tuple[TaskNetwork, dict]:
     payload, meta = load_checkpoint(folder), read_meta(folder)
     if payload["mode"] != "supsup":
         raise UsageError(f"{folder} holds a {payload['mode']} checkpoint, not a supsup one")
-    network = network_from_checkpoint(payload, input_shape=tuple(meta["input_shape"]), outputs=meta["outputs"])
+    network = network_from_checkpoint(payload, **build_options(payload, folder))
     return network, meta
 
 
@@ -37,6 +44,7 @@ def merge(folders: list[Path]) -> tuple[TaskNetwork, dict]:
     offset = len(network.tasks)
     network.restore_tasks([spec for part, _ in parts[1:] for spec in part.tasks])
     for part, part_meta in parts[1:]:
+        carry_records(network, carried_records(part))
         for ours, theirs in zip(supsup_layers(network), supsup_layers(part), strict=True):
             ours.stack[offset:offset + theirs.num_tasks] = theirs.stack
         for our_norms, their_norms in zip(task_norms(network), task_norms(part), strict=True):
