@@ -41,6 +41,7 @@ class WSNWeights(WeightMode):
     needs only the weights and that task's mask bits.
     """
 
+    weight: nn.Parameter
     masks: torch.Tensor
     used: torch.Tensor
 

@@ -6,11 +6,15 @@ training state the next task continues from) are left out, and the masks' compre
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unforget.utils.methods import matrices
 from unforget.utils.methods.layout import ReportInputs
 from unforget.utils.methods.sequences import sequence_summary, write_metrics
 from unforget.utils.methods.wsn.costs import mask_cost
+
+if TYPE_CHECKING:
+    from unforget.models.network import TaskNetwork
 
 TRAINING_STATE = ".weights.scores"
 
@@ -22,7 +26,7 @@ def answering_bytes(state: dict) -> int:
 
 def summarise(inputs: ReportInputs) -> dict:
     data = matrices.task_data(inputs.names, inputs.benchmark, inputs.data_root, inputs.device)
-    kept: list[tuple[dict, object]] = []
+    kept: list[tuple[dict, TaskNetwork]] = []
     matrix = matrices.accuracy_matrix(inputs.folders, inputs.names, data, inputs.device,
                                       lambda payload, network: kept.append((payload, network)))
     payload, network = kept[-1]

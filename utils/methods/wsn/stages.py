@@ -23,6 +23,7 @@ from unforget.utils.cli import UsageError
 from unforget.utils.data.tasks import DeviceTaskData, TaskData, hold_out
 from unforget.utils.engine import EpochResult, TrainLoop, evaluate, predict
 from unforget.utils.exit_codes import ExitCode
+from unforget.utils.methods.matrices import arch_options
 from unforget.utils.methods.stage import StageContext, open_stage
 from unforget.utils.methods.wsn.costs import mask_cost
 from unforget.utils.methods.wsn.settings import WSNSettings
@@ -134,9 +135,7 @@ def _stored(settings: WSNSettings) -> tuple[TaskNetwork, dict]:
     payload = load_checkpoint(folder)
     if payload["mode"] != MODE:
         raise UsageError(f"--method wsn cannot evaluate a {payload['mode']} checkpoint ({folder})")
-    meta = read_meta(folder)
-    shape = {"input_shape": tuple(meta["input_shape"])} if "input_shape" in meta else {}
-    return network_from_checkpoint(payload, **shape), meta
+    return network_from_checkpoint(payload, **arch_options(folder)), read_meta(folder)
 
 
 def inference(stage: StageContext[WSNSettings]) -> ExitCode:
