@@ -13,4 +13,5 @@ from unforget.models.layers import (  # noqa: F401  (importing a mode registers 
     students,
     subspace,
     supsup,
+    wsn,
 )

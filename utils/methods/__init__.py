@@ -75,6 +75,8 @@ METHODS: dict[str, Method] = {
     "lottery": Method("lottery", "LotterySettings", "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", "Expand-and-Cluster weight recovery"),
+    "wsn": Method("wsn", "WSNSettings", "winning subnetworks: a top-c mask per task, used weights frozen",
+                  layouts={"wsn": Layout("model", f"{HERE}.wsn.report:summarise", f"{HERE}.wsn.report:write")}),
 }
 
 
