@@ -215,6 +215,7 @@ STAGE_BASES = {  # a finetune each method accepts (test_every_method_base_reache
     "lottery": ["--dataset", "digits_01"],
     "subspace": ["--dataset", "digits_01"],
     "extract": ["--benchmark", "gaussian_teacher", "--dataset", "gaussian"],
+    "wsn": ["--dataset", "digits_01"],
 }
 OPEN_TEXT = {"save_folder", "load_folder", "log_path", "pretrained", "baseline_acc_file", "jsonfile", "logfile",
              "ec_report", "gg_task_folders", "gg_results", "gg_summary", "piggyback_summary", "supsup_task_folders",
@@ -275,6 +276,11 @@ def flag_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("flag_home")
     (home / "data").mkdir()
     return home
+
+
+def test_every_registered_method_is_fuzzed():
+    """A new method joins the fuzzing by its line in STAGE_BASES: none is left out unnoticed."""
+    assert sorted(STAGE_BASES) == sorted(METHODS)
 
 
 @pytest.mark.parametrize("method", sorted(STAGE_BASES))
