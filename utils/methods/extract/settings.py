@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 SYNTHETIC = "gaussian_teacher"
 
 
 @dataclass(frozen=True)
-class ExtractSettings(StageSettings):
+class ExtractSettings(OptInValidationFlag, StageSettings):
     """extract (Expand-and-Cluster)"""
 
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "retrain")
