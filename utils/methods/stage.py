@@ -21,7 +21,7 @@ from unforget.models.network import TaskNetwork
 from unforget.utils.board import Board
 from unforget.utils.checkpoint import save_checkpoint, task_record
 from unforget.utils.data.registry import get_benchmark
-from unforget.utils.data.tasks import DeviceTaskData, TaskData
+from unforget.utils.data.tasks import DeviceTaskData, TaskData, hold_out
 from unforget.utils.device import resolve_device
 from unforget.utils.engine import EpochResult, Epochs, TrainLoop, run_epochs
 from unforget.utils.exit_codes import ExitCode
@@ -93,6 +93,17 @@ class StageContext(Generic[S]):
         if not augment:
             return task.on_device(self.device, 0, False, **options)
         return task.on_device(self.device, self.benchmark.crop_padding, self.benchmark.flip, **options)
+
+    def validation_split(self, task: TaskData) -> tuple[TaskData, TaskData | None]:
+        """(the task to train and test on, its validation split) under an opt-in --val_fraction: the CPG
+        family's held-out training images (`hold_out`) become the validation split's test images and leave
+        training; the test images stay the task's. Without a fraction (0, or a method without the flag) the
+        task whole and None."""
+        fraction = getattr(self.settings, "val_fraction", None)
+        if not fraction:
+            return task, None
+        held = hold_out(task, fraction)
+        return dataclasses.replace(held, test_images=task.test_images, test_labels=task.test_labels), held
 
     def task_data(self, name: str | None = None, augment: bool = True) -> DeviceTaskData:
         return self.on_device(self.load_task(name), augment)

@@ -44,6 +44,17 @@ class ValidationFlag(StageSettings):
 
 
 @dataclass(frozen=True)
+class OptInValidationFlag(StageSettings):
+    """validation split, opt-in (SupSup, GG baselines, subspace, lottery, Expand-and-Cluster)"""
+
+    val_fraction: float = flag(
+        0.0, "share of each task's training images held out, as the CPG family holds them out (seeded: the same "
+        "images in every stage and run), and measured as val_acc on TensorBoard; the stage trains on the rest. "
+        "Default 0: every training image trains, as in the method's paper, and nothing is held out",
+        at_least=0.0, below=1.0)
+
+
+@dataclass(frozen=True)
 class OwnershipSettings(ValidationFlag, PretrainedFlag, SpeedFlags, StageSettings):
     """piggymask and decay (CPG family, Piggyback)"""
 

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 SYNTHETIC = "gaussian_teacher"
 
 
 @dataclass(frozen=True)
-class ExtractSettings(StageSettings):
+class ExtractSettings(OptInValidationFlag, StageSettings):
     """extract (Expand-and-Cluster)"""
 
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "retrain")
@@ -62,3 +63,6 @@ class ExtractSettings(StageSettings):
                              f"got {self.ec_gamma} * {self.ec_students}")
         if self.ec_beta <= 1.0:
             raise UsageError(f"--ec_beta must exceed 1, got {self.ec_beta}")
+        if self.val_fraction and (self.benchmark == SYNTHETIC or self.ec_probe == "gaussian"):
+            raise UsageError("--val_fraction holds out a trained teacher's training images, which only --ec_probe "
+                             "data probes with: a gaussian_teacher or Gaussian probes have none")

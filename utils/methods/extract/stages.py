@@ -14,7 +14,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -50,7 +50,7 @@ def load_teacher(settings: ExtractSettings, sizes: list[int]) -> tuple[Teacher, 
         return teacher, gaussian_probes(teacher, settings.ec_samples, settings.seed)
     checkpoint = Path(settings.needed(settings.load_folder, "load_folder"))
     return checkpoint_teacher(checkpoint, settings.benchmark, settings.dataset, Path(settings.data_root),
-                              settings.ec_probe, settings.ec_samples, settings.seed)
+                              settings.ec_probe, settings.ec_samples, settings.seed, settings.val_fraction)
 
 
 def student_settings(settings: ExtractSettings) -> dict:
@@ -64,6 +64,8 @@ def student_settings(settings: ExtractSettings) -> dict:
         teacher = {"checkpoint": str(checkpoint.resolve()), "dataset": settings.dataset, "probe": settings.ec_probe}
         if settings.ec_probe == "gaussian":
             teacher["samples"] = settings.ec_samples
+        if settings.val_fraction:  # fewer probes: other students (without it, the folders of earlier runs)
+            teacher["val_fraction"] = settings.val_fraction
     return {"benchmark": settings.benchmark, "teacher": teacher, "students": settings.ec_students,
             "expansion": settings.ec_expansion, "lr": settings.lr, "epochs": settings.epochs,
             "batch_size": settings.batch_size, "patience": settings.ec_patience, "min_lr": settings.ec_min_lr,
@@ -135,6 +137,21 @@ def stage_summary(teacher: Teacher, network: StudentsMLP, probes: Probes, mask: 
             "test_loss": float(evaluate(network, probes.x_test, probes.y_test)[0])}
 
 
+def board_figures(summary: dict, network: StudentsMLP, probes: Probes) -> dict[str, float]:
+    """A stage summary's recovery as TensorBoard values (per hidden layer k: recovered_Lk neurons and
+    max_incoming_Lk, the worst 1-|cos|; the probes' train_loss and test_loss) and, for a trained teacher, the
+    network's accuracy on its test images (test_acc) and on the held-out training images (val_acc)."""
+    values = {"train_loss": summary["train_loss"], "test_loss": summary["test_loss"]}
+    for layer in summary["layers"]:
+        values[f"recovered_L{layer['layer']}"] = layer["recovered"]
+        values[f"max_incoming_L{layer['layer']}"] = layer["max_incoming"]
+    for tag, part in (("val_acc", probes.validation), ("test_acc", probes.test)):
+        if part is not None:
+            with torch.no_grad():
+                values[tag] = (network(part.x)[0].argmax(1) == part.labels).float().mean().item()
+    return values
+
+
 def run(settings: ExtractSettings, process_start: float) -> ExitCode:
     started = time.monotonic()
     teacher, probes = load_teacher(settings, settings.sizes)  # on the CPU, from generators of its own
@@ -179,15 +196,17 @@ def run(settings: ExtractSettings, process_start: float) -> ExitCode:
               "after_reconstruction": stage_summary(teacher, network, probes, mask, settings.ec_threshold)}
     tune = TrainSettings(settings.ec_finetune_lr, settings.ec_finetune_epochs, settings.batch_size,
                          patience=settings.ec_patience, min_lr=settings.ec_min_lr, seed=settings.seed)
-    with log.board("fine_tune") as board:
+    with log.board("fine_tune") as board:  # the rebuilt network before the fine-tune at step 0
+        board.epoch(0, **board_figures(cast(dict, report["after_reconstruction"]), network, probes))
         tuned = fine_tune(network, probes.x_train, probes.y_train, tune,
                           lambda **fields: log.line(stage="fine_tune", **fields),
                           lambda net: sum(layer["recovered"] for layer in recovery_of(teacher, net, mask,
                                                                                        settings.ec_threshold)),
                           board=board)
+        tuned_summary = stage_summary(teacher, network, probes, mask, settings.ec_threshold)
+        board.epoch(tuned.kept_epoch, **board_figures(tuned_summary, network, probes))
     log.decision(stage="fine_tune", kept_epoch=tuned.kept_epoch, recovered=tuned.recovered, loss=f"{tuned.loss:.3e}")
-    report["after_tuning"] = {**stage_summary(teacher, network, probes, mask, settings.ec_threshold),
-                              "kept_epoch": tuned.kept_epoch}
+    report["after_tuning"] = {**tuned_summary, "kept_epoch": tuned.kept_epoch}
     report["student_seconds"] = student_seconds
     report["seconds"] = round(student_seconds[0] + time.monotonic() - rebuild_started, 1)  # students + rebuild
     atomic_torch_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, clustering / "rebuilt.pth")

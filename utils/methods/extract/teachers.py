@@ -46,16 +46,32 @@ class Teacher:
 
 
 @dataclass
+class Labelled:
+    """A trained teacher's images with their true labels, for the rebuilt network's accuracy."""
+
+    x: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device) -> Labelled:
+        return Labelled(self.x.to(device), self.labels.to(device))
+
+
+@dataclass
 class Probes:
-    """Inputs and the teacher's outputs on them, training and test."""
+    """Inputs and the teacher's outputs on them, training and test; a trained teacher's labelled test images and,
+    under --val_fraction, its held-out training images (which no student sees)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    test: Labelled | None = None
+    validation: Labelled | None = None
 
     def to(self, device: torch.device) -> Probes:
-        return Probes(*(tensor.to(device) for tensor in (self.x_train, self.y_train, self.x_test, self.y_test)))
+        return Probes(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device), self.y_test.to(device),
+                      None if self.test is None else self.test.to(device),
+                      None if self.validation is None else self.validation.to(device))
 
 
 def synthetic_teacher(sizes: list[int], activation: str, seed: int) -> Teacher:
@@ -90,15 +106,17 @@ def gaussian_probes(teacher: Teacher, samples: int, seed: int) -> Probes:
 
 
 def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Path, probe: str = "data",
-                       samples: int = 0, seed: int = 1) -> tuple[Teacher, Probes]:
+                       samples: int = 0, seed: int = 1, val_fraction: float = 0.0) -> tuple[Teacher, Probes]:
     """A fully connected ReLU network trained by `main_normal.py` (its dense layers and the task's
     head; `folder` is its checkpoint folder or the checkpoint file in it), probed with the task's
     normalised, flattened training images (`probe` "data", as the published code) or with `samples`
-    standard Gaussian inputs of the same size (`probe` "gaussian"); tested on the task's test images."""
+    standard Gaussian inputs of the same size (`probe` "gaussian"); tested on the task's test images. A
+    `val_fraction` holds out that share of the training images as the CPG family does (`hold_out`): they are
+    no probes, only the rebuilt network's validation images."""
     from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
     from unforget.utils.cli import UsageError
     from unforget.utils.data.registry import get_benchmark
-    from unforget.utils.data.tasks import DeviceTaskData
+    from unforget.utils.data.tasks import DeviceTaskData, hold_out
 
     network = network_from_checkpoint(load_checkpoint(folder.parent if folder.is_file() else folder)).eval()
     network.set_task(network.task_id(dataset))
@@ -111,13 +129,19 @@ def checkpoint_teacher(folder: Path, benchmark: str, dataset: str, data_root: Pa
     hidden = [part for part in parts if isinstance(part, SharedLinear)]
     with torch.no_grad():
         layers = [tuple(t.detach().clone() for t in layer.weights()) for layer in [*hidden, head]]
-        task = DeviceTaskData(get_benchmark(benchmark).load_task(data_root, dataset), torch.device("cpu"), 0, False)
+        loaded = get_benchmark(benchmark).load_task(data_root, dataset)
+        split = hold_out(loaded, val_fraction) if val_fraction else None
+        task = DeviceTaskData(loaded if split is None else split, torch.device("cpu"), 0, False)
         shape = task.train_images.shape[1:]
         x_train = task.normalise(task.train_images).flatten(1)
+        validation = None if split is None else Labelled(task.normalise(task.test_images).flatten(1),
+                                                         task.test_labels)
+        task = DeviceTaskData(loaded, torch.device("cpu"), 0, False)
         if probe == "gaussian":
             x_train = torch.randn(samples, x_train.shape[1], generator=torch.Generator().manual_seed(seed + 1))
         x_test = task.normalise(task.test_images).flatten(1)
-        probes = Probes(x_train, network(x_train.view(-1, *shape)), x_test, network(x_test.view(-1, *shape)))
+        probes = Probes(x_train, network(x_train.view(-1, *shape)), x_test, network(x_test.view(-1, *shape)),
+                        Labelled(x_test, task.test_labels), validation)
         accuracy = float((probes.y_test.argmax(1) == task.test_labels).float().mean())
     return Teacher(layers, "relu", accuracy), probes
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.methods.supsup.settings import ARCHITECTURES  # declared: tests/core/test_layering.py ALLOWED
 from unforget.utils.settings import StageSettings, flag
 
@@ -13,7 +14,7 @@ LAYERS = ("plain", "fixed_body", "fixed_body_randw", "batche", "batche_randw")
 
 
 @dataclass(frozen=True)
-class GGBaselineSettings(StageSettings):
+class GGBaselineSettings(OptInValidationFlag, StageSettings):
     """gg_baseline"""
 
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "inference")

@@ -22,6 +22,7 @@ from unforget.models.network import TaskNetwork
 from unforget.utils.atomic import atomic_csv, atomic_json_dump
 from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
 from unforget.utils.cli import UsageError
+from unforget.utils.data.tasks import DeviceTaskData, TaskData
 from unforget.utils.engine import TrainLoop, evaluate
 from unforget.utils.exit_codes import ExitCode
 from unforget.utils.methods.gg_baseline.settings import LAYERS, GGBaselineSettings
@@ -76,7 +77,8 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
     task = stage.load_task()
     network, task_id, meta = _network_for(settings, task.num_classes, task.image_shape)
     network.to(stage.device)
-    data = stage.on_device(task)
+    kept, held = stage.validation_split(task)
+    data = stage.on_device(kept)
     body, own = split_parameters(network, task_id)
     optimizers = [Adam(own, lr=settings.lr), *([Adam(body, lr=settings.gg_body_lr)] if body else [])]
     rates = [settings.lr, settings.gg_body_lr]
@@ -97,7 +99,7 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
     loop = TrainLoop(network, optimizers, stage.device, before_step=weight_decay if decay > 0 else None)
     done = stage.train(loop, data, f"gg_{settings.gg_layers}_{settings.dataset}", schedule=schedule,
                        description=f"{settings.gg_layers} {settings.dataset}",
-                       finish=lambda: {"test_acc": evaluate(network, data, settings.val_batch_size)})
+                       finish=lambda: measured(network, data, held, stage))
     accuracy = done.final["test_acc"]
     meta["accuracy_after_learning"][settings.dataset] = round(accuracy, 4)
     stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
@@ -105,6 +107,15 @@ def finetune(stage: StageContext[GGBaselineSettings]) -> ExitCode:
         "accuracy": round(accuracy, 4), "trained_body": bool(body)})
     return stage.decide(ExitCode.OK, val_acc=accuracy, tasks=len(network.tasks), trained_body=bool(body),
                         reason="task learned")
+
+
+def measured(network: TaskNetwork, data: DeviceTaskData, held: TaskData | None,
+             stage: StageContext[GGBaselineSettings]) -> dict[str, float]:
+    """The trained task's accuracy by TensorBoard tag: on the held-out training images (with --val_fraction)
+    and on the test images."""
+    batch = stage.settings.val_batch_size
+    validation = {} if held is None else {"val_acc": evaluate(network, stage.on_device(held, augment=False), batch)}
+    return {**validation, "test_acc": evaluate(network, data, batch)}
 
 
 def _holders(folders: list[Path]) -> dict[str, Path]:

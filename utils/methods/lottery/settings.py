@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 SCOPES = ("global", "layerwise")
@@ -14,7 +15,7 @@ CONTROLS = ("reinit", "random_mask")
 
 
 @dataclass(frozen=True)
-class LotterySettings(StageSettings):
+class LotterySettings(OptInValidationFlag, StageSettings):
     """lottery (iterative magnitude pruning with rewinding)
 
     finetune trains level 0 dense, prune makes level --level (prune level --level - 1, rewind, train),

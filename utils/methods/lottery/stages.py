@@ -13,6 +13,7 @@ the difference is those --rewind_step steps).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -46,6 +47,14 @@ SAME_AS_LEVEL_0 = ("benchmark", "dataset", "arch", "rewind_step")
 """settings a later level must share with the level 0 it builds on"""
 
 
+@dataclass(frozen=True)
+class LotteryData:
+    """The task every level trains and tests on, and its validation split under --val_fraction (else None)."""
+
+    train: DeviceTaskData
+    validation: DeviceTaskData | None
+
+
 def arch_options(arch: str, data: DeviceTaskData) -> dict:
     return input_options(arch, tuple(data.train_images.shape[1:]))
 
@@ -75,15 +84,22 @@ def stored_network(folder: Path, settings: LotterySettings, data: DeviceTaskData
     return network_from_checkpoint(load_checkpoint(folder), **options).to(data.device)
 
 
-def train(stage: StageContext[LotterySettings], network: TaskNetwork, data: DeviceTaskData,
+def train(stage: StageContext[LotterySettings], network: TaskNetwork, data: LotteryData,
           after_step=None) -> float:
     """--epochs of SGD at the constant --lr on the same seeded data order for every level; the final
-    test accuracy. Pruned weights get no gradient and stay zero (see pruning.py)."""
+    test accuracy (and on the board, with --val_fraction, the held-out training images' as val_acc).
+    Pruned weights get no gradient and stay zero (see pruning.py)."""
     settings, name = stage.settings, stage.head["stage"]
     optimizer = SGD(network.parameters(), settings.lr, settings.momentum, settings.weight_decay)
-    loop = TrainLoop(network, [optimizer], data.device, after_step=after_step)
-    done = stage.train(loop, data, f"lottery_{name}", board_extra={"lr": settings.lr}, description=f"lottery {name}",
-                       finish=lambda: {"test_acc": evaluate(network, data, settings.val_batch_size)})
+    loop = TrainLoop(network, [optimizer], data.train.device, after_step=after_step)
+
+    def measured() -> dict[str, float]:
+        held_out = {} if data.validation is None else {
+            "val_acc": evaluate(network, data.validation, settings.val_batch_size)}
+        return {**held_out, "test_acc": evaluate(network, data.train, settings.val_batch_size)}
+
+    done = stage.train(loop, data.train, f"lottery_{name}", board_extra={"lr": settings.lr},
+                       description=f"lottery {name}", finish=measured)
     return done.final["test_acc"]
 
 
@@ -99,13 +115,13 @@ def finish(stage: StageContext[LotterySettings], folder: Path, network: TaskNetw
     return stage.decide(ExitCode.OK, accuracy=accuracy, sparsity=report["sparsity"], folder=str(folder))
 
 
-def level_zero(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+def level_zero(stage: StageContext[LotterySettings], folders: LotteryFolders, data: LotteryData) -> ExitCode:
     settings = stage.settings
-    total_steps = settings.epochs * data.steps_per_epoch(settings.batch_size)
+    total_steps = settings.epochs * data.train.steps_per_epoch(settings.batch_size)
     if settings.rewind_step > total_steps:
         raise UsageError(f"--rewind_step {settings.rewind_step} is past training: level 0 trains {total_steps} steps "
-                         f"(--epochs {settings.epochs} of {data.steps_per_epoch(settings.batch_size)})")
-    network = fresh_network(settings, data, settings.seed)
+                         f"(--epochs {settings.epochs} of {data.train.steps_per_epoch(settings.batch_size)})")
+    network = fresh_network(settings, data.train, settings.seed)
     rewind = folders.rewind()
     meta = {"level": 0, "rewind_step": settings.rewind_step}
 
@@ -143,7 +159,7 @@ def rewound(settings: LotterySettings, folders: LotteryFolders, data: DeviceTask
     return stored_network(folders.rewind(), settings, data)
 
 
-def level_k(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+def level_k(stage: StageContext[LotterySettings], folders: LotteryFolders, data: LotteryData) -> ExitCode:
     settings = stage.settings
     level = settings.needed(settings.level, "level")
     previous = folders.level(level - 1)
@@ -151,10 +167,11 @@ def level_k(stage: StageContext[LotterySettings], folders: LotteryFolders, data:
         raise UsageError(f"level {level} prunes the trained level {level - 1}, but {previous} holds none: "
                          f"make level {level - 1} first")
     checked_level_zero(settings, folders)
-    masks = magnitude_masks(stored_network(previous, settings, data), settings.prune_fraction, settings.prune_scope)
+    trained = stored_network(previous, settings, data.train)
+    masks = magnitude_masks(trained, settings.prune_fraction, settings.prune_scope)
     folder = folders.level(level)
     atomic_torch_save({name: mask.cpu() for name, mask in masks.items()}, folder / "mask.pth")
-    network = rewound(settings, folders, data)
+    network = rewound(settings, folders, data.train)
     apply_masks(network, masks)
     accuracy = train(stage, network, data)
     meta = {"level": level, "rewind_step": settings.rewind_step, "prune_fraction": settings.prune_fraction,
@@ -176,15 +193,15 @@ def level_masks(folders: LotteryFolders, level: int) -> dict[str, torch.Tensor]:
     return {name: mask.bool() for name, mask in masks.items()}
 
 
-def control(stage: StageContext[LotterySettings], folders: LotteryFolders, data: DeviceTaskData) -> ExitCode:
+def control(stage: StageContext[LotterySettings], folders: LotteryFolders, data: LotteryData) -> ExitCode:
     settings = stage.settings
     level = settings.needed(settings.level, "level")
     checked_level_zero(settings, folders)
     masks = level_masks(folders, level)
     if settings.control == "reinit":
-        network = fresh_network(settings, data, settings.seed + REINIT_SEED)
+        network = fresh_network(settings, data.train, settings.seed + REINIT_SEED)
     else:
-        network = rewound(settings, folders, data)
+        network = rewound(settings, folders, data.train)
         masks = random_masks(masks, torch.Generator().manual_seed((settings.seed * 1009 + level) % 2 ** 64))
     try:
         apply_masks(network, masks)
@@ -209,7 +226,8 @@ def run(settings: LotterySettings, process_start: float) -> ExitCode:
     head = {"stage": stage_name(settings), "method": "lottery", "task": settings.dataset}
     # no seed here: each network's initialisation seeds itself (fresh_network)
     stage = open_stage(settings, process_start, seed=False, log_path=folders.root / "train.log", head=head)
-    data = stage.task_data()
+    trained, held = stage.validation_split(stage.load_task())
+    data = LotteryData(stage.on_device(trained), None if held is None else stage.on_device(held, augment=False))
     if settings.mode == "finetune":
         return level_zero(stage, folders, data)
     if settings.mode == "prune":

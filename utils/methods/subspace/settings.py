@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 KINDS = ("line", "curve", "simplex")
 
 
 @dataclass(frozen=True)
-class SubspaceSettings(StageSettings):
+class SubspaceSettings(OptInValidationFlag, StageSettings):
     """subspace"""
 
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "inference")

@@ -78,10 +78,18 @@ def objective(subspace: Subspace, beta: float, seed: int) -> Callable[[torch.Ten
 
 
 def load_data(stage: StageContext[SubspaceSettings], label_noise: float = 0.0) -> DeviceTaskData:
+    return load_split(stage, label_noise)[0]
+
+
+def load_split(stage: StageContext[SubspaceSettings],
+               label_noise: float = 0.0) -> tuple[DeviceTaskData, DeviceTaskData | None]:
+    """The task to train and test on and, under --val_fraction, its validation split (training images held
+    out; its batch-norm recalibrates on the images that train)."""
     task = stage.load_task()
     if label_noise > 0:
         task = with_label_noise(task, label_noise, stage.settings.seed)
-    return stage.on_device(task)
+    trained, held = stage.validation_split(task)
+    return stage.on_device(trained), None if held is None else stage.on_device(held)
 
 
 def evaluate_at(network: TaskNetwork, subspace: Subspace, coeffs: torch.Tensor, data: DeviceTaskData,
@@ -100,7 +108,7 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
     settings, device = stage.settings, stage.device
-    data = load_data(stage, settings.subspace_label_noise)
+    data, validation = load_split(stage, settings.subspace_label_noise)
     channels = data.train_images.shape[1]
     arch = settings.arch if settings.arch in ARCHITECTURES.values() else ARCHITECTURES.get(channels)
     if arch is None:
@@ -128,11 +136,14 @@ def finetune(stage: StageContext[SubspaceSettings]) -> ExitCode:
     measured: dict[str, float] = {}
 
     def finish() -> dict[str, float]:
-        """The vertices' cos2, then the test accuracy at the subspace's centre."""
+        """The vertices' cos2, then the accuracy at the subspace's centre on the held-out training images (with
+        --val_fraction) and on the test images."""
         measured["cos2"] = vertex_cos2()
         centre_point = centre_coefficients(subspace.kind, subspace.vertices, device)
+        held_out = {} if validation is None else {"val_acc": accuracy(
+            evaluate_at(network, subspace, centre_point, validation, settings), validation.test_labels)}
         centre = evaluate_at(network, subspace, centre_point, data, settings)
-        return {"test_acc": accuracy(centre, data.test_labels)}
+        return {**held_out, "test_acc": accuracy(centre, data.test_labels)}
 
     done = stage.train(loop, data, f"subspace_finetune_{settings.dataset}", generator=generator, scalars=scalars,
                        schedule=schedule, description=f"subspace {settings.dataset}", finish=finish)

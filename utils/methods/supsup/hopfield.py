@@ -79,13 +79,19 @@ def train(settings: SupSupSettings) -> ExitCode:
         index = network.add_task(name, task.num_classes)
         # no random crops: the reference's split MNIST trains without them, and on the 8x8 digits they leave the
         # masks so unsure that another task's mask gives some tasks' test images a lower entropy than their own
-        data = _shifted(stage.on_device(task, augment=False), offsets[position])
+        trained, held = stage.validation_split(task)
+        data = _shifted(stage.on_device(trained, augment=False), offsets[position])
+        validation = None if held is None else _shifted(stage.on_device(held, augment=False), offsets[position])
         loop = TrainLoop(network, [SGD(network.task_parameters(index), lr=settings.lr, momentum=0.9)], stage.device)
-        def finish(data: DeviceTaskData = data) -> dict[str, float]:
-            """Store the task's norms, then its test accuracy."""
+
+        def finish(data: DeviceTaskData = data, validation: DeviceTaskData | None = validation) -> dict[str, float]:
+            """Store the task's norms, then its accuracy on the held-out training images (--val_fraction) and
+            on the test images."""
             for norm in hopfield_norms(network):
                 norm.store()
-            return {"test_acc": accuracy_of(network, data, settings.val_batch_size)}
+            held_out = {} if validation is None else {
+                "val_acc": accuracy_of(network, validation, settings.val_batch_size)}
+            return {**held_out, "test_acc": accuracy_of(network, data, settings.val_batch_size)}
 
         done = stage.lines(stage="supsup_hopfield", task=name).train(
             loop, data, f"supsup_hopfield_{name}", generator=data.generator(settings.seed + position),

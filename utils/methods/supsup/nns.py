@@ -30,7 +30,7 @@ from unforget.utils.atomic import atomic_csv, atomic_json_dump
 from unforget.utils.cli import UsageError
 from unforget.utils.data.tasks import DeviceTaskData
 from unforget.utils.exit_codes import ExitCode
-from unforget.utils.methods.stage import open_stage
+from unforget.utils.methods.stage import StageContext, open_stage
 from unforget.utils.methods.supsup.checkpoints import first_tasks, load
 from unforget.utils.methods.supsup.infer import alpha_gradient, infer_tasks
 from unforget.utils.methods.supsup.results import add_csv_rows
@@ -137,11 +137,12 @@ def train(settings: SupSupSettings) -> ExitCode:
     network.train()
     masks = MaskStream(network, settings, classes)
     mask, seen, stream, checks = masks.allocate(), 0, [], []
+    mapped_masks: list[int] = []  # per stream task, the mask most of its batches trained (0: none)
     board = log.board("supsup_nns")  # one point per check, at its batch of the stream
     for position, name in enumerate(names):
         task = first if position == 0 else stage.load_task(name)
         too_few_outputs(name, task.num_classes, outputs)
-        data = stage.on_device(task)
+        data = stage.on_device(stage.validation_split(task)[0])
         used: Counter[int] = Counter()
         for images, labels in _task_batches(data, settings.batch_size, settings.seed + position,
                                             settings.supsup_nns_task_batches):
@@ -157,12 +158,16 @@ def train(settings: SupSupSettings) -> ExitCode:
             used[mask or 0] += 1
             seen += 1
         mapped = max(used, key=lambda m: (used[m], -m))
+        mapped_masks.append(mapped)
         stream.append({"task": name, "batches": sum(used.values()), "mapped_mask": mapped or None,
                        "batches_per_mask": {str(m): n for m, n in sorted(used.items())}})
         log.decision(stage="supsup_nns", task=name, mapped_mask=mapped or "none", masks_allocated=masks.allocated)
     board.close()
     store_masks(network)
     first_tasks(network, masks.allocated)  # the candidates no check allocated were never trained
+    with log.board("supsup_nns_tasks") as tasks_board:  # step: the task's place in the stream
+        for position, (name, mapped) in enumerate(zip(names, mapped_masks, strict=True), 1):
+            tasks_board.epoch(position, **_stream_task_accuracy(stage, network, name, mapped))
     stage.save(settings.needed(settings.save_folder, "save_folder"), network.cpu(), {
         "input_shape": list(first.image_shape), "outputs": outputs, "accuracy_after_learning": {},
         "benchmark": settings.benchmark, "stage": "finetune", "seed": settings.seed, "scenario": "nns",
@@ -171,6 +176,30 @@ def train(settings: SupSupSettings) -> ExitCode:
         atomic_csv(Path(settings.needed(settings.save_folder, "save_folder")) / CHECKS, checks)
     return stage.decide(ExitCode.OK, masks_allocated=masks.allocated, batches=seen,
                         reason="stream learned, masks stored")
+
+
+def _inferred(network: TaskNetwork, data: DeviceTaskData,
+              settings: SupSupSettings) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The test images of `data`, each one's inferred (0-based) mask and whether its class under that mask is
+    right."""
+    images = torch.cat([images for images, _ in data.test_batches(settings.val_batch_size)])
+    inferred = infer_tasks(network, images, "oneshot", "h", settings.supsup_real_neurons, settings.supsup_infer_batch)
+    return images, inferred, classify(network, images, inferred) == data.test_labels
+
+
+def _stream_task_accuracy(stage: StageContext[SupSupSettings], network: TaskNetwork, name: str,
+                          mapped: int) -> dict[str, float]:
+    """A learned stream task on the board: how often inference picks its mapped mask on its test images
+    (task_inference_acc), its accuracy with the inferred masks there (test_acc) and, under --val_fraction, on its
+    held-out training images (val_acc)."""
+    kept, held = stage.validation_split(stage.load_task(name))
+    _, inferred, right = _inferred(network, stage.on_device(kept, augment=False), stage.settings)
+    values = {"task_inference_acc": (inferred + 1 == mapped).float().mean().item(),
+              "test_acc": right.float().mean().item()}
+    if held is not None:
+        _, _, right = _inferred(network, stage.on_device(held, augment=False), stage.settings)
+        values["val_acc"] = right.float().mean().item()
+    return values
 
 
 @torch.no_grad()
@@ -195,10 +224,7 @@ def evaluate(settings: SupSupSettings) -> ExitCode:
     rows = []
     for entry in meta["stream"]:
         data = stage.task_data(entry["task"])
-        images = torch.cat([images for images, _ in data.test_batches(settings.val_batch_size)])
-        inferred = infer_tasks(network, images, "oneshot", "h", settings.supsup_real_neurons,
-                               settings.supsup_infer_batch)
-        right = classify(network, images, inferred) == data.test_labels
+        images, inferred, right = _inferred(network, data, settings)
         mapped = entry["mapped_mask"]
         row = {"num_tasks_learned": meta["masks_allocated"], "task": entry["task"], "mapped_mask": mapped,
                "inferred_is_mapped": round((inferred + 1 == (mapped or 0)).float().mean().item(), 4),

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 ARCHITECTURES = ("lenet_300_100", "fc_1024_1024", "gem_resnet18")
 
 
 @dataclass(frozen=True)
-class SupSupSettings(StageSettings):
+class SupSupSettings(OptInValidationFlag, StageSettings):
     """supsup"""
 
     STAGES: ClassVar[tuple[str, ...]] = ("finetune", "inference")

@@ -66,7 +66,8 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
     if settings.supsup_transfer:
         transfer.start_from_mean(network, task_id, settings.load_folder)
     network.to(stage.device)
-    data = stage.on_device(task)
+    trained, held = stage.validation_split(task)
+    data = stage.on_device(trained)
     scores = network.task_parameters(task_id)
     optimizer = _optimizer(settings, scores)
     decay = settings.supsup_weight_decay
@@ -87,7 +88,9 @@ def finetune(stage: StageContext[SupSupSettings]) -> ExitCode:
             transfer.save_sum(network, task_id, settings.load_folder,
                               settings.needed(settings.save_folder, "save_folder"))
         store_masks(network)
-        return {"test_acc": evaluate(network, data, settings.val_batch_size)}
+        validation = {} if held is None else {
+            "val_acc": evaluate(network, stage.on_device(held, augment=False), settings.val_batch_size)}
+        return {**validation, "test_acc": evaluate(network, data, settings.val_batch_size)}
 
     done = stage.train(loop, data, f"supsup_finetune_{settings.dataset}",  # one log may hold every task (GNu)
                        schedule=schedule, description=f"supsup {settings.dataset}", finish=finish)
