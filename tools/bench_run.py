@@ -33,11 +33,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 if not __package__:  # run as `python tools/bench_run.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unforget.utils.cli import UsageParser
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
@@ -138,12 +142,13 @@ def read_run(root: Path) -> RunRecord:
     return record
 
 
-def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str, str]) -> tuple[float, Path]:
-    """The driver's CPU seconds (its whole waited-for tree) and its run folder."""
+def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str, str],
+               device: str = "cpu") -> tuple[float, float, Path]:
+    """The driver's CPU seconds (its whole waited-for tree), its wall seconds and its run folder."""
     script, benchmark, folder = DRIVERS[method]
     ckpt = work / "ckpt"
     shutil.rmtree(ckpt, ignore_errors=True)
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": "cpu", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": device, "OMP_NUM_THREADS": "1",
            "CKPT_ROOT": str(ckpt), "DATA_ROOT": str(data_root), **env_overrides}
     if method == "supsup_gg":
         env = {**SUPSUP, **env, "BENCHMARK": benchmark}
@@ -151,15 +156,15 @@ def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str
     else:
         env = {**QUICKSTART, **env, "METHOD": method}
         args = ["bash", f"scripts/{script}", benchmark, str(data_root), "bench", env.get("MAX_WIDTH", "1.5")]
-    before = children_cpu()
+    before, started = children_cpu(), time.perf_counter()
     result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
-    cpu = children_cpu() - before
+    cpu, wall = children_cpu() - before, time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"bench_run: {script} ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
     roots = [path.parent for path in (ckpt / folder).rglob("run_settings.json")]
     if len(roots) != 1:
         raise SystemExit(f"bench_run: expected one run folder under {ckpt / folder}, found {len(roots)}")
-    return cpu, roots[0]
+    return cpu, wall, roots[0]
 
 
 def _saved(network, folder: Path, count: list[int]) -> None:
@@ -169,10 +174,8 @@ def _saved(network, folder: Path, count: list[int]) -> None:
     torch.save({key: value.detach().cpu() for key, value in network.state_dict().items()}, folder / f"{count[0]}.pth")
 
 
-def bare_ownership(record: RunRecord, data_root: Path, scratch: Path) -> float:
+def bare_ownership(record: RunRecord, data_root: Path, scratch: Path, device: torch.device) -> float:
     """CPU seconds of CPG's or PackNet's stages as one bare loop (see the module's docstring)."""
-    import torch
-
     from unforget.models import build_network, input_options
     from unforget.models.layers.cpg import cpg_layers
     from unforget.utils.data.registry import get_benchmark
@@ -183,7 +186,7 @@ def bare_ownership(record: RunRecord, data_root: Path, scratch: Path) -> float:
     from unforget.utils.methods.cpg.stages import _optimizers, _train_loop
 
     first = parse_settings(record.stages[record.tasks[0]][0].argv)
-    benchmark, device, speed = get_benchmark(first.benchmark), torch.device("cpu"), first.speed
+    benchmark, speed = get_benchmark(first.benchmark), first.speed
     width = max(parse_settings(run.argv).width() for runs in record.stages.values() for run in runs)
     started = time.process_time()
     network, tests, saves = None, [], [0]
@@ -233,11 +236,9 @@ def bare_ownership(record: RunRecord, data_root: Path, scratch: Path) -> float:
     return time.process_time() - started
 
 
-def bare_supsup(record: RunRecord, data_root: Path, scratch: Path) -> float:
+def bare_supsup(record: RunRecord, data_root: Path, scratch: Path, device: torch.device) -> float:
     """CPU seconds of SupSup GG's tasks as one bare loop: each task's mask trained on its own network, stored,
     evaluated and saved, then every task evaluated once more."""
-    import torch
-
     from unforget.models import build_network
     from unforget.models.layers.supsup import set_density, store_masks
     from unforget.utils.data.registry import get_benchmark
@@ -245,7 +246,7 @@ def bare_supsup(record: RunRecord, data_root: Path, scratch: Path) -> float:
     from unforget.utils.entry import parse_settings
     from unforget.utils.methods.supsup.stages import _optimizer
 
-    device, saves, finals = torch.device("cpu"), [0], []
+    saves, finals = [0], []
     started = time.process_time()
     for task_name in record.tasks:
         (run,) = record.stages[task_name]
@@ -292,15 +293,20 @@ def breakdown(record: RunRecord, driver_cpu: float) -> dict[str, float]:
     return {key: round(value, 3) for key, value in parts.items()}
 
 
-def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str]) -> dict:
-    driver_cpu, root = run_driver(method, work, data_root, env_overrides)
+def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
+    import torch
+
+    driver_cpu, driver_wall, root = run_driver(method, work, data_root, env_overrides, device)
     record = read_run(root)
     scratch = work / "bare"
     scratch.mkdir(parents=True, exist_ok=True)
     bare = bare_supsup if method == "supsup_gg" else bare_ownership
-    bare_cpu = bare(record, data_root, scratch)
+    started = time.perf_counter()
+    bare_cpu = bare(record, data_root, scratch, torch.device(device))
+    bare_wall = time.perf_counter() - started
     shutil.rmtree(scratch)
     return {"driver_cpu": driver_cpu, "bare_cpu": bare_cpu, "ratio": driver_cpu / bare_cpu,
+            "driver_wall": driver_wall, "bare_wall": bare_wall, "wall_ratio": driver_wall / bare_wall,
             "stages": sum(len(runs) for runs in record.stages.values()), "breakdown": breakdown(record, driver_cpu)}
 
 
@@ -311,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="runs per method (medians are reported)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a driver setting (e.g. NUM_TASKS=2, PRUNE_EPOCHS=2), repeatable")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (the bare loop on the same device)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -336,13 +343,14 @@ def main(argv: list[str] | None = None) -> int:
             benchmark.load_task(data_root, name)
     print(f"one thread, {args.repeats} run(s) per method, CPU seconds (user + sys), medians")
     for method in methods:
-        rows = [measure(method, work / method, data_root, overrides) for _ in range(args.repeats)]
+        rows = [measure(method, work / method, data_root, overrides, args.device) for _ in range(args.repeats)]
         driver = statistics.median(row["driver_cpu"] for row in rows)
         bare = statistics.median(row["bare_cpu"] for row in rows)
         ratio = statistics.median(row["ratio"] for row in rows)
+        wall = statistics.median(row["wall_ratio"] for row in rows)
         ratios = ",".join(f"{row['ratio']:.3f}" for row in rows)
         print(f"{method}: driver_cpu={driver:.2f} bare_cpu={bare:.2f} ratio={ratio:.3f} stages={rows[0]['stages']} "
-              f"ratios={ratios}")
+              f"ratios={ratios} wall_ratio={wall:.3f}")
         for key in rows[0]["breakdown"]:
             value = statistics.median(row["breakdown"][key] for row in rows)
             print(f"  {key}: {value:.2f}")
