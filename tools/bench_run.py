@@ -1,25 +1,28 @@
 """Whole-run cost: a full driver against a bare in-process loop doing the same epochs, evaluations and saves.
 
 For each method (CPG and PackNet through scripts/cpg.sh on split_digits, SupSup GG through scripts/supsup_gg.sh
-on permuted_digits) it runs the driver in a temporary CKPT_ROOT on one thread and takes its CPU time (user +
-sys of the whole process tree, the warm-start server's children included, from getrusage(RUSAGE_CHILDREN) after
-waiting for it). Then, in this process, a bare loop reads the driver's records (each stage's command line in
+on permuted_digits) it runs the driver in a temporary CKPT_ROOT on one thread and takes its CPU time (user + sys
+of the whole process tree, the warm-start server's children included, from getrusage(RUSAGE_CHILDREN) after
+waiting for it). Then a bare loop reads the driver's records (each stage's command line in
 `.stages/<stage>.args`, its epochs from train.log) and does the same work with the same network and data: per
 stage, the epochs that ran (pruning steps in prune stages), the evaluations a decision needs (the stage's
 accuracy, every epoch where the stage evaluated each epoch, and the test accuracy where choices are made on a
-validation split) and one checkpoint saved; at the end each task evaluated once more, for the results. Its CPU
-is this process's. The network is built once at the run's final width and each task is added to it, so a run
-that grew pays the wider network's epochs from the start in the bare loop (its ratio errs low).
+validation split) and one checkpoint saved; at the end each task evaluated once more, for the results. It runs
+as a program of its own, whose CPU time (interpreter start and torch's import included, once, as any PyTorch
+script pays them) is the bare figure; the loop's alone is printed beside it. The network is built once at the
+run's final width and each task is added to it, so a run that grew pays the wider network's epochs from the
+start in the bare loop (its ratio errs low).
 
-It prints, per method, the medians over --repeats of the two CPU times and their ratio, and where the
-driver's extra goes per stage kind (from `.stages/*.cpu`, `*.seconds` and train.log's `seconds=`,
-`setup_seconds=` and `eval_seconds=`): set-up before the first epoch (process start, imports, data, checkpoint
-load), the epochs, what follows them (final evaluation, checkpoint save, records), the decision tools, and the
-rest of the driver (its shell, the warm server's imports, the report).
+It prints, per method, the medians over --repeats of the two CPU times and their ratio, and where the driver's
+extra goes per stage kind (from `.stages/*.cpu`, `*.seconds` and train.log's `seconds=`, `setup_seconds=` and
+`eval_seconds=`): set-up before the first epoch (process start, imports, data, checkpoint load), the epochs,
+what follows them (final evaluation, checkpoint save, records), the decision tools, and the rest of the driver
+(its shell, the warm server's imports, the report).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import resource
@@ -33,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if not __package__:  # run as `python tools/bench_run.py`: put the repository on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -183,18 +186,24 @@ def bare_ownership(record: RunRecord, data_root: Path, scratch: Path, device: to
     from unforget.utils.engine import evaluate
     from unforget.utils.entry import parse_settings
     from unforget.utils.methods.cpg.pruner import GradualPruner
+    from unforget.utils.methods.cpg.settings import CPGSettings
     from unforget.utils.methods.cpg.stages import _optimizers, _train_loop
 
-    first = parse_settings(record.stages[record.tasks[0]][0].argv)
-    benchmark, speed = get_benchmark(first.benchmark), first.speed
-    width = max(parse_settings(run.argv).width() for runs in record.stages.values() for run in runs)
+    def settings_of(argv: list[str]) -> CPGSettings:
+        settings = parse_settings(argv)
+        if not isinstance(settings, CPGSettings):
+            raise SystemExit(f"bench_run: a stage of {settings.method}, not of CPG or PackNet")
+        return settings
+
+    first = settings_of(record.stages[record.tasks[0]][0].argv)
+    benchmark, speed, arch = get_benchmark(first.benchmark), first.speed, first.needed(first.arch, "arch")
+    width = max(settings_of(run.argv).width() for runs in record.stages.values() for run in runs)
     started = time.process_time()
-    network, tests, saves = None, [], [0]
+    image_shape = benchmark.load_task(data_root, record.tasks[0]).image_shape
+    network = build_network(arch, width, mode=first.LAYER_MODE, **input_options(arch, image_shape)).to(device)
+    tests, saves = [], [0]
     for task_name in record.tasks:
         task_data = benchmark.load_task(data_root, task_name)
-        if network is None:
-            network = build_network(first.arch, width, mode=first.LAYER_MODE,
-                                    **input_options(first.arch, task_data.image_shape)).to(device)
         task = network.add_task(task_name, task_data.num_classes)
         network.to(device)
         network.set_task(task)
@@ -204,8 +213,8 @@ def bare_ownership(record: RunRecord, data_root: Path, scratch: Path, device: to
                                                        speed.resident_data) if fraction else test
         tests.append((task, test))
         for run in record.stages[task_name]:
-            settings = parse_settings(run.argv)
-            stage = SimpleNamespace(network=network, task=task, settings=settings, device=device)
+            settings = settings_of(run.argv)
+            stage: Any = SimpleNamespace(network=network, task=task, settings=settings, device=device)
             sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
             after_step = None
             if run.kind == "prune" and run.epochs:
@@ -244,6 +253,7 @@ def bare_supsup(record: RunRecord, data_root: Path, scratch: Path, device: torch
     from unforget.utils.data.registry import get_benchmark
     from unforget.utils.engine import TrainLoop, evaluate
     from unforget.utils.entry import parse_settings
+    from unforget.utils.methods.supsup.settings import SupSupSettings
     from unforget.utils.methods.supsup.stages import _optimizer
 
     saves, finals = [0], []
@@ -251,11 +261,13 @@ def bare_supsup(record: RunRecord, data_root: Path, scratch: Path, device: torch
     for task_name in record.tasks:
         (run,) = record.stages[task_name]
         settings = parse_settings(run.argv)
+        if not isinstance(settings, SupSupSettings):
+            raise SystemExit(f"bench_run: a stage of {settings.method}, not of SupSup")
         benchmark = get_benchmark(settings.benchmark)
         task_data = benchmark.load_task(data_root, task_name)
         outputs = settings.supsup_output_size or task_data.num_classes
-        network = build_network(settings.arch, 1.0, mode="supsup", input_shape=task_data.image_shape,
-                                outputs=outputs)
+        network = build_network(settings.needed(settings.arch, "arch"), 1.0, mode="supsup",
+                                input_shape=task_data.image_shape, outputs=outputs)
         task = network.add_task(task_name, task_data.num_classes)
         set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None,
                     settings.supsup_er)
@@ -293,19 +305,38 @@ def breakdown(record: RunRecord, driver_cpu: float) -> dict[str, float]:
     return {key: round(value, 3) for key, value in parts.items()}
 
 
-def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
+def bare_process(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> tuple[float, float, float]:
+    """The bare loop as a program of its own (interpreter start and torch's import included, once, as any
+    PyTorch script pays them): its CPU seconds, its wall seconds and the loop's own CPU seconds."""
+    before, started = children_cpu(), time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "tools.bench_run", "--bare", method, "--root", str(root),
+                             "--data_root", str(data_root), "--work", str(scratch), "--device", device],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True)
+    cpu, wall = children_cpu() - before, time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench_run: the bare loop ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
+    return cpu, wall, float(result.stdout.split()[-1])
+
+
+def run_bare(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> float:
+    """In the bare loop's own process: read the driver's run and do its work; the loop's CPU seconds."""
     import torch
 
-    driver_cpu, driver_wall, root = run_driver(method, work, data_root, env_overrides, device)
-    record = read_run(root)
-    scratch = work / "bare"
+    torch.set_num_threads(1)
     scratch.mkdir(parents=True, exist_ok=True)
     bare = bare_supsup if method == "supsup_gg" else bare_ownership
-    started = time.perf_counter()
-    bare_cpu = bare(record, data_root, scratch, torch.device(device))
-    bare_wall = time.perf_counter() - started
-    shutil.rmtree(scratch)
-    return {"driver_cpu": driver_cpu, "bare_cpu": bare_cpu, "ratio": driver_cpu / bare_cpu,
+    try:
+        return bare(read_run(root), data_root, scratch, torch.device(device))
+    finally:
+        shutil.rmtree(scratch)
+
+
+def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
+    driver_cpu, driver_wall, root = run_driver(method, work, data_root, env_overrides, device)
+    record = read_run(root)
+    bare_cpu, bare_wall, loop_cpu = bare_process(method, root, data_root, work / "bare", device)
+    return {"driver_cpu": driver_cpu, "bare_cpu": bare_cpu, "loop_cpu": loop_cpu, "ratio": driver_cpu / bare_cpu,
             "driver_wall": driver_wall, "bare_wall": bare_wall, "wall_ratio": driver_wall / bare_wall,
             "stages": sum(len(runs) for runs in record.stages.values()), "breakdown": breakdown(record, driver_cpu)}
 
@@ -319,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a driver setting (e.g. NUM_TASKS=2, PRUNE_EPOCHS=2), repeatable")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (the bare loop on the same device)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--bare", choices=sorted(DRIVERS), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data_root", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare:  # the bare loop's own process (bare_process)
+        print(f"{run_bare(args.bare, args.root, args.data_root, args.work, args.device):.3f}")
+        return 0
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     overrides = {}
@@ -349,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(row["ratio"] for row in rows)
         wall = statistics.median(row["wall_ratio"] for row in rows)
         ratios = ",".join(f"{row['ratio']:.3f}" for row in rows)
+        loop = statistics.median(row["loop_cpu"] for row in rows)
         print(f"{method}: driver_cpu={driver:.2f} bare_cpu={bare:.2f} ratio={ratio:.3f} stages={rows[0]['stages']} "
-              f"ratios={ratios} wall_ratio={wall:.3f}")
+              f"ratios={ratios} wall_ratio={wall:.3f} bare_loop_alone_cpu={loop:.2f}")
         for key in rows[0]["breakdown"]:
             value = statistics.median(row["breakdown"][key] for row in rows)
             print(f"  {key}: {value:.2f}")
