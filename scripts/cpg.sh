@@ -146,6 +146,7 @@ for ((k = 1; k <= NUM_TASKS; k++)); do
       "$PYTHON" -m tools.choose_retrain --save_folder "$dir/gradual_prune" --load_folder "$dir/retrain" \
       --dataset "$task" --log_path "$log"
   fi
+  drop_stage_checkpoints "$dir"
   previous="$dir/gradual_prune"
   sparsity=$(json_get "$previous/chosen.json" .sparsity)
   accuracy=$(json_get "$previous/meta.json" '.test_accuracy // .accuracy')

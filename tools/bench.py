@@ -123,19 +123,23 @@ def device_name(device: str) -> str:
 
 
 @contextmanager
-def stage_server(enabled: bool, work: Path):
-    """The drivers' warm start: a server that imported torch once forks every stage."""
+def stage_server(enabled: bool, work: Path, method: str = "cpg"):
+    """The drivers' warm start: a server that imported torch and `method`'s stages once forks every stage. One
+    that does not come up is an error: the stages would quietly run cold."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not enabled:
         env.pop("CPG_STAGE_SERVER", None)
         yield env
         return
     socket = work / "stages.sock"
-    server = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(socket)], cwd=REPO, env=env)
+    server = subprocess.Popen([sys.executable, "-m", "utils.warm_start", "--socket", str(socket), "--parent",
+                               str(os.getpid()), "--method", method], cwd=REPO, env=env)
     try:
         deadline = time.time() + 60
         while not socket.exists() and time.time() < deadline and server.poll() is None:
             time.sleep(0.05)
+        if not socket.exists():
+            raise SystemExit(f"bench: the warm-start server did not start (exit {server.poll()})")
         yield {**env, "CPG_STAGE_SERVER": str(socket)}
     finally:
         server.kill()

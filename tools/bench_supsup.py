@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ from unforget.tools.bench import device_name, stage_server
 from unforget.utils.atomic import atomic_json_dump
 from unforget.utils.cli import UsageParser
 from unforget.utils.data.registry import get_benchmark
+from unforget.utils.warm_start import CPU_VAR
 
 REPO = Path(__file__).resolve().parents[1]
 GNU_FLAGS = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",
@@ -66,14 +68,24 @@ def stored_checkpoint(folder: Path, data_root: Path, count: int, benchmark: str,
         "accuracy_after_learning": {spec.name: 0.0 for spec in specs}})
 
 
-def _stage_seconds(argv: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stage_seconds(argv: list[str], env: dict[str, str], cpu_file: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one stage: the process's own CPU, and a warm child's (which the server reaps, so
+    it reaches this process only through the file it writes where CPG_STAGE_CPU names, as for the drivers)."""
+    cpu_file.unlink(missing_ok=True)
+    cpu_before, started = _children_cpu(), time.perf_counter()
     result = subprocess.run([sys.executable, "main_normal.py", *argv], capture_output=True, text=True, cwd=REPO,
-                            env=env)
-    seconds = time.perf_counter() - started
+                            env={**env, CPU_VAR: str(cpu_file)})
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu_before
     if result.returncode != 0:
         raise SystemExit(f"bench_supsup: stage {' '.join(argv)} exited {result.returncode}:\n{result.stderr[-2000:]}")
-    return seconds
+    if cpu_file.exists():  # a warm child: its own CPU time, beside its client's
+        cpu += float(cpu_file.read_text())
+    return seconds, cpu
 
 
 def stage_costs(counts: list[int], work: Path, benchmark: str, arch: str, outputs: int, epochs: int,
@@ -91,14 +103,17 @@ def stage_costs(counts: list[int], work: Path, benchmark: str, arch: str, output
         for start in ("cold", "warm"):
             server = work / f"server_{count}"  # a fresh socket path: a stale one would fail the bind
             server.mkdir(exist_ok=True)
-            with stage_server(start == "warm", server) as env:
-                times = []
+            with stage_server(start == "warm", server, "supsup") as env:
+                times, cpus = [], []
                 for repeat in range(repeats):
                     out = work / f"out_{count}_{start}_{repeat}"
-                    times.append(_stage_seconds([*argv, "--save_folder", str(out), "--log_path",
-                                                 str(out / "train.log")], env))
+                    seconds, cpu = _stage_seconds([*argv, "--save_folder", str(out), "--log_path",
+                                                   str(out / "train.log")], env, server / "stage.cpu")
+                    times.append(seconds)
+                    cpus.append(cpu)
                     shutil.rmtree(out)
             row[f"{start}_seconds"] = round(statistics.median(times), 3)
+            row[f"{start}_cpu_seconds"] = round(statistics.median(cpus), 3)
         rows.append(row)
         shutil.rmtree(stored)
         print(json.dumps(row), flush=True)
@@ -224,11 +239,13 @@ def print_tables(summary: dict) -> None:
     print(f"{summary['arch']} on {summary['benchmark']}, {summary['device']}, OMP_NUM_THREADS={summary['threads']}")
     if "stage" in summary:
         base = summary["stage"][0]
-        print(f"{'stored masks':>12} {'ckpt MiB':>9} {'cold s':>8} {'x':>6} {'warm s':>8} {'x':>6}")
+        print(f"{'stored masks':>12} {'ckpt MiB':>9} {'cold s':>8} {'x':>6} {'warm s':>8} {'x':>6} "
+              f"{'warm CPU s':>11} {'x':>6}")
         for row in summary["stage"]:
             print(f"{row['stored_masks']:>12} {row['checkpoint_mib']:>9.2f} {row['cold_seconds']:>8.3f} "
                   f"{row['cold_seconds'] / base['cold_seconds']:>6.2f} {row['warm_seconds']:>8.3f} "
-                  f"{row['warm_seconds'] / base['warm_seconds']:>6.2f}")
+                  f"{row['warm_seconds'] / base['warm_seconds']:>6.2f} {row['warm_cpu_seconds']:>11.3f} "
+                  f"{row['warm_cpu_seconds'] / base['warm_cpu_seconds']:>6.2f}")
     if "inference" in summary:
         print(f"{'tasks':>12} {'images':>7} {'seconds':>9} {'us/image/task':>14}")
         for row in summary["inference"]:

@@ -4,14 +4,14 @@ Highest sparsity whose accuracy meets the goal (minus --allow_acc_loss), else th
 unpruned model; at the width cap with the unpruned model below its goal, the
 highest recorded sparsity (the goal is lost anyway, so free capacity). When no
 pruned model was recorded it says why pruning was skipped (a prune stage's stop
-note, or a task that owns no weights), and chosen.json keeps the note. Then the
-per-sparsity folders are removed. Running it again gives the same result.
+note, or a task that owns no weights), and chosen.json keeps the note. Running it
+again gives the same result. The per-sparsity folders stay: the driver removes them
+once the task is done (scripts/lib/stages.sh drop_stage_checkpoints; KEEP_STAGES=1 keeps them).
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -101,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         shown_goal = goal if math.isfinite(goal) else FORCE_GROWTH  # JSON has no infinity
         atomic_json_dump({"sparsity": key, "accuracy": record[key], "goal": shown_goal, "retrained": False,
                           "reason": reason, **({"pruning_stopped": stop} if stop else {})}, chosen_file)
-    for folder in prune_folder.iterdir():
-        if folder.is_dir():
-            shutil.rmtree(folder)
     RunLog(args.log_path).decision(stage="choose_pruning_ratio", task=args.dataset, sparsity=key,
                                    val_acc=record[key], goal=goal, width=width, reason=reason)
     return 0

@@ -94,6 +94,19 @@ stage_cpu_seconds() {
   awk -v ticks="$1" -v hz="$CLOCK_TICKS" -v warm="$warm" 'BEGIN { printf "%.3f\n", ticks / hz + warm }'
 }
 
+# drop_stage_checkpoints TASK_DIR: a task's chosen model is TASK_DIR/gradual_prune/checkpoint.pth once its
+# pruning ratio (and retraining) is chosen; the checkpoints that led to it (scratch, each sparsity's folder,
+# retrain) are read by no later stage, resume (their stages are done) or report, so they go, and a run's disk
+# stays one checkpoint a task. Their meta.json and records stay. KEEP_STAGES=1 keeps everything.
+drop_stage_checkpoints() {
+  local dir=$1 folder
+  [[ ${KEEP_STAGES:-0} != 1 ]] || return 0
+  rm -f -- "$dir/scratch/checkpoint.pth" "$dir/retrain/checkpoint.pth"
+  for folder in "$dir"/gradual_prune/*/; do
+    [[ ! -d $folder ]] || rm -rf -- "$folder"
+  done
+}
+
 # run_stage NAME MARKER_DIR LOG ALLOWED_CODES COMMAND...
 # Runs COMMAND unless MARKER_DIR/NAME records that it finished before, and sets STAGE_RC to its state code.
 # Only state codes in ALLOWED_CODES are recorded, so a crash or a kill is redone on the next run.

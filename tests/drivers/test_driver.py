@@ -62,11 +62,13 @@ def test_unreachable_goals_grow_to_the_cap_and_reach_every_state(data_root, tmp_
     prunes_23 = _decisions(root / "digits_23/train.log", "prune")
     assert [row["exit"] for row in prunes_23] == ["6"]  # at the cap below the goal, last of TOTAL_TASKS
     assert not _decisions(root / "digits_45/train.log", "prune")
-    for task in finetunes:
-        assert (root / task / "scratch/checkpoint.pth").is_file()
+    for task in finetunes:  # one checkpoint a task: the ones that led to the chosen model are dropped
+        assert not (root / task / "scratch/checkpoint.pth").exists()
+        assert (root / task / "scratch/meta.json").is_file()
         assert (root / task / "gradual_prune/checkpoint.pth").is_file()
         assert not [p for p in (root / task / "gradual_prune").iterdir() if p.is_dir()]
-    assert (root / "digits_23/retrain/checkpoint.pth").is_file()
+    assert not (root / "digits_23/retrain/checkpoint.pth").exists()
+    assert (root / "digits_23/retrain/record.txt").is_file()
     assert not (root / "digits_45/retrain").exists()
     summary = json.loads((root / "summary.json").read_text())
     for row in summary["tasks"]:

@@ -1,0 +1,37 @@
+"""tools.bench_run on the tiniest settings: it runs a driver and the bare loop and prints every field (the figures
+themselves are measured by hand, docs/results/measured/performance.md); bad settings are one line and 64."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.helpers import REPO, environment
+
+
+def _bench(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.bench_run", "--work", str(tmp_path / "work"), *args],
+                          capture_output=True, text=True, cwd=REPO, env=environment(), timeout=600)
+
+
+def test_prints_the_ratio_and_the_overhead_per_stage_kind(tmp_path):
+    result = _bench(tmp_path, "--method", "cpg", "--repeats", "1", "--set", "NUM_TASKS=2", "--set", "MAX_WIDTH=1.0",
+                    "--set", "FINETUNE_EPOCHS=1", "--set", "PRUNE_EPOCHS=1", "--set", "RETRAIN_EPOCHS=1",
+                    "--set", "SPARSITY_STEPS=0.5", "--set", "TRAIN_ACCURACY_GATE=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = re.search(r"^cpg: driver_cpu=(\S+) bare_cpu=(\S+) ratio=(\S+) stages=(\d+) ratios=\S+ wall_ratio=\S+ "
+                     r"bare_loop_alone_cpu=\S+$", result.stdout, re.MULTILINE)
+    assert line, result.stdout
+    driver, bare, ratio, stages = float(line[1]), float(line[2]), float(line[3]), int(line[4])
+    assert driver > 0 and bare > 0 and abs(ratio - driver / bare) < 0.01 * ratio
+    assert stages == 5  # finetune and prune of each task, and the second task's retrain
+    for kind in ("finetune: set-up", "prune: set-up", "retrain: after the epochs", "choose_pruning_ratio x2",
+                 "choose_retrain x1", "driver outside its stages", "epochs: "):
+        assert kind in result.stdout, (kind, result.stdout)
+
+
+def test_a_setting_that_is_not_name_equals_value_is_refused(tmp_path):
+    result = _bench(tmp_path, "--set", "num_tasks")
+    assert result.returncode == 64 and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "work").exists()

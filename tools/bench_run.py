@@ -1,0 +1,401 @@
+"""Whole-run cost: a full driver against a bare in-process loop doing the same epochs, evaluations and saves.
+
+For each method (CPG and PackNet through scripts/cpg.sh on split_digits, SupSup GG through scripts/supsup_gg.sh
+on permuted_digits) it runs the driver in a temporary CKPT_ROOT on one thread and takes its CPU time (user + sys
+of the whole process tree, the warm-start server's children included, from getrusage(RUSAGE_CHILDREN) after
+waiting for it). Then a bare loop reads the driver's records (each stage's command line in
+`.stages/<stage>.args`, its epochs from train.log) and does the same work with the same network and data: per
+stage, the epochs that ran (pruning steps in prune stages), the evaluations a decision needs (the stage's
+accuracy, every epoch where the stage evaluated each epoch, and the test accuracy where choices are made on a
+validation split) and one checkpoint saved; at the end each task evaluated once more, for the results. It runs
+as a program of its own, whose CPU time (interpreter start and torch's import included, once, as any PyTorch
+script pays them) is the bare figure; the loop's alone is printed beside it. The network is built once at the
+run's final width and each task is added to it, so a run that grew pays the wider network's epochs from the
+start in the bare loop (its ratio errs low).
+
+It prints, per method, the medians over --repeats of the two CPU times and their ratio, and where the driver's
+extra goes per stage kind (from `.stages/*.cpu`, `*.seconds` and train.log's `seconds=`, `setup_seconds=` and
+`eval_seconds=`): set-up before the first epoch (process start, imports, data, checkpoint load), the epochs,
+what follows them (final evaluation, checkpoint save, records), the decision tools, and the rest of the driver
+(its shell, the warm server's imports, the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if not __package__:  # run as `python tools/bench_run.py`: put the repository on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from unforget.utils.cli import UsageParser
+
+if TYPE_CHECKING:
+    import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
+DRIVERS = {
+    "cpg": ("cpg.sh", "split_digits", "CPG"),
+    "packnet": ("cpg.sh", "split_digits", "PackNet"),
+    "supsup_gg": ("supsup_gg.sh", "permuted_digits", "SupSup"),
+}
+QUICKSTART = {"BATCH_SIZE": "16", "FINETUNE_EPOCHS": "15", "PRUNE_EPOCHS": "4", "RETRAIN_EPOCHS": "5",
+              "PRUNING_INTERVAL": "2", "PRUNING_FREQUENCY": "3"}
+"""The quickstart's settings (scripts/quickstart.sh), the CPG and PackNet runs' default."""
+SUPSUP = {"NUM_TASKS": "5", "EPOCHS": "5", "ARCH": "lenet_300_100", "BATCH_SIZE": "128"}
+STAGE_MODES = {"finetune": "finetune", "prune": "prune", "retrain": "retrain"}
+DECISION_TOOLS = ("choose_pruning_ratio", "choose_retrain")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class StageRun:
+    """One trained stage as the driver ran it: its command line and what its train.log lines say."""
+
+    kind: str
+    argv: list[str]
+    epochs: int = 0
+    evaluated_epochs: int = 0
+    epoch_seconds: float = 0.0
+    setup_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+
+@dataclass
+class RunRecord:
+    """A finished driver run: its trained stages in order, and the decision tools' seconds."""
+
+    tasks: list[str] = field(default_factory=list)
+    stages: dict[str, list[StageRun]] = field(default_factory=dict)
+    tools: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _stage_argv(marker: Path) -> list[str]:
+    """A marker's recorded command line from main_normal.py's first flag on."""
+    words = marker.with_name(marker.name + ".args").read_bytes().split(b"\0")[:-1]
+    text = [word.decode() for word in words]
+    start = next(i for i, word in enumerate(text) if word == "ranked_main" or word.endswith("main_normal.py"))
+    return text[start + 1:]
+
+
+def _log_stages(log: Path) -> list[list[dict[str, str]]]:
+    """train.log's trained stages in order: each a list of its epoch lines' fields (a decision line ends one)."""
+    groups: list[list[dict[str, str]]] = []
+    current: list[dict[str, str]] = []
+    for line in log.read_text().splitlines():
+        fields = dict(FIELD.findall(line))
+        stage = fields.get("stage", "")
+        if stage not in ("finetune", "prune", "retrain", "supsup_finetune"):
+            continue
+        if "epoch" in fields:
+            current.append(fields)
+        elif "exit" in fields:
+            groups.append(current)
+            current = []
+    return groups
+
+
+def read_run(root: Path) -> RunRecord:
+    """The trained stages of every task folder under `root`, in the order they ran (markers by time)."""
+    record = RunRecord()
+    folders = sorted((path.parent.parent for path in root.glob("*/.stages/*.seconds")),
+                     key=lambda folder: min(p.stat().st_mtime_ns for p in (folder / ".stages").glob("*.seconds")))
+    for folder in dict.fromkeys(folders):
+        record.tasks.append(folder.name)
+        markers = sorted((folder / ".stages").glob("*.seconds"), key=lambda p: p.stat().st_mtime_ns)
+        runs = []
+        for timing in markers:
+            marker = timing.with_suffix("")
+            name = marker.name.split("_")[0]
+            seconds, cpu = float(timing.read_text()), float(timing.with_suffix(".cpu").read_text())
+            if marker.name in DECISION_TOOLS:
+                record.tools[marker.name].append((seconds, cpu))
+            elif name in STAGE_MODES:
+                runs.append(StageRun(STAGE_MODES[name], _stage_argv(marker), seconds=seconds, cpu=cpu))
+        groups = _log_stages(folder / "train.log")
+        if len(groups) != len(runs):
+            raise SystemExit(f"bench_run: {folder} has {len(runs)} stage markers but {len(groups)} stages in its log")
+        for run, lines in zip(runs, groups, strict=True):
+            run.epochs = len(lines)
+            run.evaluated_epochs = sum("eval_seconds" in line for line in lines)
+            run.epoch_seconds = sum(float(line["seconds"]) for line in lines)
+            run.eval_seconds = sum(float(line.get("eval_seconds", 0)) for line in lines)
+            run.setup_seconds = float(lines[0]["setup_seconds"]) if lines else run.seconds
+        record.stages[folder.name] = runs
+    return record
+
+
+def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str, str],
+               device: str = "cpu") -> tuple[float, float, Path]:
+    """The driver's CPU seconds (its whole waited-for tree), its wall seconds and its run folder."""
+    script, benchmark, folder = DRIVERS[method]
+    ckpt = work / "ckpt"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": device, "OMP_NUM_THREADS": "1",
+           "CKPT_ROOT": str(ckpt), "DATA_ROOT": str(data_root), **env_overrides}
+    if method == "supsup_gg":
+        env = {**SUPSUP, **env, "BENCHMARK": benchmark}
+        args = ["bash", f"scripts/{script}"]
+    else:
+        env = {**QUICKSTART, **env, "METHOD": method}
+        args = ["bash", f"scripts/{script}", benchmark, str(data_root), "bench", env.get("MAX_WIDTH", "1.5")]
+    before, started = children_cpu(), time.perf_counter()
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    cpu, wall = children_cpu() - before, time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench_run: {script} ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
+    roots = [path.parent for path in (ckpt / folder).rglob("run_settings.json")]
+    if len(roots) != 1:
+        raise SystemExit(f"bench_run: expected one run folder under {ckpt / folder}, found {len(roots)}")
+    return cpu, wall, roots[0]
+
+
+def _saved(network, folder: Path, count: list[int]) -> None:
+    import torch
+
+    count[0] += 1
+    torch.save({key: value.detach().cpu() for key, value in network.state_dict().items()}, folder / f"{count[0]}.pth")
+
+
+def bare_ownership(record: RunRecord, data_root: Path, scratch: Path, device: torch.device) -> float:
+    """CPU seconds of CPG's or PackNet's stages as one bare loop (see the module's docstring)."""
+    from unforget.models import build_network, input_options
+    from unforget.models.layers.cpg import cpg_layers
+    from unforget.utils.data.registry import get_benchmark
+    from unforget.utils.data.tasks import hold_out
+    from unforget.utils.engine import evaluate
+    from unforget.utils.entry import parse_settings
+    from unforget.utils.methods.cpg.pruner import GradualPruner
+    from unforget.utils.methods.cpg.settings import CPGSettings
+    from unforget.utils.methods.cpg.stages import _optimizers, _train_loop
+
+    def settings_of(argv: list[str]) -> CPGSettings:
+        settings = parse_settings(argv)
+        if not isinstance(settings, CPGSettings):
+            raise SystemExit(f"bench_run: a stage of {settings.method}, not of CPG or PackNet")
+        return settings
+
+    first = settings_of(record.stages[record.tasks[0]][0].argv)
+    benchmark, speed, arch = get_benchmark(first.benchmark), first.speed, first.needed(first.arch, "arch")
+    width = max(settings_of(run.argv).width() for runs in record.stages.values() for run in runs)
+    started = time.process_time()
+    image_shape = benchmark.load_task(data_root, record.tasks[0]).image_shape
+    network = build_network(arch, width, mode=first.LAYER_MODE, **input_options(arch, image_shape)).to(device)
+    tests, saves = [], [0]
+    for task_name in record.tasks:
+        task_data = benchmark.load_task(data_root, task_name)
+        task = network.add_task(task_name, task_data.num_classes)
+        network.to(device)
+        network.set_task(task)
+        test = task_data.on_device(device, benchmark.crop_padding, benchmark.flip, speed.resident_data)
+        fraction = first.val_fraction
+        data = hold_out(task_data, fraction).on_device(device, benchmark.crop_padding, benchmark.flip,
+                                                       speed.resident_data) if fraction else test
+        tests.append((task, test))
+        for run in record.stages[task_name]:
+            settings = settings_of(run.argv)
+            stage: Any = SimpleNamespace(network=network, task=task, settings=settings, device=device)
+            sgd, adam = _optimizers(stage, settings.lr, settings.lr_mask)
+            after_step = None
+            if run.kind == "prune" and run.epochs:
+                pruner = GradualPruner(cpg_layers(network), task, settings.initial_sparsity, settings.target_sparsity,
+                                       settings.pruning_frequency, 0,
+                                       settings.pruning_interval * data.steps_per_epoch(settings.batch_size),
+                                       sgd.momentum_buffers.get, on_device=speed.device_pruning)
+                after_step = pruner.step
+            loop = _train_loop(stage, [sgd, adam], after_step=after_step)
+            generator = data.generator(settings.seed)
+            if run.kind == "retrain":
+                evaluate(network, data, settings.val_batch_size, speed)
+            for _ in range(run.epochs):
+                loop.epoch(data, settings.batch_size, generator)
+                if run.evaluated_epochs:
+                    evaluate(network, data, settings.val_batch_size, speed)
+            if run.kind == "prune" and run.epochs:
+                pruner.finish()
+            if run.epochs and not run.evaluated_epochs:
+                evaluate(network, data, settings.val_batch_size, speed)
+            if run.epochs:
+                if data is not test:
+                    evaluate(network, test, settings.val_batch_size, speed)
+                _saved(network, scratch, saves)
+    for task, test in tests:
+        network.set_task(task)
+        evaluate(network, test, first.val_batch_size, speed)
+    return time.process_time() - started
+
+
+def bare_supsup(record: RunRecord, data_root: Path, scratch: Path, device: torch.device) -> float:
+    """CPU seconds of SupSup GG's tasks as one bare loop: each task's mask trained on its own network, stored,
+    evaluated and saved, then every task evaluated once more."""
+    from unforget.models import build_network
+    from unforget.models.layers.supsup import set_density, store_masks
+    from unforget.utils.data.registry import get_benchmark
+    from unforget.utils.engine import TrainLoop, evaluate
+    from unforget.utils.entry import parse_settings
+    from unforget.utils.methods.supsup.settings import SupSupSettings
+    from unforget.utils.methods.supsup.stages import _optimizer
+
+    saves, finals = [0], []
+    started = time.process_time()
+    for task_name in record.tasks:
+        (run,) = record.stages[task_name]
+        settings = parse_settings(run.argv)
+        if not isinstance(settings, SupSupSettings):
+            raise SystemExit(f"bench_run: a stage of {settings.method}, not of SupSup")
+        benchmark = get_benchmark(settings.benchmark)
+        task_data = benchmark.load_task(data_root, task_name)
+        outputs = settings.supsup_output_size or task_data.num_classes
+        network = build_network(settings.needed(settings.arch, "arch"), 1.0, mode="supsup",
+                                input_shape=task_data.image_shape, outputs=outputs)
+        task = network.add_task(task_name, task_data.num_classes)
+        set_density(network, settings.supsup_density if settings.supsup_masks == "topk" else None,
+                    settings.supsup_er)
+        network.to(device)
+        data = task_data.on_device(device, benchmark.crop_padding, benchmark.flip)
+        loop = TrainLoop(network, [_optimizer(settings, network.task_parameters(task))], device)
+        generator = data.generator(settings.seed)
+        for _ in range(run.epochs):
+            loop.epoch(data, settings.batch_size, generator)
+        store_masks(network)
+        evaluate(network, data, settings.val_batch_size)
+        _saved(network, scratch, saves)
+        finals.append((network, data, settings.val_batch_size))
+    for network, data, batch in finals:
+        evaluate(network, data, batch)
+    return time.process_time() - started
+
+
+def breakdown(record: RunRecord, driver_cpu: float) -> dict[str, float]:
+    """Seconds the driver spent per kind of work: epochs, and the overhead around them."""
+    runs = [run for runs in record.stages.values() for run in runs]
+    parts = {"epochs": sum(run.epoch_seconds - run.eval_seconds for run in runs),
+             "per-epoch evaluation": sum(run.eval_seconds for run in runs)}
+    for kind in sorted({run.kind for run in runs}):
+        mine = [run for run in runs if run.kind == kind]
+        parts[f"{kind}: set-up (start, imports, data, checkpoint load) x{len(mine)}"] = sum(
+            run.setup_seconds for run in mine)
+        parts[f"{kind}: after the epochs (evaluation, save, records) x{len(mine)}"] = sum(
+            max(run.seconds - run.setup_seconds - run.epoch_seconds, 0.0) for run in mine)
+    for tool, calls in record.tools.items():
+        parts[f"{tool} x{len(calls)} ({statistics.mean(s for s, _ in calls):.3f} s a call)"] = sum(
+            cpu for _, cpu in calls)
+    stages_cpu = sum(run.cpu for run in runs) + sum(cpu for calls in record.tools.values() for _, cpu in calls)
+    parts["driver outside its stages (shell, warm server, report) CPU"] = driver_cpu - stages_cpu
+    return {key: round(value, 3) for key, value in parts.items()}
+
+
+def bare_process(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> tuple[float, float, float]:
+    """The bare loop as a program of its own (interpreter start and torch's import included, once, as any
+    PyTorch script pays them): its CPU seconds, its wall seconds and the loop's own CPU seconds."""
+    before, started = children_cpu(), time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "tools.bench_run", "--bare", method, "--root", str(root),
+                             "--data_root", str(data_root), "--work", str(scratch), "--device", device],
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True)
+    cpu, wall = children_cpu() - before, time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"bench_run: the bare loop ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
+    return cpu, wall, float(result.stdout.split()[-1])
+
+
+def run_bare(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> float:
+    """In the bare loop's own process: read the driver's run and do its work; the loop's CPU seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    scratch.mkdir(parents=True, exist_ok=True)
+    bare = bare_supsup if method == "supsup_gg" else bare_ownership
+    try:
+        return bare(read_run(root), data_root, scratch, torch.device(device))
+    finally:
+        shutil.rmtree(scratch)
+
+
+def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
+    driver_cpu, driver_wall, root = run_driver(method, work, data_root, env_overrides, device)
+    record = read_run(root)
+    bare_cpu, bare_wall, loop_cpu = bare_process(method, root, data_root, work / "bare", device)
+    return {"driver_cpu": driver_cpu, "bare_cpu": bare_cpu, "loop_cpu": loop_cpu, "ratio": driver_cpu / bare_cpu,
+            "driver_wall": driver_wall, "bare_wall": bare_wall, "wall_ratio": driver_wall / bare_wall,
+            "stages": sum(len(runs) for runs in record.stages.values()), "breakdown": breakdown(record, driver_cpu)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = UsageParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", action="append", choices=sorted(DRIVERS), default=None,
+                        help="a driver to measure, repeatable (default: all three)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per method (medians are reported)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a driver setting (e.g. NUM_TASKS=2, PRUNE_EPOCHS=2), repeatable")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (the bare loop on the same device)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--bare", choices=sorted(DRIVERS), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--data_root", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare:  # the bare loop's own process (bare_process)
+        print(f"{run_bare(args.bare, args.root, args.data_root, args.work, args.device):.3f}")
+        return 0
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    overrides = {}
+    for text in args.set:
+        name, equals, value = text.partition("=")
+        if not equals or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            parser.error(f"--set takes NAME=VALUE with an upper-case setting name, got '{text}'")
+        overrides[name] = value
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    from unforget.utils.data.registry import get_benchmark
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-run-"))
+    data_root = work / "data"
+    methods = args.method or ["cpg", "packnet", "supsup_gg"]
+    for method in methods:  # decoded once, before any timing: every run reads the same cache
+        benchmark = get_benchmark(DRIVERS[method][1])
+        for name in benchmark.task_names:
+            benchmark.load_task(data_root, name)
+    print(f"one thread, {args.repeats} run(s) per method, CPU seconds (user + sys), medians")
+    for method in methods:
+        rows = [measure(method, work / method, data_root, overrides, args.device) for _ in range(args.repeats)]
+        driver = statistics.median(row["driver_cpu"] for row in rows)
+        bare = statistics.median(row["bare_cpu"] for row in rows)
+        ratio = statistics.median(row["ratio"] for row in rows)
+        wall = statistics.median(row["wall_ratio"] for row in rows)
+        ratios = ",".join(f"{row['ratio']:.3f}" for row in rows)
+        loop = statistics.median(row["loop_cpu"] for row in rows)
+        print(f"{method}: driver_cpu={driver:.2f} bare_cpu={bare:.2f} ratio={ratio:.3f} stages={rows[0]['stages']} "
+              f"ratios={ratios} wall_ratio={wall:.3f} bare_loop_alone_cpu={loop:.2f}")
+        for key in rows[0]["breakdown"]:
+            value = statistics.median(row["breakdown"][key] for row in rows)
+            print(f"  {key}: {value:.2f}")
+    if args.work is None:
+        shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
