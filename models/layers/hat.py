@@ -52,7 +52,7 @@ class HATWeights(WeightMode):
         for task in range(1, len(self.embeddings) + 1):
             union = torch.maximum(union, self.gate(task))
         self.cumulative.copy_(union)
-        self.embeddings.append(nn.Parameter(torch.randn(self.weight.shape[0]).to(self.weight.device)))
+        self.embeddings.append(nn.Parameter(torch.randn(self.weight.shape[0]).to(self.weight)))
 
     def restore_task(self, spec: TaskSpec) -> None:
         """Room for a stored task's embedding (the checkpoint fills it in, and `cumulative`)."""
