@@ -25,6 +25,10 @@ S_MAX = 400.0
 class HATWeights(WeightMode):
     """A trainable weight and bias gated per output unit by the active task's attention."""
 
+    embeddings: nn.ParameterList
+    cumulative: torch.Tensor
+    s_max: torch.Tensor
+
     def __init__(self, geometry: Geometry, width: float, bias: bool):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(geometry.shape(width)))
