@@ -10,7 +10,7 @@
 # environment: SEEDS ("1 2 3"), SEED_WORKERS (2), CKPT_ROOT (checkpoints/compare_split_digits), DATA_ROOT, DEVICE (cpu),
 #   NUM_TASKS, epochs: PLAIN_EPOCHS (15; independent, finetune), FINETUNE_EPOCHS (15), PRUNE_EPOCHS (4),
 #   RETRAIN_EPOCHS (5) and SPARSITY_STEPS (CPG, PackNet), BACKBONE_EPOCHS (15), MASK_EPOCHS (10; Piggyback),
-#   SUPSUP_EPOCHS (10), WSN_EPOCHS (10)
+#   SUPSUP_EPOCHS (10), WSN_EPOCHS (10), HAT_EPOCHS (30; HAT's schedule may stop a task earlier)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -55,6 +55,7 @@ method piggyback env BACKBONE_EPOCHS="${BACKBONE_EPOCHS:-15}" EPOCHS="${MASK_EPO
   bash scripts/piggyback.sh split_digits compare
 method supsup_gg env BENCHMARK=split_digits ARCH=lenet_300_100 EPOCHS="${SUPSUP_EPOCHS:-10}" bash scripts/supsup_gg.sh 0
 method wsn env EPOCHS="${WSN_EPOCHS:-10}" bash scripts/wsn.sh split_digits compare
+method hat env EPOCHS="${HAT_EPOCHS:-30}" bash scripts/hat.sh split_digits compare
 
 if [[ ${LAUNCHER:-local} == slurm ]]; then
   say "every method's seeds were submitted to SLURM (their .out files name the arrays); rerun without LAUNCHER for the table"

@@ -1,7 +1,7 @@
 """The shared layer module: `SharedConv2d`/`SharedLinear` whose weights come from a layer mode.
 
 `base` holds geometry, bit packing, the mode protocol, the registry and the two layer classes;
-each other file is one mode (plain, cpg, supsup, subspace, students, fixed_body, batche), and
+each other file is one mode (plain, cpg, supsup, subspace, students, fixed_body, batche, hat), and
 `per_task` holds the per-task batch-norms and heads. Importing the package registers every mode.
 """
 
@@ -9,6 +9,7 @@ from unforget.models.layers import (  # noqa: F401  (importing a mode registers 
     batche,
     cpg,
     fixed_body,
+    hat,
     plain,
     students,
     subspace,

@@ -72,6 +72,7 @@ METHODS: dict[str, Method] = {
     "gg_baseline": Method("gg_baseline", "GGBaselineSettings",
                           "SupSup's GG baselines: upper bound, separate heads, BatchE",
                           layouts={**PLAIN, "supsup": SUPSUP}),
+    "hat": Method("hat", "HATSettings", "hard attention to the task, one gate per unit", layouts={"task": SEQUENTIAL}),
     "lottery": Method("lottery", "LotterySettings", "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", "Expand-and-Cluster weight recovery"),
