@@ -22,5 +22,6 @@ source "$REPO_ROOT/scripts/lib/gpus.sh"
 # shellcheck source=scripts/lib/runs.sh
 source "$REPO_ROOT/scripts/lib/runs.sh"
 
-# GPUS given to the driver is checked (and its warning said) once, before any work
+# GPUS and EXPERIMENT given to the driver are checked (and GPUS' warning said) once, before any work
 [[ -z ${GPUS:-} ]] || use_gpus
+[[ -z ${EXPERIMENT:-} ]] || require_folder_name EXPERIMENT "$EXPERIMENT"
