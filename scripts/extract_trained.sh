@@ -25,6 +25,7 @@ for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TE
   setting "${name%%:*}" "${name#*:}"
 done
 gamma=$GAMMA beta=$BETA mask_share=$MASK_SHARE threshold=$THRESHOLD
+absolute_spec benchmark
 resolve_roots
 limit_cpu_threads
 RUN_SETTINGS+=(task arch)

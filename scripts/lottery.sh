@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
 benchmark=${1:-${BENCHMARK:-digits10}}
 [[ -z ${GPU:-} ]] || select_gpu "$GPU"
+absolute_spec benchmark
 resolve_roots
 limit_cpu_threads
 load_benchmark "$benchmark"

@@ -25,6 +25,7 @@ run_plain_models() {
   PLAIN_VAL=()
   [[ -z $VAL_FRACTION ]] || PLAIN_VAL=(--val_fraction "$VAL_FRACTION")
   [[ $ITER_ID =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
+  absolute_spec PLAIN_BENCHMARK
   resolve_roots
   load_benchmark "$PLAIN_BENCHMARK"
   BENCHMARK=$PLAIN_BENCHMARK

@@ -13,6 +13,7 @@ run_subspace() {
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
   local benchmark=${1:-digits10} task=${2:-} root label=$kind name
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
+  absolute_spec benchmark
   resolve_roots
   limit_cpu_threads
   benchmark_tasks "$benchmark"

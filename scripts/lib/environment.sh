@@ -19,8 +19,8 @@ printf -v DRIVER_COMMAND '%q ' "$0" "$@"  # sourced without arguments, "$@" is t
 DRIVER_COMMAND=${DRIVER_COMMAND% }
 
 # resolve_roots [DATA_ARGUMENT]: check the interpreter (require_python), then the data root and CKPT_ROOT
-# (default checkpoints/) as absolute paths (exported, so a driver's drivers see the same), and work from the
-# repository root. One rule for every driver: the data root is DATA_ROOT (default data/). A driver that also
+# (default checkpoints/) as absolute paths (exported, so a driver's drivers see the same), a BENCHMARK that is a
+# spec file as its absolute path (absolute_spec), and work from the repository root. One rule for every driver: the data root is DATA_ROOT (default data/). A driver that also
 # takes it as an argument (cpg.sh) passes the argument here: alone it is the data root; with a DATA_ROOT that
 # names another folder the run stops with one line and exit 64 (neither silently wins). A data root the user
 # gave must exist (a typo must not train elsewhere); the default is created, as a fresh clone has none and the
@@ -44,7 +44,19 @@ resolve_roots() {
   DATA_ROOT=$(realpath "$DATA_ROOT")
   CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
   export DATA_ROOT CKPT_ROOT
+  absolute_spec BENCHMARK
   cd "$REPO_ROOT" || exit 1
+}
+
+# absolute_spec NAME: the variable NAME, when it names a benchmark spec file (*.json), becomes the file's absolute
+# path, read from the folder the driver was started in (as DATA_ROOT and CKPT_ROOT are; call it before
+# resolve_roots, which works from the repository root). So the same spec given by another path is the same
+# benchmark to every stage's fingerprint and to run_settings.json, and resumes the same run.
+absolute_spec() {
+  [[ ${!1:-} == *.json ]] || return 0
+  local path
+  path=$(realpath -m -- "${!1}")
+  printf -v "$1" '%s' "$path"
 }
 
 # require_folder_name NAME VALUE: VALUE is one folder name (a run folder's part): letters, digits and _ . + = , -,

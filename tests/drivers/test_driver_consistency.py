@@ -9,6 +9,7 @@ and the stages' folders are chosen; what is checked is what the driver created a
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -166,6 +167,18 @@ def test_no_run_folder_holds_a_path_of_the_spec_given_by_absolute_path(tmp_path,
     roots = {call["args"][call["args"].index("--data_root") + 1] for call in stub_calls(env)
              if "--data_root" in call["args"]}
     assert roots <= {str(tmp_path / "data")}, roots
+
+
+def test_a_spec_given_by_a_relative_path_resumes_the_run_of_the_same_spec_by_its_absolute_path(tmp_path):
+    """One spec, one run folder (its name) and one identity: the path it was given by changes neither."""
+    spec = write_spec(tmp_path)
+    (tmp_path / "data").mkdir()
+    relative = os.path.relpath(spec, tmp_path)  # from the folder the driver starts in, as DATA_ROOT
+    first, _ = run("subspace_lines.sh", (relative,), tmp_path)
+    second, _ = run("subspace_lines.sh", (str(spec),), tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr[-2000:] + second.stderr[-2000:]
+    record = json.loads(next((tmp_path / "ck").rglob("run_settings.json")).read_text())
+    assert record["settings"]["BENCHMARK"] == str(spec)
 
 
 @pytest.mark.slow
