@@ -7,7 +7,8 @@
 # usage: scripts/baseline.sh <benchmark> [gpu id]
 # environment: NUM_TASKS, EPOCHS (100), BATCH_SIZE (32), WEIGHT_DECAY (4e-5), ARCH (the benchmark's default),
 #   LOGFILE (default logs/baseline_<benchmark>_acc.json; for a seed other than 1 ..._seed<seed>_acc.json), SEED (1),
-#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT
+#   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT
+#   (names the run folder $CKPT_ROOT/baselines/<EXPERIMENT, default the benchmark's name>/baseline_seed<SEED>/<arch>)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=scripts/plain_models_lib.sh

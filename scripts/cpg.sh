@@ -5,7 +5,9 @@
 # METHOD=packnet runs PackNet on the same machinery: no picking, no growth, no retraining, and the
 # sparsest recorded model is kept (set SPARSITY_STEPS="0.6" PRUNING_INTERVAL=0 for one-shot pruning).
 #
-# usage: scripts/cpg.sh <benchmark> <data_root> <setting> <max_width_multiplier>
+# usage: scripts/cpg.sh <benchmark> [data_root] <setting> <max_width_multiplier>
+#   the data root is DATA_ROOT (default data/) as for every driver; the argument, when given, is the same
+#   (an argument and a DATA_ROOT naming different folders stop with exit 64)
 # environment: PRETRAINED (a torchvision state dict: task 1 "imagenet"), LRS (finetune learning rate per task),
 #   VAL_FRACTION (share of each task's training images held out to choose on; default the benchmark's, 0.1;
 #   0 chooses on the test images, as the reference), TRAIN_ACCURACY_GATE (training accuracy finetune and each
@@ -15,17 +17,23 @@
 #   PRUNING_FREQUENCY, PRUNING_INTERVAL, SPARSITY_STEPS, WIDTH_STEP, METHOD, SEED, DEVICE,
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table),
 #   SPEED_FLAGS (e.g. "--bf16 --cuda_graph", or "--plain"; see main_normal.py --help)
-# The run folder is $CKPT_ROOT/<CPG|PackNet>/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; it
-# records the run's settings (run_settings.json), and a rerun into it with other settings is refused.
+# The run folder is $CKPT_ROOT/<CPG|PackNet>/<EXPERIMENT, default the benchmark's name>/<setting>_seed<SEED>/<arch>
+# (a spec's name is its file name without .json); it records the run's settings (run_settings.json), and a rerun
+# into it with other settings is refused.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[[ $# -eq 4 ]] || usage_error "usage: $0 <benchmark> <data_root> <setting> <max_width_multiplier>"
+[[ $# -eq 3 || $# -eq 4 ]] || usage_error "usage: $0 <benchmark> [data_root] <setting> <max_width_multiplier>"
+require_folder_name setting "${@: -2:1}"
 for_each_seed "$@"
 BENCHMARK=$1
-DATA_ROOT=$2  # the argument, not the environment: DATA_ROOT only picks the data of drivers without one
-SETTING=$3
-MAX_WIDTH=$4
+DATA_ARGUMENT=""
+if (($# == 4)); then
+  DATA_ARGUMENT=$2
+  shift
+fi
+SETTING=$2
+MAX_WIDTH=$3
 RUN_SETTINGS=(MAX_WIDTH)
 setting WIDTH_STEP 0.5
 setting SPARSITY_STEPS "0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 0.95"
@@ -54,7 +62,7 @@ if [[ -n ${GOALS:-} ]]; then  # checked before any stage runs: a missing file is
   GOALS=$(realpath -m "$GOALS")
   [[ -f $GOALS ]] || usage_error "GOALS: accuracy-goal file $GOALS does not exist"
 fi
-resolve_roots
+resolve_roots "$DATA_ARGUMENT"
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
 PRETRAINED_TASKS=0
@@ -70,7 +78,8 @@ case $METHOD in
   packnet) METHOD_DIR=PackNet ;;
   *) usage_error "METHOD must be cpg or packnet, got $METHOD" ;;
 esac
-ROOT="$CKPT_ROOT/$METHOD_DIR/${EXPERIMENT:-$BENCHMARK}/${SETTING}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/$METHOD_DIR/$RUN_LABEL/${SETTING}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 
 COMMON=(--method "$METHOD" --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --batch_size "$BATCH_SIZE"

@@ -4,13 +4,14 @@
 # (scripts/extract_trained.sh does the work; its environment variables apply). MNIST must be in
 # DATA_ROOT/MNIST/raw (torchvision's files); without it the first stage stops with one line saying so.
 # Writes OUT_DIR/{shallow,deep}/seed_<seed>/report.json and prints each table of seeds.
-# Usage: scripts/extract_mnist.sh [OUT_DIR]   (environment: DEPTHS="shallow deep" and extract_trained.sh's)
+# Usage: scripts/extract_mnist.sh [OUT_DIR]   (default $CKPT_ROOT/extract/<EXPERIMENT, default mnist>; environment:
+#        DEPTHS="shallow deep" and extract_trained.sh's)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
 resolve_roots  # here too, so a bad data root is reported under this script's name
-out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/mnist}")
+out=$(realpath -m "${1:-$CKPT_ROOT/extract/${EXPERIMENT:-mnist}}")
 for depth in ${DEPTHS:-shallow deep}; do
   case $depth in
     shallow) arch=mnist_mlp_32 ;;

@@ -3,13 +3,15 @@
 # with Gaussian inputs, N students EXPANSION times wider (finetune), then clustering, layer-by-layer
 # reconstruction and fine-tuning (retrain); ends with a table of the seeds' recovery reports
 # (OUT_DIR/seed_<seed>.report.json, each with its .txt table beside it; the table in OUT_DIR/seeds.md).
-# Usage: scripts/extract_synthetic.sh [OUT_DIR]   (environment: SEEDS SIZES ACTIVATION STUDENTS EXPANSION
-#        GAMMA BETA EPOCHS LR SAMPLES DEVICE)
+# Usage: scripts/extract_synthetic.sh [OUT_DIR]   (default $CKPT_ROOT/extract/<EXPERIMENT, default synthetic>;
+#        environment: SEEDS SIZES ACTIVATION STUDENTS EXPANSION GAMMA BETA EPOCHS LR SAMPLES DEVICE)
+# It reads no data: its inputs are drawn (DATA_ROOT is not used).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [output folder]"
-out=$(realpath -m "${1:-$REPO_ROOT/checkpoints/extract/synthetic}")
+CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+out=$(realpath -m "${1:-$CKPT_ROOT/extract/${EXPERIMENT:-synthetic}}")
 seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]*[0-9][0-9\ ]*$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 for name in GAMMA:0.5 BETA:6 SIZES:20,8,2 ACTIVATION:relu STUDENTS:10 EXPANSION:4 SAMPLES:2000 LR:1e-2 \

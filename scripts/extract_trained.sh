@@ -5,15 +5,17 @@
 # their clusters layer by layer, then fine-tuned (retrain). Writes OUT_DIR/seed_<seed>/report.json (its
 # table beside it as .txt) and the table of the seeds in OUT_DIR/seeds.md, which it prints.
 # extract_digits.sh and extract_mnist.sh call it with their benchmark and architectures.
-# Usage: scripts/extract_trained.sh BENCHMARK TASK ARCH [OUT_DIR]   (environment: SEEDS TEACHER_EPOCHS
+# Usage: scripts/extract_trained.sh BENCHMARK TASK ARCH [OUT_DIR]   (default $CKPT_ROOT/extract/<EXPERIMENT, default
+#        ARCH>; environment: SEEDS TEACHER_EPOCHS
 #        TEACHER_LR EPOCHS LR PATIENCE MIN_LR STUDENTS EXPANSION GAMMA BETA MASK_SHARE THRESHOLD PROBE SAMPLES
-#        FINETUNE_EPOCHS FINETUNE_LR DATA_ROOT DEVICE)
+#        FINETUNE_EPOCHS FINETUNE_LR DATA_ROOT CKPT_ROOT DEVICE)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -ge 3 && $# -le 4 ]] || usage_error "usage: $0 BENCHMARK TASK ARCH [output folder]"
 benchmark=$1 task=$2 arch=$3
-out=$(realpath -m "${4:-$REPO_ROOT/checkpoints/extract/$arch}")
+CKPT_ROOT=$(realpath -m "${CKPT_ROOT:-$REPO_ROOT/checkpoints}")
+out=$(realpath -m "${4:-$CKPT_ROOT/extract/${EXPERIMENT:-$arch}}")
 seeds=${SEEDS:-"1 2 3 4 5"}
 [[ $seeds =~ ^[0-9\ ]*[0-9][0-9\ ]*$ ]] || usage_error "SEEDS must be integers separated by spaces, got '$seeds'"
 # BETA 10: 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
@@ -23,6 +25,7 @@ for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TE
   setting "${name%%:*}" "${name#*:}"
 done
 gamma=$GAMMA beta=$BETA mask_share=$MASK_SHARE threshold=$THRESHOLD
+absolute_spec benchmark
 resolve_roots
 limit_cpu_threads
 RUN_SETTINGS+=(task arch)

@@ -9,7 +9,8 @@
 #
 # usage: scripts/finetune.sh <benchmark> [gpu id]
 # environment: NUM_TASKS, EPOCHS (100), FINETUNE_LR, BATCH_SIZE (32), WEIGHT_DECAY (4e-5), ARCH, LOGFILE, SEED,
-#   SEEDS (e.g. "1 2 3", spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT
+#   SEEDS (e.g. "1 2 3", spread over GPUS or SEED_WORKERS), DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT
+#   (names the run folder $CKPT_ROOT/baselines/<EXPERIMENT, default the benchmark's name>/finetune_seed<SEED>/<arch>)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=scripts/plain_models_lib.sh

@@ -2,7 +2,8 @@
 # Evaluate a finished CPG CIFAR-100 run: every task at its own width with its own batch-norm, head
 # and picks, the average, the weights each task owns and the network's size against the unexpanded
 # VGG16; prints the table and writes summary.json at the run's root.
-# usage: scripts/inference_CPG_cifar100.sh <gpu id>   (SETTING, SEED, EXPERIMENT, NUM_TASKS, DATA_ROOT, CKPT_ROOT)
+# usage: scripts/inference_CPG_cifar100.sh [gpu id]   (SETTING, SEED, EXPERIMENT (experiment1), NUM_TASKS, DATA_ROOT,
+#        CKPT_ROOT)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 select_gpu "${1:-}"

@@ -24,6 +24,7 @@ source "$REPO_ROOT/scripts/lib/runs.sh"
 # shellcheck source=scripts/lib/slurm.sh
 source "$REPO_ROOT/scripts/lib/slurm.sh"
 
-# GPUS and LAUNCHER given to the driver are checked (and the GPU warning said) once, before any work
+# GPUS, LAUNCHER and EXPERIMENT given to the driver are checked (and GPUS' warning said) once, before any work
 [[ -z ${GPUS:-} ]] || use_gpus
 check_launcher
+[[ -z ${EXPERIMENT:-} ]] || require_folder_name EXPERIMENT "$EXPERIMENT"

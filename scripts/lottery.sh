@@ -4,7 +4,7 @@
 # REWIND_STEP, up to the level nearest the highest of TARGETS; at the levels nearest each target
 # sparsity the random-reinit and random-mask controls train too. Then the report over the seeds:
 # report.md (Markdown table) and accuracy.png (accuracy against remaining weights).
-# Writes $CKPT_ROOT/lottery/<benchmark>/<task>/<arch>/<scope>_p<fraction>_rewind<step>_e<epochs>_lr<lr>/
+# Writes $CKPT_ROOT/lottery/<EXPERIMENT, default the benchmark's name>/<task>/<arch>/<scope>_p<fraction>_rewind<step>_e<epochs>_lr<lr>/
 #   {seed<S>/level_<k>/{,reinit/,random_mask/},report.md,accuracy.png}; a rerun skips finished stages.
 #
 # usage: scripts/lottery.sh [benchmark] [task]   (default: BENCHMARK, else digits10; the task defaults to
@@ -12,7 +12,7 @@
 # environment: ARCH (default: the benchmark's), EPOCHS (20), LR (0.02), BATCH_SIZE (32), MOMENTUM (0.9),
 #   WEIGHT_DECAY (0), PRUNE_FRACTION (0.2), PRUNE_SCOPE (global or layerwise), REWIND_STEP (0: the
 #   initialisation), TARGETS (target sparsities, "0.5 0.8 0.9 0.95"), SEEDS ("1 2 3"), DEVICE, GPU,
-#   DATA_ROOT, CKPT_ROOT. CIFAR-10 (benchmark cifar10, VGG16 by default, ARCH=gem_resnet18 for a ResNet)
+#   DATA_ROOT, CKPT_ROOT, EXPERIMENT. CIFAR-10 (benchmark cifar10, VGG16 by default, ARCH=gem_resnet18 for a ResNet)
 #   and image folders (a benchmark spec file) read their files from DATA_ROOT; a missing one stops the
 #   first stage with a line saying where the files go.
 # shellcheck source=scripts/lib.sh
@@ -21,6 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
 benchmark=${1:-${BENCHMARK:-digits10}}
 [[ -z ${GPU:-} ]] || select_gpu "$GPU"
+absolute_spec benchmark
 resolve_roots
 limit_cpu_threads
 load_benchmark "$benchmark"
@@ -58,7 +59,8 @@ for target in "${targets[@]}"; do
   ((level <= last)) || last=$level
 done
 
-root="$CKPT_ROOT/lottery/$benchmark/$task/$ARCH/${scope}_p${fraction}_rewind${rewind}_e${epochs}_lr${lr}"
+run_label "$benchmark"
+root="$CKPT_ROOT/lottery/$RUN_LABEL/$task/$ARCH/${scope}_p${fraction}_rewind${rewind}_e${epochs}_lr${lr}"
 BENCHMARK=$benchmark begin_run "$root"
 start_stage_server
 say "lottery on $benchmark/$task ($ARCH): levels 0-$last, controls at levels ${control_levels[*]}, seeds ${seeds[*]}"

@@ -8,14 +8,15 @@
 # environment: PRETRAINED (a torchvision state dict as the backbone, task "imagenet"), NUM_TASKS,
 #   BACKBONE_EPOCHS (first task without PRETRAINED, 100), EPOCHS (later tasks, 30), LR (1e-2), LR_MASK (5e-4),
 #   BATCH_SIZE (32), WEIGHT_DECAY, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run folder
-#   instead of the benchmark), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun),
+#   instead of the benchmark's name), SPEED_FLAGS, GPUS (e.g. 0,1,2,3: every task's training under torchrun),
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table)
-# The run folder is $CKPT_ROOT/Piggyback/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; a rerun
-# into it with other settings is refused (run_settings.json).
+# The run folder is $CKPT_ROOT/Piggyback/<EXPERIMENT, default the benchmark's name>/<setting>_seed<SEED>/<arch>
+# (a spec's name is its file name without .json); a rerun into it with other settings is refused (run_settings.json).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -ge 1 && $# -le 2 ]] || usage_error "usage: $0 <benchmark> [setting]"
+require_folder_name setting "${2:-default}"
 for_each_seed "$@"
 BENCHMARK=$1
 require_commands jq "$PYTHON"
@@ -26,7 +27,8 @@ for name in ARCH NUM_TASKS SEED:1 BACKBONE_EPOCHS:100 EPOCHS:30 LR:1e-2 LR_MASK:
   VAL_FRACTION: PRETRAINED: SPEED_FLAGS:; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/Piggyback/${EXPERIMENT:-$BENCHMARK}/${2:-default}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/Piggyback/$RUN_LABEL/${2:-default}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 COMMON=(--method piggyback --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT"
         --batch_size "$BATCH_SIZE" --seed "$SEED" --device "${DEVICE:-auto}")

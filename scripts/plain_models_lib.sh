@@ -4,12 +4,13 @@
 
 # run_plain_models BENCHMARK NAME LOGFILE START: one plain model (ARCH, default the benchmark's
 # architecture) per task of BENCHMARK, each task's accuracy added to LOGFILE (default
-# logs/<NAME>_<BENCHMARK>_acc.json, with _seed<SEED> before _acc for a seed other than 1), an accuracy-goal file
+# logs/<NAME>_<benchmark's name>_acc.json, with _seed<SEED> before _acc for a seed other than 1), an accuracy-goal file
 # that cpg.sh takes as GOALS. START is from_scratch (the independent baselines), from_previous_task (the
 # sequential finetune baseline: each task starts from the model the previous one left, head included, and
 # forgets the earlier tasks), or from_random_earlier_task (the reference's finetune baseline: lr 5e-3 from
 # the model of a random earlier task of the same run, chosen with seed ITER_ID). Models go to
-# $CKPT_ROOT/baselines/<benchmark>/<name>_seed<SEED>/<arch>/<task>/; the first two end with the run's
+# $CKPT_ROOT/baselines/<EXPERIMENT, default the benchmark's name>/<name>_seed<SEED>/<arch>/<task>/ (run_label);
+# the first two end with the run's
 # accuracy matrix (tools.report: metrics.json, accuracy_matrix.png) and its run.json.
 run_plain_models() {
   PLAIN_BENCHMARK=$1 PLAIN_START=$4
@@ -18,18 +19,20 @@ run_plain_models() {
   for name in SEED:1 ITER_ID:1 EPOCHS:100 BATCH_SIZE:32 WEIGHT_DECAY:4e-5 FINETUNE_LR:5e-3 VAL_FRACTION:; do
     setting "${name%%:*}" "${name#*:}"
   done
-  PLAIN_LOGFILE=${3:-$REPO_ROOT/logs/$2_$1$([[ $SEED == 1 ]] || printf '_seed%s' "$SEED")_acc.json}
+  run_label "$1"
+  PLAIN_LOGFILE=${3:-$REPO_ROOT/logs/$2_$BENCHMARK_LABEL$([[ $SEED == 1 ]] || printf '_seed%s' "$SEED")_acc.json}
   PLAIN_LOGFILE=$(realpath -m "$PLAIN_LOGFILE")
   PLAIN_VAL=()
   [[ -z $VAL_FRACTION ]] || PLAIN_VAL=(--val_fraction "$VAL_FRACTION")
   [[ $ITER_ID =~ ^[0-9]{1,9}$ ]] || usage_error "ITER_ID must be a whole number, got '$ITER_ID'"
+  absolute_spec PLAIN_BENCHMARK
   resolve_roots
   load_benchmark "$PLAIN_BENCHMARK"
   BENCHMARK=$PLAIN_BENCHMARK
   setting ARCH
   setting NUM_TASKS
   limit_cpu_threads
-  PLAIN_ROOT="$CKPT_ROOT/baselines/$PLAIN_BENCHMARK/$2_seed$SEED/$ARCH"
+  PLAIN_ROOT="$CKPT_ROOT/baselines/$RUN_LABEL/$2_seed$SEED/$ARCH"
   begin_run "$PLAIN_ROOT"
   use_gpus
   if [[ $PLAIN_START == from_scratch ]] && ((STAGE_RANKS > 1)); then

@@ -13,4 +13,4 @@ export PRUNING_FREQUENCY=${PRUNING_FREQUENCY:-3}
 start=$SECONDS
 CHILD_IS_DRIVER=1  # cpg.sh says itself where an interrupted run resumes
 run_child bash scripts/cpg.sh split_digits "$DATA_ROOT" "${SETTING:-quickstart_mul_1.5}" "${MAX_WIDTH:-1.5}"
-say "CPG on split_digits finished in $((SECONDS - start)) s; per-task logs: checkpoints/CPG/split_digits/*/*/*/train.log"
+say "CPG on split_digits finished in $((SECONDS - start)) s; per-task logs: $CKPT_ROOT/CPG/${EXPERIMENT:-split_digits}/*/*/*/train.log"

@@ -3,15 +3,17 @@
 
 # run_subspace KIND [BENCHMARK] [TASK]: learn a KIND subspace (line, curve or simplex) of networks on one
 # task of BENCHMARK (default the embedded digits10; TASK defaults to the benchmark's first), then evaluate
-# it along alpha. Writes $CKPT_ROOT/subspace/<kind>/<benchmark>/<task>/seed<SEED>/{model/,sweep.csv,sweep.png,
-# summary.json,train.log}; a rerun skips the stages that finished, and one with other settings is refused.
+# it along alpha. Writes $CKPT_ROOT/subspace/<kind>/<EXPERIMENT, default the benchmark's name>/<task>/seed<SEED>/
+# {model/,sweep.csv,sweep.png,summary.json,train.log}; a rerun skips the stages that finished, and one with other
+# settings is refused.
 # environment: EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY, WARMUP_EPOCHS, BETA, LAYERWISE (1 for per-layer points),
-#   LABEL_NOISE, VERTICES (simplex), SEED, GPU, DEVICE, DATA_ROOT, CKPT_ROOT
+#   LABEL_NOISE, VERTICES (simplex), SEED, GPU, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT
 run_subspace() {
   local kind=$1; shift
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
   local benchmark=${1:-digits10} task=${2:-} root label=$kind name
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
+  absolute_spec benchmark
   resolve_roots
   limit_cpu_threads
   benchmark_tasks "$benchmark"
@@ -27,7 +29,8 @@ run_subspace() {
     extra=(--subspace_vertices "$VERTICES")
   fi
   if [[ $LAYERWISE == 1 ]]; then extra+=(--subspace_layerwise); fi
-  root="$CKPT_ROOT/subspace/$label/$benchmark/$task/seed$SEED"
+  run_label "$benchmark"
+  root="$CKPT_ROOT/subspace/$label/$RUN_LABEL/$task/seed$SEED"
   BENCHMARK=$benchmark begin_run "$root"
   local common=(main_normal.py --method subspace --benchmark "$benchmark" --dataset "$task"
     --data_root "$DATA_ROOT" --batch_size "$BATCH_SIZE" --seed "$SEED" --device "${DEVICE:-auto}"

@@ -8,16 +8,18 @@
 # BASELINE runs one of the paper's Figure 3 baselines instead (scripts/supsup_gg_baselines.sh):
 # upper_bound, separate_heads, separate_heads_randw, batche, batche_randw or transfer (default supsup).
 #
-# usage: scripts/supsup_gg.sh [gpu list, e.g. 0 1 2 or 0,1,2; default 0]
+# usage: scripts/supsup_gg.sh [gpu list, e.g. 0 1 2 or 0,1,2; default none: the device DEVICE says, one worker]
 # environment: NUM_TASKS, EPOCHS (250), SPARSITY (ER factor, 32), LR (1e-3), BATCH_SIZE (128), SEED (0),
 #   BENCHMARK (rand_split_cifar100; the embedded permuted_digits, or split_digits with ARCH=lenet_300_100),
 #   ARCH (gem_resnet18), BASELINE, BODY_LR (baselines that train a body), DATA_ROOT, CKPT_ROOT, DEVICE,
+#   EXPERIMENT (names the run folder instead of the benchmark's name),
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table; baselines too)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 read -r -a gpu_ids <<< "${*//,/ }"
-((${#gpu_ids[@]})) || gpu_ids=(0)
+workers=("${gpu_ids[@]}")
+((${#workers[@]})) || workers=(any)  # no GPU id: one worker on the device DEVICE says
 for gpu in "${gpu_ids[@]}"; do
   [[ $gpu =~ ^[0-9]+$ ]] || usage_error "usage: $0 [gpu ids, e.g. 0 1 2]; got '$gpu'"
 done
@@ -39,11 +41,12 @@ done
 if [[ $BASELINE != supsup ]]; then
   # shellcheck source=scripts/supsup_gg_baselines.sh
   source "$(dirname "${BASH_SOURCE[0]}")/supsup_gg_baselines.sh"
-  run_gg_baseline "${gpu_ids[0]}"
+  run_gg_baseline "${gpu_ids[0]:-}"
   exit 0
 fi
 setting LR 1e-3
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/gg_er${SPARSITY}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/gg_er${SPARSITY}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
 
@@ -62,8 +65,10 @@ train_share() {
 
 launch_stage_server supsup  # one warm interpreter forks every stage, whichever GPU worker asks
 await_stage_server
-say "training $NUM_TASKS tasks on GPU(s) ${gpu_ids[*]}"
-spread_over_gpus "$ROOT/*/train.log" train_share "${gpu_ids[@]}"
+where="device ${DEVICE:-auto}"
+((${#gpu_ids[@]} == 0)) || where="GPU(s) ${gpu_ids[*]}"
+say "training $NUM_TASKS tasks on $where"
+spread_over_gpus "$ROOT/*/train.log" train_share "${workers[@]}"
 
 # joined in bash, not sed: a path may hold characters that are sed syntax (& | \)
 task_folders=()
@@ -71,7 +76,7 @@ for task in "${TASKS[@]:0:NUM_TASKS}"; do
   task_folders+=("$ROOT/$task")
 done
 folders=$(IFS=,; printf '%s' "${task_folders[*]}")
-select_gpu "${gpu_ids[0]}"
+select_gpu "${gpu_ids[0]:-}"
 rm -f "$ROOT/results.csv"
 say "evaluating every task with its own mask"
 run_child "$PYTHON" main_normal.py --mode inference --dataset "${TASKS[NUM_TASKS - 1]}" "${COMMON[@]}" \

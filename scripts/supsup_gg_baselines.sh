@@ -16,7 +16,8 @@
 #   batche_randw          BatchE over fixed signed-constant weights (layers batche_randw; LR 1e-1)
 #   transfer              SupSup Transfer: each task's scores start at the mean of the earlier tasks' final
 #                         scores (supsup --supsup_transfer, ER budget SPARSITY; LR 1e-3)
-# Output: $CKPT_ROOT/SupSup/<benchmark>/gg_<baseline>_seed<seed>/<arch>/ (transfer: gg_transfer_er<s>_seed<seed>).
+# Output: $CKPT_ROOT/SupSup/<EXPERIMENT, default the benchmark's name>/gg_<baseline>_seed<seed>/<arch>/ (transfer:
+# gg_transfer_er<s>_seed<seed>).
 
 # gg_baseline_flags: BASELINE_FLAGS (the method and its flags) and BASELINE_NAME (the run folder's name).
 gg_baseline_flags() {
@@ -43,13 +44,14 @@ gg_baseline_flags() {
   fi
 }
 
-# run_gg_baseline GPU: learn the tasks in a chain on GPU, then evaluate them all.
+# run_gg_baseline [GPU]: learn the tasks in a chain on GPU (none: the device DEVICE says), then evaluate them all.
 run_gg_baseline() {
   local k task dir folders task_folders=()
   gg_baseline_flags
-  ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/$BASELINE_NAME/$ARCH"
+  run_label "$BENCHMARK"
+  ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/$BASELINE_NAME/$ARCH"
   begin_run "$ROOT"
-  select_gpu "$1"
+  select_gpu "${1:-}"
   start_stage_server
   local common=(--benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
     --val_batch_size 500 --device "${DEVICE:-auto}")

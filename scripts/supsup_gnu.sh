@@ -5,7 +5,8 @@
 # classifies with the inferred task's mask and counts the class. Training does not depend on the adaptor or
 # the objective: the masks are learned once per benchmark, scenario and architecture, in <run folder>/model,
 # and each evaluation writes to a subfolder of its own, <run folder>/<adaptor>_<objective>/, so evaluating the
-# same masks another way trains nothing. The run folder is $CKPT_ROOT/SupSup/<benchmark>/<scenario>_seed<SEED>/<arch>;
+# same masks another way trains nothing. The run folder is
+# $CKPT_ROOT/SupSup/<EXPERIMENT, default the benchmark's name>/<scenario>_seed<SEED>/<arch>;
 # it records the training settings (run_settings.json), and a rerun with other ones is refused. After each task count k listed in EVAL_AT, and at the end, every task
 # learned so far is evaluated on the model as it was after task k (adapt_results.csv, the reference's format:
 # accuracy right after learning and now); at the end also results.csv and summary.json. Every stage runs in
@@ -15,7 +16,8 @@
 # usage: scripts/supsup_gnu.sh <benchmark> <oneshot|binary|gt> <g|h> [gpu id]
 # environment: SCENARIO (gnu or gns), NUM_TASKS, EVAL_AT (task counts, e.g. "10 50"), EPOCHS (2), LR (1e-4),
 #   BATCH_SIZE (128), OUTPUT_SIZE (100), REAL_NEURONS (10), INFER_BATCH (1), ARCH, SEED (1), DATA_ROOT,
-#   CKPT_ROOT, DEVICE, FAST_START (0: every stage starts its own interpreter)
+#   CKPT_ROOT, DEVICE, EXPERIMENT, FAST_START (0: every stage starts its own interpreter); without a gpu id the
+#   run goes where DEVICE says
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -38,7 +40,7 @@ INFER_BATCH=${INFER_BATCH:-1}
 REAL_NEURONS=${REAL_NEURONS:-10}
 require_count INFER_BATCH "$INFER_BATCH" 999999999
 require_count REAL_NEURONS "$REAL_NEURONS" 999999999
-select_gpu "${4:-0}"
+select_gpu "${4:-}"
 require_commands "$PYTHON"
 read -r -a EVAL_AT <<< "${EVAL_AT:-}"
 for count in "${EVAL_AT[@]}"; do
@@ -51,7 +53,8 @@ load_benchmark "$BENCHMARK"
 for name in ARCH NUM_TASKS SCENARIO SEED:1 EPOCHS:2 LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:100; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/${SCENARIO}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/${SCENARIO}_seed$SEED/$ARCH"
 MODEL="$ROOT/model"
 EVAL="$ROOT/${ADAPTOR}_$OBJECTIVE"
 begin_run "$ROOT"

@@ -12,13 +12,14 @@
 # usage: scripts/supsup_hop_split_mnist.sh [gpu id]
 # environment: BENCHMARK (split_mnist), NUM_TASKS (5), HIDDEN (2048), EPOCHS (1), LR (0.1), BATCH_SIZE (128),
 #   TEST_BATCH (64), STEPS (30), HOP_LR (500), GAMMA (3.072: the reference's 1.5e-3 on the energy -s^T W s / 2 at
-#   2048 units, here on the energy per channel -s^T W s / 2d), SEED (1), DATA_ROOT, CKPT_ROOT, DEVICE
+#   2048 units, here on the energy per channel -s^T W s / 2d), SEED (1), DATA_ROOT, CKPT_ROOT, DEVICE, EXPERIMENT
+# The run folder is $CKPT_ROOT/SupSup/<EXPERIMENT, default the benchmark's name>/hopfield/h<HIDDEN>_seed<SEED>.
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [gpu id]"
 BENCHMARK=${BENCHMARK:-split_mnist}
-select_gpu "${1:-0}"
+select_gpu "${1:-}"
 require_commands "$PYTHON" jq
 resolve_roots
 ARCH=bn_mask_net load_benchmark "$BENCHMARK"
@@ -27,7 +28,8 @@ for name in NUM_TASKS HIDDEN:2048 SEED:1 EPOCHS:1 LR:0.1 BATCH_SIZE:128 TEST_BAT
   GAMMA:3.072; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/hopfield/h${HIDDEN}_seed$SEED"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/hopfield/h${HIDDEN}_seed$SEED"
 begin_run "$ROOT"
 start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")

@@ -9,18 +9,19 @@
 # the mask it was mapped to, accuracy with the inferred mask, and the number of masks allocated), and
 # nns_checks.png (each check's n max nu along the stream against 1 + EPSILON, with the masks allocated).
 # BENCHMARK=permuted_digits runs the same on the embedded 8x8 digits (no download). The run folder is
-# $CKPT_ROOT/SupSup/<benchmark>/nns_seed<SEED>/<arch>; a rerun into it with other settings is refused.
+# $CKPT_ROOT/SupSup/<EXPERIMENT, default the benchmark's name>/nns_seed<SEED>/<arch>; a rerun into it with other
+# settings is refused.
 #
 # usage: scripts/supsup_nns_permuted_mnist.sh [gpu id]
 # environment: BENCHMARK (permuted_mnist), NUM_TASKS (all of the benchmark's), TASK_BATCHES (1000),
 #   CHECK_EVERY (100), BUDGET (NUM_TASKS), EPSILON (0.125), MAXN (5), LR (1e-4), BATCH_SIZE (128),
-#   OUTPUT_SIZE (500), INFER_BATCH (1), ARCH, SEED (1), DATA_ROOT, CKPT_ROOT, DEVICE
+#   OUTPUT_SIZE (500), INFER_BATCH (1), ARCH, SEED (1), DATA_ROOT, CKPT_ROOT, DEVICE, EXPERIMENT
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [gpu id]"
 BENCHMARK=${BENCHMARK:-permuted_mnist}
-select_gpu "${1:-0}"
+select_gpu "${1:-}"
 require_commands "$PYTHON"
 resolve_roots
 load_benchmark "$BENCHMARK"
@@ -29,7 +30,8 @@ for name in ARCH NUM_TASKS SEED:1 TASK_BATCHES:1000 CHECK_EVERY:100 BUDGET:"$NUM
   LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:500 INFER_BATCH:1; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/SupSup/$BENCHMARK/nns_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/nns_seed$SEED/$ARCH"
 begin_run "$ROOT"
 start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")

@@ -65,11 +65,13 @@ def _listing(root: Path) -> str:
 
 
 def data_identity(benchmark: str, data_root: str) -> dict[str, str]:
-    """The benchmark's name, a spec file's content hash, and for data read from files its root and listing;
-    the embedded benchmarks are made by the code itself."""
+    """The benchmark's name (a spec file's absolute path: the run folder is named by its file name alone, and the
+    same spec given by a relative path resumes the run), a spec file's content hash, and for data read from
+    files its root and listing; the embedded benchmarks are made by the code itself."""
     identity = {"BENCHMARK": benchmark}
     found = get_benchmark(benchmark)
     if found.spec is not None:
+        identity["BENCHMARK"] = str(Path(benchmark).resolve())
         identity["benchmark spec sha256"] = _sha256(Path(benchmark).read_bytes())
     if found.spec is not None or not found.embedded:
         root = Path(data_root).resolve()

@@ -20,9 +20,11 @@ limit_cpu_threads() {
   export MKL_NUM_THREADS=${MKL_NUM_THREADS:-$OMP_NUM_THREADS}
 }
 
-# select_gpu ID: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none.
+# select_gpu [ID]: run on GPU ID (CUDA_VISIBLE_DEVICES); warn and use the CPU when there is none. Without an
+# ID (none given to the driver) nothing is chosen: the run goes where DEVICE says (auto: the first visible GPU,
+# else the CPU), so a CPU run never needs a GPU id.
 select_gpu() {
-  [[ $# -ge 1 && -n $1 ]] || usage_error "usage: $0 <gpu id>"
+  [[ -n ${1:-} ]] || return 0
   [[ $1 =~ ^[0-9]+(,[0-9]+)*$ ]] || usage_error "GPU id must be a number like 0 (or a list like 0,1), got '$1'"
   export CUDA_VISIBLE_DEVICES=$1
   if [[ ${DEVICE:-} != cpu ]] && ! gpu_found; then  # no warning when the CPU is what was asked for

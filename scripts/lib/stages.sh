@@ -150,10 +150,11 @@ run_stage() {
       exit 64 ;;
     3)
       flag_value --benchmark "$@" || FLAG_VALUE=${BENCHMARK:-<benchmark>}
+      benchmark_label "$FLAG_VALUE"  # the goal file's name, as baseline.sh names it
       printf 'Stopped: stage %s has no accuracy goal (message above). Train baselines with scripts/baseline.sh %s' \
         "$name" "$FLAG_VALUE" >&2
       printf ' and rerun with GOALS=%s, or point GOALS at a JSON file mapping each task name to its goal%s.\n' \
-        "$REPO_ROOT/logs/baseline_${FLAG_VALUE}_acc.json" "$see" >&2
+        "$REPO_ROOT/logs/baseline_${BENCHMARK_LABEL}_acc.json" "$see" >&2
       exit 3 ;;
     65)  # main_normal.py's line above says which: a checkpoint it could not read or a file it could not write
       input=""

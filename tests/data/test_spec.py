@@ -365,7 +365,7 @@ def test_cpg_driver_on_a_spec_keeps_every_old_task_unchanged(folder_spec, tmp_pa
     result = run_driver("cpg.sh", str(folder_spec), str(tmp_path / "data"), "s", "1.5", **QUICK,
                         CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    root = tmp_path / "ck" / "CPG" / str(folder_spec).lstrip("/") / "s_seed1" / "digits_convnet"
+    root = tmp_path / "ck" / "CPG" / "spec" / "s_seed1" / "digits_convnet"
     summary = json.loads((root / "summary.json").read_text())
     assert [row["task"] for row in summary["tasks"]] == list(TASKS) and summary["benchmark"] == str(folder_spec)
     for row in summary["tasks"]:
@@ -378,7 +378,7 @@ def test_supsup_gg_driver_on_a_spec_keeps_every_task_unchanged(folder_spec, tmp_
     result = run_driver("supsup_gg.sh", "0", BENCHMARK=str(folder_spec), ARCH="lenet_300_100", NUM_TASKS="3",
                         EPOCHS="1", BATCH_SIZE="8", DATA_ROOT=str(tmp_path / "data"), CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    root = tmp_path / "ck" / "SupSup" / str(folder_spec).lstrip("/") / "gg_er32_seed0" / "lenet_300_100"
+    root = tmp_path / "ck" / "SupSup" / "spec" / "gg_er32_seed0" / "lenet_300_100"
     with (root / "results.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [row["task"] for row in rows] == [*TASKS, "average"]
@@ -391,7 +391,7 @@ def test_subspace_line_driver_on_a_spec_task(folder_spec, tmp_path):
     result = run_driver("subspace_lines.sh", str(folder_spec), "diag", EPOCHS="2", DATA_ROOT=str(tmp_path / "data"),
                         CKPT_ROOT=str(tmp_path / "ck"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    root = tmp_path / "ck" / "subspace" / "line" / str(folder_spec).lstrip("/") / "diag" / "seed1"
+    root = tmp_path / "ck" / "subspace" / "line" / "spec" / "diag" / "seed1"
     summary = json.loads((root / "summary.json").read_text())
     assert summary["task"] == "diag" and 0.0 <= summary["midpoint_acc"] <= 1.0
     with (root / "sweep.csv").open() as file:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -55,16 +54,18 @@ def test_on_exit_cleanups_and_the_stage_server_cleanup_all_run(tmp_path):
     assert not _running(pid)
 
 
-def test_cpg_data_root_argument_beats_the_environment(tmp_path):
+def test_cpg_data_root_argument_and_another_data_root_in_the_environment_are_refused(tmp_path):
+    """The argument no longer wins silently (docs/running.md, rules every driver follows): two data roots are one
+    line naming both, exit 64, before any stage, even when the environment's does not exist."""
     data = tmp_path / "data"
     data.mkdir()
-    env = stub_env(tmp_path, digits_01=1)  # the first stage fails: its arguments are all this needs
+    env = stub_env(tmp_path)
     done = run_driver("cpg.sh", "split_digits", str(data), "s", "1.5", DATA_ROOT=str(tmp_path / "nonexistent"),
                       CKPT_ROOT=str(tmp_path / "ck"), **env)
-    calls = [call["args"] for call in stub_calls(env)]
-    assert calls, done.stderr
-    assert flag(calls[0], "--dataset") == "digits_01"
-    assert flag(calls[0], "--data_root") == os.path.realpath(data)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 64 and len(lines) == 1 and "two data roots" in lines[0], done.stderr
+    assert str(data) in lines[0] and str(tmp_path / "nonexistent") in lines[0]
+    assert not stub_calls(env)
 
 
 @pytest.mark.slow
