@@ -13,12 +13,13 @@
 #   SMAX (400), C (0.75), LR_FACTOR (3), LR_PATIENCE (5), LR_MIN (1e-4), CLIPGRAD (10000), VAL_FRACTION,
 #   ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run folder instead of the benchmark),
 #   SEEDS (e.g. "1 2 3": one run each, spread over GPUS or SEED_WORKERS, then a table)
-# The run folder is $CKPT_ROOT/HAT/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; a rerun into
+# The run folder is $CKPT_ROOT/HAT/<EXPERIMENT, default the benchmark's name>/<setting>_seed<SEED>/<arch>; a rerun into
 # it with other settings is refused (run_settings.json).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 2 ]] || usage_error "usage: $0 [benchmark] [setting]"
+require_folder_name setting "${2:-default}"
 for_each_seed "$@"
 BENCHMARK=${1:-split_digits}
 require_commands jq "$PYTHON"
@@ -31,7 +32,8 @@ for name in ARCH NUM_TASKS SEED:1 EPOCHS:200 LR:0.05 BATCH_SIZE:$batch SMAX:400 
   LR_MIN:1e-4 CLIPGRAD:10000 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/HAT/${EXPERIMENT:-$BENCHMARK}/${2:-default}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/HAT/$RUN_LABEL/${2:-default}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 COMMON=(--method hat --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}" --epochs "$EPOCHS" --lr "$LR" --batch_size "$BATCH_SIZE" --hat_smax "$SMAX"

@@ -9,12 +9,13 @@
 # environment: CAPACITY (c, 0.5), EPOCHS (10), LR (1e-3, Adam), LR_PATIENCE (6), LR_FACTOR (2), LR_MIN (1e-6),
 #   BATCH_SIZE (32), VAL_FRACTION, NUM_TASKS, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT (names the run
 #   folder instead of the benchmark), SEEDS (e.g. "1 2 3": one run each, spread over SEED_WORKERS, then a table)
-# The run folder is $CKPT_ROOT/WSN/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; a rerun into it
+# The run folder is $CKPT_ROOT/WSN/<EXPERIMENT, default the benchmark's name>/<setting>_seed<SEED>/<arch>; a rerun into it
 # with other settings is refused (run_settings.json).
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 2 ]] || usage_error "usage: $0 [benchmark] [setting]"
+require_folder_name setting "${2:-default}"
 for_each_seed "$@"
 BENCHMARK=${1:-split_digits}
 require_commands jq "$PYTHON"
@@ -25,7 +26,8 @@ for name in ARCH NUM_TASKS SEED:1 CAPACITY:0.5 EPOCHS:10 LR:1e-3 LR_PATIENCE:6 L
   BATCH_SIZE:32 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
-ROOT="$CKPT_ROOT/WSN/${EXPERIMENT:-$BENCHMARK}/${2:-default}_seed$SEED/$ARCH"
+run_label "$BENCHMARK"
+ROOT="$CKPT_ROOT/WSN/$RUN_LABEL/${2:-default}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 COMMON=(--method wsn --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}")

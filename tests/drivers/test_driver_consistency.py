@@ -35,10 +35,11 @@ FIXED_BENCHMARK = {  # drivers that cannot take a spec benchmark at all, and why
     "inference_CPG_cifar100.sh": "evaluates a finished CIFAR-100 CPG run; trains nothing",
     "lottery_digits.sh": "lottery.sh on the embedded digits10 (lottery.sh takes any benchmark)",
     "quickstart.sh": "makes the venv, then cpg.sh on split_digits",
-    "compare_split_digits.sh": "six methods on split_digits side by side (each driver takes any benchmark)",
+    "compare_split_digits.sh": "every method on split_digits side by side (each driver takes any benchmark)",
     "extract_digits.sh": "extract_trained.sh on digits10 (extract_trained.sh takes any benchmark)",
     "extract_mnist.sh": "extract_trained.sh on MNIST (extract_trained.sh takes any benchmark)",
     "extract_synthetic.sh": "draws its inputs from a random teacher: no benchmark",
+    "gpu_check.sh": "checks a CUDA machine (tests, benchmarks, cpg.sh on synthetic_cifar): no benchmark of its own",
 }
 SLOW = ("cpg.sh METHOD=packnet", "CPG_fine_grained.sh")
 SPEC_STEM = "tiny_spec"

@@ -31,7 +31,7 @@ def summarise(inputs: ReportInputs) -> dict:
                                       lambda payload, network: kept.append((payload, network)))
     payload, network = kept[-1]
     cost = matrices.storage(answering_bytes(payload["model"]), payload["arch"], payload["tasks"],
-                            **matrices.arch_options(inputs.folders[-1]))
+                            **matrices.arch_options(payload, inputs.folders[-1]))
     return sequence_summary(inputs, matrix, {**cost, **mask_cost(network)})
 
 

@@ -135,7 +135,7 @@ def _stored(settings: WSNSettings) -> tuple[TaskNetwork, dict]:
     payload = load_checkpoint(folder)
     if payload["mode"] != MODE:
         raise UsageError(f"--method wsn cannot evaluate a {payload['mode']} checkpoint ({folder})")
-    return network_from_checkpoint(payload, **arch_options(folder)), read_meta(folder)
+    return network_from_checkpoint(payload, **arch_options(payload, folder)), read_meta(folder)
 
 
 def inference(stage: StageContext[WSNSettings]) -> ExitCode:
