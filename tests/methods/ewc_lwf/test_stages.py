@@ -108,6 +108,13 @@ def test_a_stage_refuses_another_variant_or_method_or_a_broken_state(ewc_run, da
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 
+def test_a_diverged_training_is_refused_before_anything_is_written(ewc_run, data_root, tmp_path, capsys):
+    """A penalty too stiff for the learning rate blows the weights up: one line, 64, no folder."""
+    flags = ["--load_folder", str(ewc_run / TASKS[0]), "--ewc_lambda", "1e12", "--lr", "1", "--epochs", "1"]
+    line = _refused(_stage("ewc", TASKS[1], data_root, tmp_path / "s", *flags), capsys)
+    assert "diverged" in line and not (tmp_path / "s").exists()
+
+
 def test_lwf_trains_the_old_heads_and_its_distillation_holds_the_old_task(tmp_path, data_root):
     """The second task with and without the distillation (lambda_o 1 and 0): the old head moves only with it
     (LwF trains theta_o), and with it the old task keeps its accuracy where without it the body drifts away."""
@@ -134,17 +141,17 @@ def _forgetting(root: Path, pattern: str) -> float:
 
 @pytest.mark.slow
 def test_ewc_and_lwf_forget_less_than_the_finetune_baseline(tmp_path, data_root):
-    """Three tasks at the comparison's settings (fewer epochs): each method forgets (above 0), less than
-    sequential finetuning does; a rerun resumes without training again."""
+    """Three tasks at the comparison's settings (fewer epochs; EWC and LwF on LeNet 300-100, as there): each
+    method forgets (above 0), less than sequential finetuning does; a rerun resumes without training again."""
     env = dict(DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path), NUM_TASKS="3", EPOCHS="8", BATCH_SIZE="16")
-    for script in ("finetune.sh", "ewc.sh", "lwf.sh"):
-        result = run_driver(script, "split_digits", **env)
+    for script, arch in (("finetune.sh", "digits_convnet"), ("ewc.sh", "lenet_300_100"), ("lwf.sh", "lenet_300_100")):
+        result = run_driver(script, "split_digits", **env, ARCH=arch)
         assert result.returncode == 0, result.stderr[-2000:]
     finetune = _forgetting(tmp_path, "baselines/split_digits/finetune_seed1/*/metrics.json")
     for method in ("EWC", "LwF"):
         forgetting = _forgetting(tmp_path, f"{method}/split_digits/default_seed1/*/metrics.json")
         assert 0 < forgetting < finetune, (method, forgetting, finetune)
-    again = run_driver("ewc.sh", "split_digits", **env)
+    again = run_driver("ewc.sh", "split_digits", **env, ARCH="lenet_300_100")
     assert again.returncode == 0 and again.stdout.count("done before") == 3, again.stdout[-2000:]
     card = json.loads(next(tmp_path.glob("EWC/split_digits/default_seed1/*/run.json")).read_text())
     assert card["method"] == "ewc" and card["settings"]["EWC_LAMBDA"]

@@ -34,8 +34,10 @@ class RegularisedSettings(StageSettings):
 class EWCSettings(RegularisedSettings):
     """ewc"""
 
-    ewc_lambda: float = flag(100.0, "weight of the penalty (lambda/2) sum_i F_i (theta_i - theta*_i)^2 over the "
-                             "shared body; 0 is the finetune baseline with a head per task", at_least=0.0)
+    ewc_lambda: float = flag(1e4, "weight of the penalty (lambda/2) sum_i F_i (theta_i - theta*_i)^2 over the "
+                             "shared body; 0 is the finetune baseline with a head per task. The papers give no value "
+                             "that carries over (it scales with the Fisher); 1e4 was tuned on split_digits "
+                             "(docs/methods/ewc.md)", at_least=0.0)
     ewc_online: bool = flag(False, "online EWC (Schwarz et al. 2018): one running Fisher F <- gamma F + F_task "
                             "and one anchor, the latest task's weights, instead of a penalty per old task")
     ewc_gamma: float = flag(1.0, "online EWC's decay of the older tasks' Fisher, in (0, 1]", at_most=1.0)

@@ -139,6 +139,9 @@ def finetune(stage: Stage) -> ExitCode:
         terms = _learn_ewc(stage, settings, network, task, data)
     elif isinstance(settings, LwFSettings):
         _learn_lwf(stage, settings, network, teacher, task, data)
+    if not all(torch.isfinite(p).all() for p in network.parameters()):
+        raise UsageError(f"training {settings.dataset} diverged (weights not finite): lower --lr, or the method's "
+                         "lambda, whose penalty's stiffness times --lr must stay small")
     network.set_task(task)
     accuracy = round(evaluate(network, data, settings.val_batch_size), 4)
     folder = Path(settings.needed(settings.save_folder, "save_folder"))
