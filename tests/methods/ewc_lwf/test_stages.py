@@ -141,9 +141,11 @@ def _forgetting(root: Path, pattern: str) -> float:
 
 @pytest.mark.slow
 def test_ewc_and_lwf_forget_less_than_the_finetune_baseline(tmp_path, data_root):
-    """Three tasks at the comparison's settings (fewer epochs; EWC and LwF on LeNet 300-100, as there): each
-    method forgets (above 0), less than sequential finetuning does; a rerun resumes without training again."""
-    env = dict(DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path), NUM_TASKS="3", EPOCHS="8", BATCH_SIZE="16")
+    """Seed 1 of the comparison (EWC and LwF on LeNet 300-100, as there; minutes): each method forgets (above
+    0), less than sequential finetuning does; a rerun resumes without training again. With fewer tasks or
+    epochs EWC's tight penalty leaves the later tasks unlearned and its forgetting at exactly 0."""
+    env = dict(DATA_ROOT=str(data_root), CKPT_ROOT=str(tmp_path), EPOCHS="15", BATCH_SIZE="16",
+               LOGFILE=str(tmp_path / "finetune_acc.json"))
     for script, arch in (("finetune.sh", "digits_convnet"), ("ewc.sh", "lenet_300_100"), ("lwf.sh", "lenet_300_100")):
         result = run_driver(script, "split_digits", **env, ARCH=arch)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -152,6 +154,6 @@ def test_ewc_and_lwf_forget_less_than_the_finetune_baseline(tmp_path, data_root)
         forgetting = _forgetting(tmp_path, f"{method}/split_digits/default_seed1/*/metrics.json")
         assert 0 < forgetting < finetune, (method, forgetting, finetune)
     again = run_driver("ewc.sh", "split_digits", **env, ARCH="lenet_300_100")
-    assert again.returncode == 0 and again.stdout.count("done before") == 3, again.stdout[-2000:]
+    assert again.returncode == 0 and again.stdout.count("done before") == 5, again.stdout[-2000:]
     card = json.loads(next(tmp_path.glob("EWC/split_digits/default_seed1/*/run.json")).read_text())
     assert card["method"] == "ewc" and card["settings"]["EWC_LAMBDA"]
