@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Methods side by side on the embedded split_digits (five two-class tasks, no download), on the CPU:
-# CPG, PackNet, Piggyback, SupSup GG, WSN, the sequential finetune baseline (which forgets) and independent
-# models (one per task), SEEDS seeds each, spread over SEED_WORKERS one-thread workers. Ends with the
-# comparison table (comparison.md: ACC, BWT, forgetting, storage, stage time; mean ± std over seeds), its
-# plot (comparison.png) and each run's own plots. Settings are the quickstart's, shortened for a laptop.
+# CPG, PackNet, Piggyback, SupSup GG, WSN, HAT, EWC and LwF (a head per task on LeNet; they forget some), the
+# sequential finetune baseline (which forgets) and independent models (one per task), SEEDS seeds each, spread
+# over SEED_WORKERS one-thread workers. Ends with the comparison table (comparison.md: ACC, BWT, forgetting,
+# storage, stage time; mean ± std over seeds), its plot (comparison.png) and each run's own plots. Settings are
+# the quickstart's, shortened for a laptop.
 # Rerunning after an interruption skips what finished.
 #
 # usage: scripts/compare_split_digits.sh
 # environment: SEEDS ("1 2 3"), SEED_WORKERS (2), CKPT_ROOT (checkpoints/compare_split_digits), DATA_ROOT, DEVICE (cpu),
 #   NUM_TASKS, epochs: PLAIN_EPOCHS (15; independent, finetune), FINETUNE_EPOCHS (15), PRUNE_EPOCHS (4),
 #   RETRAIN_EPOCHS (5) and SPARSITY_STEPS (CPG, PackNet), BACKBONE_EPOCHS (15), MASK_EPOCHS (10; Piggyback),
-#   SUPSUP_EPOCHS (10), WSN_EPOCHS (10), HAT_EPOCHS (30; HAT's schedule may stop a task earlier)
+#   SUPSUP_EPOCHS (10), WSN_EPOCHS (10), HAT_EPOCHS (30; HAT's schedule may stop a task earlier),
+#   REG_EPOCHS (15; EWC, LwF)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -53,6 +55,9 @@ method cpg env "${CPG_EPOCHS[@]}" bash scripts/cpg.sh split_digits "$DATA_ROOT" 
 method packnet env "${CPG_EPOCHS[@]}" METHOD=packnet bash scripts/cpg.sh split_digits "$DATA_ROOT" compare 1.0
 method piggyback env BACKBONE_EPOCHS="${BACKBONE_EPOCHS:-15}" EPOCHS="${MASK_EPOCHS:-10}" LR=0.05 \
   bash scripts/piggyback.sh split_digits compare
+REGULARISED=(EPOCHS="${REG_EPOCHS:-15}" ARCH=lenet_300_100)  # no batch-norm: see docs/methods/ewc.md
+method ewc env "${REGULARISED[@]}" bash scripts/ewc.sh split_digits compare
+method lwf env "${REGULARISED[@]}" bash scripts/lwf.sh split_digits compare
 method supsup_gg env BENCHMARK=split_digits ARCH=lenet_300_100 EPOCHS="${SUPSUP_EPOCHS:-10}" bash scripts/supsup_gg.sh 0
 method wsn env EPOCHS="${WSN_EPOCHS:-10}" bash scripts/wsn.sh split_digits compare
 method hat env EPOCHS="${HAT_EPOCHS:-30}" bash scripts/hat.sh split_digits compare

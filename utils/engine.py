@@ -60,7 +60,8 @@ class TrainLoop:
     """The training steps of one stage, built once so a captured CUDA graph lives across its epochs.
 
     One step: forward (in bf16 autocast if asked), `loss` (cross-entropy unless a method brings
-    its own objective; it may add regularisers, all in one backward), backward, `before_step`
+    its own objective; it may add regularisers, all in one backward) plus `extra_loss(images)` (a term on
+    the batch's images: EWC's penalty, LwF's distillation on old heads), backward, `before_step`
     (between backward and the optimizer steps: masked weight decay), the optimizer
     steps, the metric sums; `after_step` (pruning) runs after it, outside any graph.
     With `speed.cuda_graph` the full-size steps of an epoch are one graph replay each
@@ -73,10 +74,10 @@ class TrainLoop:
                  device: torch.device, speed: Speed = DEFAULT_SPEED, before_step: Callable[[], None] | None = None,
                  after_step: Callable[[], None] | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cross_entropy,
-                 count_correct: bool = True):
+                 count_correct: bool = True, extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.network, self.optimizers, self.device, self.speed = network, optimizers, device, speed
         self.before_step, self.after_step = before_step, after_step
-        self.loss, self.count_correct = loss, count_correct
+        self.loss, self.count_correct, self.extra_loss = loss, count_correct, extra_loss
         self.loss_sum = torch.zeros((), device=device)
         self.correct_sum = torch.zeros((), device=device, dtype=torch.long)
         self.replay: Callable[[], None] | None = None
@@ -93,6 +94,8 @@ class TrainLoop:
         with autocast(self.device, self.speed, cache=not self.speed.cuda_graph):
             logits = self.network(images)
             loss = self.loss(logits, labels)
+            if self.extra_loss is not None:
+                loss = loss + self.extra_loss(images)
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         loss.backward()

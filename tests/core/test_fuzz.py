@@ -213,6 +213,8 @@ STAGE_BASES = {  # a finetune each method accepts (test_every_method_base_reache
     "supsup": ["--benchmark", "permuted_digits", "--dataset", "pdigits_00"],
     "gg_baseline": ["--benchmark", "permuted_digits", "--dataset", "pdigits_00"],
     "hat": ["--dataset", "digits_01"],
+    "ewc": ["--dataset", "digits_01"],
+    "lwf": ["--benchmark", "permuted_digits", "--dataset", "pdigits_00"],
     "lottery": ["--dataset", "digits_01"],
     "subspace": ["--dataset", "digits_01"],
     "extract": ["--benchmark", "gaussian_teacher", "--dataset", "gaussian"],

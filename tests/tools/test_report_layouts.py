@@ -12,7 +12,7 @@ from unforget.utils.methods.layout import Layout, named_function
 
 def test_every_layout_names_hooks_that_import():
     found = layouts()
-    assert sorted(found) == ["gradual_prune", "independent", "model", "supsup", "task", "wsn"]
+    assert sorted(found) == ["gradual_prune", "independent", "model", "regularised", "supsup", "task", "wsn"]
     for layout in found.values():
         assert callable(named_function(layout.summarise)) and callable(named_function(layout.write))
 

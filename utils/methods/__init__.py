@@ -56,6 +56,8 @@ SUPSUP = Layout(".", f"{HERE}.supsup.report:summarise", f"{HERE}.supsup.report:w
                 whole_run="model/meta.json")
 """SupSup and GG's transfer baseline: <root>/<task> of GG, or GNu's one <root>/model."""
 PLAIN = {"task": SEQUENTIAL, "independent": INDEPENDENT}
+REGULARISED = Layout(".", f"{HERE}.regularised.report:summarise", SEQUENTIAL.write)
+"""EWC and LwF: <root>/<task> holds the network after that task (every head so far), EWC's terms beside it."""
 """The plain models of `baseline` (scripts/lib.sh) and of the GG baselines."""
 
 METHODS: dict[str, Method] = {
@@ -73,6 +75,10 @@ METHODS: dict[str, Method] = {
                           "SupSup's GG baselines: upper bound, separate heads, BatchE",
                           layouts={**PLAIN, "supsup": SUPSUP}),
     "hat": Method("hat", "HATSettings", "hard attention to the task, one gate per unit", layouts={"task": SEQUENTIAL}),
+    "ewc": Method("regularised", "EWCSettings", "elastic weight consolidation (online EWC as an option)",
+                  layouts={"regularised": REGULARISED}),
+    "lwf": Method("regularised", "LwFSettings", "learning without forgetting: distillation on old heads",
+                  layouts={"regularised": REGULARISED}),
     "lottery": Method("lottery", "LotterySettings", "iterative magnitude pruning with rewinding"),
     "subspace": Method("subspace", "SubspaceSettings", "lines, curves, simplexes"),
     "extract": Method("extract", "ExtractSettings", "Expand-and-Cluster weight recovery"),
