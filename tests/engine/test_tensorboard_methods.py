@@ -1,6 +1,6 @@
 """Every method's stage run shows validation accuracy on TensorBoard, read back with TensorBoard's own reader:
 the CPG family holds its validation images out by default, the methods whose papers train on every training
-image (SupSup, the GG baselines, subspace, lottery, Expand-and-Cluster) when --val_fraction asks; the test
+image (SupSup, the GG baselines, subspace, lottery, Expand-and-Cluster, EWC, LwF) when --val_fraction asks; the test
 accuracy is a tag of its own, the one the checkpoint records; with --val_fraction 0 they show no val_acc."""
 
 from __future__ import annotations
@@ -73,6 +73,13 @@ CASES: dict[str, tuple[list[str], str, Callable[[Path], float] | None, bool]] = 
                  _checkpoint_accuracy("accuracy"), True),
     "lottery": (["--method", "lottery", "--mode", "finetune", *DIGITS10, "--arch", "lenet_300_100"],
                 "lottery_level_0", _lottery_accuracy, True),
+    "wsn": (["--method", "wsn", "--mode", "finetune", *DIGITS], "finetune", _checkpoint_accuracy("test_accuracy"),
+            False),
+    "hat": (["--method", "hat", "--mode", "finetune", *DIGITS], "hat", _checkpoint_accuracy("accuracy"), False),
+    "ewc": (["--method", "ewc", "--mode", "finetune", *DIGITS], "ewc_digits_01", _checkpoint_accuracy("accuracy"),
+            True),
+    "lwf": (["--method", "lwf", "--mode", "finetune", *DIGITS], "lwf_digits_01", _checkpoint_accuracy("accuracy"),
+            True),
 }
 
 

@@ -12,6 +12,7 @@ and the network of the best validation loss is the task's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,8 +137,10 @@ def attention_used(layers: list[HATWeights], task: int) -> dict[str, float]:
     return shares
 
 
-def learn(stage: StageContext[HATSettings], network: TaskNetwork, task: int, data: DeviceTaskData) -> Plateau:
-    """The task's epochs (see the module doc); ends with the best validation loss's network in place."""
+def learn(stage: StageContext[HATSettings], network: TaskNetwork, task: int, data: DeviceTaskData,
+          measure: Callable[[], dict[str, float]] | None = None) -> Plateau:
+    """The task's epochs (see the module doc); ends with the best validation loss's network in place, which
+    `measure` (its test accuracy, by TensorBoard tag) measures for the run's last step."""
     settings = stage.settings
     layers = hat_layers(network)
     parameters = network.task_parameters(task)
@@ -161,10 +164,13 @@ def learn(stage: StageContext[HATSettings], network: TaskNetwork, task: int, dat
         rate["val_loss"] = round(loss, 6)
         return accuracy
 
+    def keep_best() -> dict[str, float]:
+        plateau.restore_best()
+        annealing.finish()
+        return measure() if measure is not None else {}
+
     stage.train(loop, data, "hat", schedule=schedule, evaluate=validate, stop=lambda epoch, result: plateau.stopped,
-                description=f"hat {settings.dataset}")
-    plateau.restore_best()
-    annealing.finish()
+                finish=keep_best, description=f"hat {settings.dataset}")
     return plateau
 
 
@@ -178,8 +184,14 @@ def run(settings: HATSettings, process_start: float) -> ExitCode:
     test_data = stage.on_device(task_data)
     fraction = settings.val_fraction
     data = stage.on_device(hold_out(task_data, fraction)) if fraction else test_data
-    plateau = learn(stage, network, task, data)
-    test_accuracy = evaluate(network, test_data, settings.val_batch_size)
+    measured: dict[str, float] = {}
+
+    def measure() -> dict[str, float]:
+        measured["test_acc"] = evaluate(network, test_data, settings.val_batch_size)
+        return measured
+
+    plateau = learn(stage, network, task, data, measure)
+    test_accuracy = measured["test_acc"]
     used = attention_used(hat_layers(network), task)
     meta = {"benchmark": settings.benchmark, "task": settings.dataset, "accuracy": round(test_accuracy, 4),
             "val_loss": round(plateau.best_loss, 6), "best_epoch": plateau.best_epoch, "attention_used": used,

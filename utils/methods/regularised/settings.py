@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unforget.utils.cli import UsageError
+from unforget.utils.methods.stage_settings import OptInValidationFlag
 from unforget.utils.settings import StageSettings, flag
 
 
 @dataclass(frozen=True)
-class RegularisedSettings(StageSettings):
+class RegularisedSettings(OptInValidationFlag, StageSettings):
     """ewc and lwf: one task per stage on a plain body with a head per task"""
 
     LAYER_MODE: ClassVar[str] = "plain"

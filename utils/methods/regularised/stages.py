@@ -25,6 +25,8 @@ from unforget.utils.methods.regularised.settings import EWCSettings, LwFSettings
 from unforget.utils.methods.stage import StageContext, open_stage, reseed
 from unforget.utils.optim import SGD
 
+Measure = Callable[[], dict[str, float]]
+"""a trained network's accuracies by TensorBoard tag"""
 Stage = StageContext[RegularisedSettings]
 
 
@@ -48,9 +50,11 @@ def _network(settings: RegularisedSettings, task: TaskData) -> tuple[TaskNetwork
 
 
 def _train(stage: Stage, network: TaskNetwork, data: DeviceTaskData, parameters: list[torch.nn.Parameter],
-           extra_loss: Callable[[torch.Tensor], torch.Tensor] | None, board_run: str, step_schedule: bool) -> None:
+           extra_loss: Callable[[torch.Tensor], torch.Tensor] | None, board_run: str, step_schedule: bool,
+           finish: Measure | None = None) -> None:
     """--epochs of SGD (Nesterov) over `parameters`, with weight decay on the shared body and the method's
-    `extra_loss`; `step_schedule`: --lr x0.1 at 50% and again at 80% of the epochs (else constant)."""
+    `extra_loss`; `step_schedule`: --lr x0.1 at 50% and again at 80% of the epochs (else constant); `finish`
+    measures the trained network for the run's last step (val_acc, test_acc)."""
     settings = stage.settings
     sgd = SGD(parameters, lr=settings.lr, momentum=settings.reg_momentum, nesterov=settings.reg_momentum > 0)
     body = network.body_weights()
@@ -69,11 +73,12 @@ def _train(stage: Stage, network: TaskNetwork, data: DeviceTaskData, parameters:
 
     loop = TrainLoop(network, [sgd], stage.device, before_step=decay if decayed and settings.reg_weight_decay else None,
                      extra_loss=extra_loss)
-    stage.train(loop, data, board_run, schedule=schedule, description=f"{settings.method} {settings.dataset}")
+    stage.train(loop, data, board_run, schedule=schedule, finish=finish,
+                description=f"{settings.method} {settings.dataset}")
 
 
 def _learn_ewc(stage: Stage, settings: EWCSettings, network: TaskNetwork, task: int,
-               data: DeviceTaskData) -> list[ewc.Term]:
+               data: DeviceTaskData, finish: Measure) -> list[ewc.Term]:
     """Train with the old tasks' penalty, then add this task's term; returns the terms to save."""
     parameters = ewc.body_parameters(network)
     terms = ewc.load_terms(Path(settings.load_folder), parameters, settings.ewc_online) if settings.load_folder else []
@@ -82,7 +87,7 @@ def _learn_ewc(stage: Stage, settings: EWCSettings, network: TaskNetwork, task: 
     if terms and settings.ewc_lambda > 0:
         def extra(images: torch.Tensor) -> torch.Tensor:
             return ewc.penalty(parameters, terms, settings.ewc_lambda)
-    _train(stage, network, data, network.task_parameters(task), extra, f"ewc_{settings.dataset}", True)
+    _train(stage, network, data, network.task_parameters(task), extra, f"ewc_{settings.dataset}", True, finish)
     count = data.train_labels.numel()
     chosen = torch.arange(count)
     if settings.ewc_fisher_samples is not None and settings.ewc_fisher_samples < count:  # a seeded sample
@@ -96,12 +101,12 @@ def _learn_ewc(stage: Stage, settings: EWCSettings, network: TaskNetwork, task: 
 
 
 def _learn_lwf(stage: Stage, settings: LwFSettings, network: TaskNetwork, teacher: TaskNetwork | None, task: int,
-               data: DeviceTaskData) -> None:
+               data: DeviceTaskData, finish: Measure) -> None:
     """The warm-up (the new head alone), then the new task's loss plus lambda_o times the distillation of
     every old head's outputs, training the body, the new task's parts and the old heads together."""
     old = list(range(1, task))
     if teacher is None or not old:
-        _train(stage, network, data, network.task_parameters(task), None, f"lwf_{settings.dataset}", True)
+        _train(stage, network, data, network.task_parameters(task), None, f"lwf_{settings.dataset}", True, finish)
         return
     if settings.lwf_warmup_epochs:
         warmup = dataclasses.replace(stage, settings=settings.replace(epochs=settings.lwf_warmup_epochs),
@@ -120,7 +125,7 @@ def _learn_lwf(stage: Stage, settings: LwFSettings, network: TaskNetwork, teache
         return settings.lwf_lambda * torch.stack(losses).sum()
 
     _train(stage, network, data, [*network.task_parameters(task), *lwf.heads(network, old)],
-           distill if settings.lwf_lambda > 0 else None, f"lwf_{settings.dataset}", True)
+           distill if settings.lwf_lambda > 0 else None, f"lwf_{settings.dataset}", True, finish)
 
 
 def finetune(stage: Stage) -> ExitCode:
@@ -133,12 +138,21 @@ def finetune(stage: Stage) -> ExitCode:
     reseed(settings.seed + len(network.tasks) + 1)  # the new head: its own draw for each task
     task = network.add_task(settings.dataset, task_data.num_classes)
     network.to(stage.device)
-    data = stage.on_device(task_data)
+    trained, held = stage.validation_split(task_data)
+    data = stage.on_device(trained)
+    validation = stage.on_device(held, augment=False) if held is not None else None
+
+    def measure() -> dict[str, float]:
+        """test_acc on the test images, and val_acc on the held-out training images when --val_fraction asks."""
+        found = {"test_acc": evaluate(network, data, settings.val_batch_size)}
+        return found if validation is None else {"val_acc": evaluate(network, validation, settings.val_batch_size),
+                                                 **found}
+
     terms = None
     if isinstance(settings, EWCSettings):
-        terms = _learn_ewc(stage, settings, network, task, data)
+        terms = _learn_ewc(stage, settings, network, task, data, measure)
     elif isinstance(settings, LwFSettings):
-        _learn_lwf(stage, settings, network, teacher, task, data)
+        _learn_lwf(stage, settings, network, teacher, task, data, measure)
     if not all(torch.isfinite(p).all() for p in network.parameters()):
         raise UsageError(f"training {settings.dataset} diverged (weights not finite): lower --lr, or the method's "
                          "lambda, whose penalty's stiffness times --lr must stay small")

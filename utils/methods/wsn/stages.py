@@ -110,15 +110,19 @@ def finetune(stage: StageContext[WSNSettings]) -> ExitCode:
     def scalars(epoch: int, result: EpochResult, fields: dict) -> dict:
         return dict(loss=result.loss, train_acc=result.accuracy, val_loss=measured["loss"], **fields)
 
+    def keep_best() -> dict[str, float]:
+        """The lowest validation loss's network back in place, and its test accuracy for the run's last step."""
+        if plateau.best_state is not None:
+            network.load_state_dict(plateau.best_state)
+        return {"test_acc": evaluate(network, test_data, settings.val_batch_size)}
+
     done = stage.train(TrainLoop(network, [optimizer], stage.device), data, "finetune", scalars=scalars,
                        schedule=lambda epoch: {"lr": optimizer.lr}, evaluate=validate,
                        stop=lambda epoch, result: plateau.after_epoch(measured["loss"], network),
-                       description=f"wsn {settings.dataset}")
-    if plateau.best_state is not None:
-        network.load_state_dict(plateau.best_state)
+                       finish=keep_best, description=f"wsn {settings.dataset}")
     store_masks(network)
     accuracy = evaluate(network, data, settings.val_batch_size)
-    test_accuracy = accuracy if data is test_data else evaluate(network, test_data, settings.val_batch_size)
+    test_accuracy = done.final["test_acc"]
     meta["accuracy_after_learning"][settings.dataset] = round(test_accuracy, 4)
     cost = mask_cost(network)
     stage.save(settings.needed(settings.save_folder, "save_folder"), network, {
