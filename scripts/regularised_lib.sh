@@ -8,11 +8,12 @@
 # each task's network goes to its own folder
 # $ROOT/<task> (EWC's terms beside it, ewc.pth), so the accuracy matrix reads how each old task fared after
 # every later one. Ends with tools.report (metrics.json, accuracy_matrix.csv and .png) and run.json.
-# The run folder is $CKPT_ROOT/<FOLDER>/<EXPERIMENT, default the benchmark>/<setting>_seed<SEED>/<arch>; a rerun
+# The run folder is $CKPT_ROOT/<FOLDER>/<EXPERIMENT, default the benchmark's name>/<setting>_seed<SEED>/<arch>; a rerun
 # resumes, and one with other settings into it is refused. From the driver: METHOD_FLAGS, the method's flags,
 # and REG_LABEL, the run's name in the comparison tables.
 run_regularised() {
   local method=$1 folder=$2 benchmark=$3 setting=${4:-default} root previous="" k task dir load=()
+  require_folder_name setting "$setting"
   require_commands jq "$PYTHON"
   resolve_roots
   load_benchmark "$benchmark"
@@ -21,7 +22,8 @@ run_regularised() {
   for name in ARCH NUM_TASKS SEED:1 EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5; do
     setting "${name%%:*}" "${name#*:}"
   done
-  root="$CKPT_ROOT/$folder/${EXPERIMENT:-$benchmark}/${setting}_seed$SEED/$ARCH"
+  run_label "$benchmark"
+  root="$CKPT_ROOT/$folder/$RUN_LABEL/${setting}_seed$SEED/$ARCH"
   begin_run "$root"
   start_stage_server
   for ((k = 1; k <= NUM_TASKS; k++)); do

@@ -5,7 +5,7 @@
 # Commit the code first: a result made on a tree with uncommitted changes says so.
 #
 #   quickstart    scripts/quickstart.sh: CPG on split_digits, its per-task table (under a minute)
-#   compare       scripts/compare_split_digits.sh: six methods, three seeds each (about 3 minutes)
+#   compare       scripts/compare_split_digits.sh: ten methods, three seeds each (about 15 minutes)
 #   gg_baselines  SupSup GG and its six baselines on 10 permuted_digits tasks, three seeds each (about 2 minutes)
 #
 # usage: scripts/results.sh [NAME...]   (default: all of them)
