@@ -21,7 +21,8 @@ cuda_count=$("$PYTHON" -c 'import torch; print(torch.cuda.device_count() if torc
 ((cuda_count > 0)) || usage_error "no CUDA device here (torch sees none); run it on a machine with a GPU"
 
 cd "$REPO_ROOT" || exit 1
-REPORT=$(realpath -m "${1:-logs/gpu_check_$(date +%Y%m%d_%H%M%S).md}")
+printf -v default_report 'logs/gpu_check_%(%Y%m%d_%H%M%S)T.md' -1
+REPORT=$(realpath -m "${1:-$default_report}")
 mkdir -p "$(dirname "$REPORT")"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-XXXXXX")
 trap 'rm -rf -- "$WORK"' EXIT
@@ -65,10 +66,11 @@ fi
 
 device=$("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CUDA",
   torch.version.cuda)')
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
   printf '# GPU check\n\n'
-  printf -- '- date: %s\n- commit: %s\n- device: %s (%s visible)\n- step limit: %s s\n\n' "$(date -Is)" \
-    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$device" "$cuda_count" "$STEP_SECONDS"
+  printf -- '- date: %(%FT%T%z)T\n- commit: %s\n- device: %s (%s visible)\n- step limit: %s s\n\n' -1 "$commit" \
+    "$device" "$cuda_count" "$STEP_SECONDS"
   printf 'Design targets (one H100, synthetic_cifar, VGG16, 2,500 images, batch 32): finetune epoch with evaluation'
   printf ' <= 0.25 s, 20-epoch prune stage <= 6 s, process start to first step <= 3 s (the bench table below).\n\n'
   printf '| step | status | seconds |\n|---|---|---|\n'

@@ -17,7 +17,7 @@ check_launcher() {
 # with SBATCH_ARGS (split on spaces, e.g. "--partition=gpu --gres=gpu:1 --time=12:00:00") passed through.
 submit_seed_array() {
   require_commands sbatch
-  local folder=${SLURM_DIR:-$REPO_ROOT/logs/slurm} name script job sbatch_args=()
+  local folder=${SLURM_DIR:-$REPO_ROOT/logs/slurm} name script job last sbatch_args=()
   read -r -a sbatch_args <<< "${SBATCH_ARGS:-}"
   name=$(basename "$1" .sh)
   mkdir -p "$folder" || die "cannot create SLURM_DIR $folder"
@@ -34,7 +34,8 @@ submit_seed_array() {
     printf ' %q' "$@"
     printf '\n'
   } > "$script"
-  job=$(sbatch --parsable --array="0-$((${#SEED_LIST[@]} - 1))" "${sbatch_args[@]}" "$script") \
+  last=$((${#SEED_LIST[@]} - 1))
+  job=$(sbatch --parsable --array="0-$last" "${sbatch_args[@]}" "$script") \
     || die "sbatch refused the array (its message is above); the batch script is $script"
   say "submitted SLURM job array ${job%%;*}: seeds ${SEED_LIST[*]}, one per element; outputs in $folder"
   say "when it has finished, run the same command without LAUNCHER for the seeds' table"

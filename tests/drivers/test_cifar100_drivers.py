@@ -24,9 +24,11 @@ def pickle_root(tmp_path_factory) -> Path:
 
 
 def _check_task_folder(folder: Path) -> None:
-    """Design sections 3-4: stage folders with checkpoints, a canonical record.txt, a readable log."""
-    for stage in ("scratch", "gradual_prune"):
-        assert (folder / stage / "checkpoint.pth").is_file() and (folder / stage / "meta.json").is_file()
+    """Design sections 3-4: the chosen checkpoint (the scratch stage's is dropped once the task is done, its meta
+    kept), a canonical record.txt, a readable log."""
+    chosen = folder / "gradual_prune"
+    assert (chosen / "checkpoint.pth").is_file() and (chosen / "meta.json").is_file()
+    assert not (folder / "scratch" / "checkpoint.pth").exists() and (folder / "scratch" / "meta.json").is_file()
     record = json.loads((folder / "gradual_prune/record.txt").read_text())
     assert "0.0" in record
     for key, value in record.items():

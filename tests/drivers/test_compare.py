@@ -12,7 +12,7 @@ from tests.helpers import run_driver
 from tests.helpers.files import png_is_drawn, run_folder, table_row
 from unforget.tools import report
 
-METHODS = ("independent", "finetune", "cpg", "packnet", "piggyback", "supsup_gg", "wsn", "hat")
+METHODS = ("independent", "finetune", "cpg", "packnet", "piggyback", "supsup_gg", "wsn", "hat", "ewc", "lwf")
 
 
 def test_runs_table_gives_mean_and_spread_over_seeds(tmp_path, capsys):
@@ -80,7 +80,7 @@ def _column_constant(matrix: list[list[float | None]]) -> bool:
 def test_comparison_script_ends_with_the_table_and_every_plot(data_root, tmp_path):
     epochs = {"PLAIN_EPOCHS": "3", "FINETUNE_EPOCHS": "3", "PRUNE_EPOCHS": "1", "RETRAIN_EPOCHS": "1",
               "SPARSITY_STEPS": "0.5 0.9", "BACKBONE_EPOCHS": "3", "MASK_EPOCHS": "2", "SUPSUP_EPOCHS": "2",
-              "WSN_EPOCHS": "2", "HAT_EPOCHS": "2"}
+              "WSN_EPOCHS": "2", "HAT_EPOCHS": "2", "REG_EPOCHS": "2"}
     result = run_driver("compare_split_digits.sh", SEEDS="1", NUM_TASKS="3", DATA_ROOT=str(data_root),
                         CKPT_ROOT=str(tmp_path), **epochs)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
