@@ -297,9 +297,9 @@ def breakdown(record: RunRecord, driver_cpu: float) -> dict[str, float]:
             run.setup_seconds for run in mine)
         parts[f"{kind}: after the epochs (evaluation, save, records) x{len(mine)}"] = sum(
             max(run.seconds - run.setup_seconds - run.epoch_seconds, 0.0) for run in mine)
-    for tool, calls in record.tools.items():
-        parts[f"{tool} x{len(calls)} ({statistics.mean(s for s, _ in calls):.3f} s a call)"] = sum(
-            cpu for _, cpu in calls)
+    for tool, calls in record.tools.items():  # labels stay the same from run to run, so repeats take medians
+        parts[f"{tool} x{len(calls)} CPU"] = sum(cpu for _, cpu in calls)
+        parts[f"{tool} seconds a call"] = statistics.mean(seconds for seconds, _ in calls)
     stages_cpu = sum(run.cpu for run in runs) + sum(cpu for calls in record.tools.values() for _, cpu in calls)
     parts["driver outside its stages (shell, warm server, report) CPU"] = driver_cpu - stages_cpu
     return {key: round(value, 3) for key, value in parts.items()}
