@@ -18,7 +18,7 @@ PROCESS_START = time.time()  # before the other imports: the benchmark's "start 
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from unforget.utils.warm_start import START_ENV, run_remote  # noqa: E402
+from unforget.utils.warm_client import START_ENV, run_remote  # noqa: E402
 
 if __name__ == "__main__":
     os.environ[START_ENV] = repr(PROCESS_START)  # a stage, here or in a warm child, measures from this start
@@ -26,9 +26,7 @@ if __name__ == "__main__":
 if __name__ == "__main__" and os.environ.get("CPG_STAGE_SERVER"):
     # a driver's warm start: hand the stage to the server before importing the stage machinery (a driver
     # pays that import once per stage); without a reachable server, or as a torchrun rank, run it here
-    from unforget.utils.ranks import world_size as _world_size  # noqa: E402
-
-    _code = run_remote(sys.argv[1:]) if _world_size() == 1 else None
+    _code = run_remote(sys.argv[1:])
     if _code is not None:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -31,7 +31,7 @@ from unforget.tools.bench import device_name, stage_server
 from unforget.utils.atomic import atomic_json_dump
 from unforget.utils.cli import UsageParser
 from unforget.utils.data.registry import get_benchmark
-from unforget.utils.warm_start import CPU_VAR
+from unforget.utils.warm_client import CPU_VAR
 
 REPO = Path(__file__).resolve().parents[1]
 GNU_FLAGS = ["--supsup_masks", "threshold", "--supsup_optimizer", "rmsprop", "--supsup_weight_decay", "0",

@@ -9,5 +9,6 @@ models          models/ at the repository root
 infrastructure  engine, checkpoint, device, distributed, optim
 methods         methods/<name>/, one folder per method, which imports no other method's folder (declared
                 exceptions in the test's ALLOWED); methods/__init__.py is the registry
-entry           entry.py (main_normal.py's stages), warm_start.py, warm_run.py, tools/, main_normal.py
+entry           entry.py (main_normal.py's stages), warm_start.py and its client warm_client.py, warm_run.py,
+                tools/, main_normal.py
 """

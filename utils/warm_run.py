@@ -11,7 +11,7 @@ import os
 import sys
 
 from unforget.utils.cli import end_quietly_on_closed_pipe
-from unforget.utils.warm_start import CPU_VAR, run_remote
+from unforget.utils.warm_client import CPU_VAR, run_remote
 
 
 def main(argv: list[str]) -> int:

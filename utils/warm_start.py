@@ -29,43 +29,15 @@ from __future__ import annotations
 
 import array
 import importlib
-import json
+import marshal
 import os
 import resource
 import signal
 import socket
-import struct
 import sys
 import threading
-from collections.abc import Sequence
 
-ENV_VAR = "CPG_STAGE_SERVER"
-START_ENV = "CPG_PROCESS_START"
-"""The client's process start, passed on in its environment: a warm child times its stage from there."""
-ENTRY = "unforget.utils.entry"
-"""The module whose main(argv) runs a stage of `main_normal.py`."""
-CPU_VAR = "CPG_STAGE_CPU"
-HEADER = struct.Struct("!I")
-STARTED = b"+"  # a child's first word: after it, an end of the connection means the stage's child ended
-
-
-def _send_message(conn: socket.socket, payload: bytes, fds: Sequence[int] = ()) -> None:
-    data = HEADER.pack(len(payload)) + payload
-    if fds:
-        conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        conn.sendall(data)
-
-
-def _receive_exactly(conn: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = conn.recv(size)
-        if not chunk:
-            raise ConnectionError("peer closed the connection")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+from unforget.utils.warm_client import CPU_VAR, ENTRY, HEADER, STARTED, receive_exactly
 
 
 def _exit_quietly(signum: int, _frame: object) -> None:
@@ -102,49 +74,17 @@ def die_with_parent(parent: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
-def run_remote(argv: list[str], module: str = ENTRY) -> int | None:
-    """Run `module`'s main(argv) (a stage of `main_normal.py` by default, or a tool's) in the warm server;
-    None when no server is reachable."""
-    path = os.environ.get(ENV_VAR)
-    if not path:
-        return None
-    try:
-        return _run_remote(path, argv, module)
-    except KeyboardInterrupt:  # the connection is closed on the way out, which stops the stage
-        return 128 + signal.SIGINT
-
-
-def _run_remote(path: str, argv: list[str], module: str) -> int | None:
-    try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(path)
-    except OSError:
-        return None
-    request = json.dumps({"module": module, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    with conn:
-        try:
-            _send_message(conn, request, [0, 1, 2])
-            _receive_exactly(conn, len(STARTED))
-        except OSError:  # the server went away before a child started the stage (its driver was killed while
-            return None  # the request waited, say): no stage ran, and the caller runs it
-        try:
-            return HEADER.unpack(_receive_exactly(conn, HEADER.size))[0]
-        except OSError:  # ConnectionError included: the stage's child ended without sending a code
-            print("main_normal.py: error: the warm-start child running this stage ended without an exit code",
-                  file=sys.stderr)
-            return 1
-
-
 def _receive_request(conn: socket.socket) -> tuple[dict, list[int]]:
     fds = array.array("i")
     data, ancillary, _, _ = conn.recvmsg(HEADER.size, socket.CMSG_LEN(3 * fds.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    length = HEADER.unpack(data + _receive_exactly(conn, HEADER.size - len(data)))[0]
-    return json.loads(_receive_exactly(conn, length)), list(fds)
+    length = HEADER.unpack(data + receive_exactly(conn, HEADER.size - len(data)))[0]
+    request = marshal.loads(receive_exactly(conn, length))
+    if not isinstance(request, dict):
+        raise ValueError("a request is a dict")
+    return request, list(fds)
 
 
 def _die_with_client(conn: socket.socket) -> None:
@@ -241,7 +181,7 @@ def serve(path: str, parent: int, methods: tuple[str, ...] = ("cpg",)) -> None:
         conn.settimeout(None)
         try:
             request, fds = _receive_request(conn)
-        except (OSError, ValueError, ConnectionError):
+        except (OSError, ValueError, EOFError, TypeError):  # marshal's errors for a request cut short
             conn.close()
             continue
         if os.fork() == 0:

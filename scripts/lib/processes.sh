@@ -41,6 +41,14 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal HUP 129' HUP
 
+# pause SECONDS: wait without starting a process (a driver waits often, and `sleep` is one each time): read -t
+# on a pipe that never delivers, opened once per driver and inherited by its subshells.
+exec {PAUSE_FD}<> <(:)
+wait "$!" 2>/dev/null || true  # reap the process substitution, which ends at once
+pause() {
+  read -r -t "$1" -u "$PAUSE_FD" _ || true
+}
+
 # process_alive PID: whether PID runs (a zombie, dead but not yet reaped, does not).
 process_alive() {
   local stat
@@ -61,7 +69,7 @@ stop_children() {
       process_alive "$pid" && alive=1
     done
     ((alive)) || break
-    sleep 0.1
+    pause 0.1
   done
   kill -KILL "${CHILD_PIDS[@]}" 2>/dev/null || true
   wait "${CHILD_PIDS[@]}" "${WATCHER_PIDS[@]}" 2>/dev/null || true
@@ -70,14 +78,12 @@ stop_children() {
 }
 
 # watch_driver PID: run in the background; TERM to PID once the driver is gone. Polls twice a second with
-# bash builtins only (read -t on a pipe that never delivers), so it starts no process while it waits.
+# bash builtins only (pause), so it starts no process while it waits.
 watch_driver() {
   trap - INT TERM HUP EXIT
-  local child=$1 tick
-  exec {tick}<> <(:)
-  wait "$!" 2>/dev/null || true  # reap the process substitution, which ends at once
+  local child=$1
   while process_alive "$DRIVER_PID" && process_alive "$child"; do
-    read -r -t 0.5 -u "$tick" _ || true
+    pause 0.5
   done
   if process_alive "$child"; then
     kill -TERM "$child" 2>/dev/null || true

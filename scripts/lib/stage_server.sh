@@ -35,7 +35,7 @@ await_stage_server() {
   local tries
   for ((tries = 0; tries < 600; tries++)); do
     [[ -S $CPG_STAGE_SERVER ]] && return 0
-    sleep 0.05
+    pause 0.05
   done
   say "warm start unavailable; every stage starts its own interpreter"
 }

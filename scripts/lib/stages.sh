@@ -82,16 +82,32 @@ children_cpu() {
   CHILDREN_CPU=$((stat[15] + stat[16]))
 }
 
-# stage_cpu_seconds TICKS: the CPU seconds of a stage whose processes used TICKS (children_cpu's difference)
-# plus the warm-start child's, which reaches this shell only when the server ends, so the child reports
-# it in $CPG_STAGE_CPU itself.
+# stage_cpu_seconds TICKS: STAGE_CPU is the CPU seconds (three decimals) of a stage whose processes used
+# TICKS (children_cpu's difference) plus the warm-start child's, which reaches this shell only when the server
+# ends, so the child reports it in $CPG_STAGE_CPU itself; the file is emptied for the next stage. Bash
+# arithmetic in milliseconds, not awk: this runs after every stage, and a process per record adds up.
 stage_cpu_seconds() {
-  local warm=0
-  if [[ -n ${CPG_STAGE_CPU:-} && -f $CPG_STAGE_CPU ]]; then
-    read -r warm < "$CPG_STAGE_CPU" || warm=0
-    rm -f "$CPG_STAGE_CPU"
+  local warm="" whole fraction milliseconds
+  if [[ -n ${CPG_STAGE_CPU:-} && -s $CPG_STAGE_CPU ]]; then
+    read -r warm < "$CPG_STAGE_CPU" || true  # a last line without its newline is read all the same
+    : > "$CPG_STAGE_CPU"
   fi
-  awk -v ticks="$1" -v hz="$CLOCK_TICKS" -v warm="$warm" 'BEGIN { printf "%.3f\n", ticks / hz + warm }'
+  milliseconds=$(($1 * 1000 / CLOCK_TICKS))
+  if [[ $warm =~ ^([0-9]+)\.([0-9]{3})$ ]]; then  # the child writes "%.3f"
+    milliseconds=$((milliseconds + 10#${BASH_REMATCH[1]} * 1000 + 10#${BASH_REMATCH[2]}))
+  fi
+  whole=$((milliseconds / 1000))
+  fraction=$((milliseconds % 1000))
+  printf -v STAGE_CPU '%d.%03d' "$whole" "$fraction"
+}
+
+# elapsed_seconds START END: ELAPSED is END - START, two $EPOCHREALTIME readings, in seconds with three
+# decimals (bash arithmetic in microseconds).
+elapsed_seconds() {
+  local start=${1/[.,]/} end=${2/[.,]/} microseconds whole
+  microseconds=$((10#$end - 10#$start))
+  whole=$((microseconds / 1000000))
+  printf -v ELAPSED '%d.%03d' "$whole" "$((microseconds % 1000000 / 1000))"
 }
 
 # drop_stage_checkpoints TASK_DIR: a task's chosen model is TASK_DIR/gradual_prune/checkpoint.pth once its
@@ -113,7 +129,7 @@ drop_stage_checkpoints() {
 # Exit 3 (no accuracy goal) stops the driver with advice, exit 65 (a checkpoint it cannot read, or an output
 # it cannot write) naming the stage's input folder, and any other unexpected code stops it too; each exits with the stage's code.
 run_stage() {
-  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started cpu_before cpu_ticks cpu=""; shift 4
+  local name=$1 marker_dir=$2 log=$3 allowed=$4 signal_name input see="" started cpu_before cpu=""; shift 4
   local marker="$marker_dir/$name"
   if stage_done "$name" "$marker_dir" "$allowed"; then
     same_stage_arguments "$marker" "$@"
@@ -126,22 +142,23 @@ run_stage() {
   cpu_before=$CHILDREN_CPU
   run_child "$@" || true
   STAGE_RC=$CHILD_RC
+  elapsed_seconds "$started" "$EPOCHREALTIME"
   children_cpu
   if [[ -n $CHILDREN_CPU ]]; then
     CLOCK_TICKS=${CLOCK_TICKS:-$(getconf CLK_TCK)}
-    cpu_ticks=$((CHILDREN_CPU - cpu_before))
-    cpu=$(stage_cpu_seconds "$cpu_ticks")
+    stage_cpu_seconds "$((CHILDREN_CPU - cpu_before))"
+    cpu=$STAGE_CPU
   fi
   [[ ! -f $log ]] || see="; log: $log"  # only a log the stage wrote
   if [[ " $allowed " == *" $STAGE_RC "* ]]; then
-    mkdir -p "$marker_dir"
+    [[ -d $marker_dir ]] || mkdir -p "$marker_dir"
     # the stage's wall time beside its marker: tools.report --runs adds them up into the run's cost
-    awk -v end="$EPOCHREALTIME" -v start="$started" 'BEGIN { printf "%.3f\n", end - start }' > "$marker.seconds"
+    printf '%s\n' "$ELAPSED" > "$marker.seconds"
     [[ -z $cpu ]] || printf '%s\n' "$cpu" > "$marker.cpu"  # its CPU time, the stage's own processes'
-    printf '%s\0' "$@" > "$marker.args.tmp"
-    mv "$marker.args.tmp" "$marker.args"
-    printf '%s\n' "$STAGE_RC" > "$marker.tmp"
-    mv "$marker.tmp" "$marker"
+    # written in place, no rename: the marker comes last and stage_done takes only a whole code, so a
+    # write cut short leaves a stage that is redone, never one taken as done with other arguments
+    printf '%s\0' "$@" > "$marker.args"
+    printf '%s\n' "$STAGE_RC" > "$marker"
     return 0
   fi
   case $STAGE_RC in

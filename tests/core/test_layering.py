@@ -46,7 +46,8 @@ MODULES = {
     "utils.engine": "infrastructure", "utils.checkpoint": "infrastructure", "utils.device": "infrastructure",
     "utils.distributed": "infrastructure", "utils.optim": "infrastructure",
     "utils.methods": "methods",
-    "utils.entry": "entry", "utils.warm_start": "entry", "utils.warm_run": "entry", "tools": "entry",
+    "utils.entry": "entry", "utils.warm_start": "entry", "utils.warm_client": "entry", "utils.warm_run": "entry",
+    "tools": "entry",
     "main_normal": "entry", "api": "entry", "ready": "entry",  # unforget/api.py and its torch half unforget/ready.py
 }
 ALLOWED = {

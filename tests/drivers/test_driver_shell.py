@@ -176,3 +176,19 @@ def test_a_missing_data_root_given_by_the_user_stops_the_driver(tmp_path, script
     assert done.returncode == 64, done.stderr[-2000:]
     assert done.stderr.splitlines() == [f"{script}: error: data root {missing} does not exist"]
     assert not missing.exists()
+
+
+def test_a_stages_time_records_add_up_in_bash_as_awk_would(tmp_path):
+    """run_stage's records are computed in bash arithmetic (no process per record): the CPU seconds are the
+    clock ticks plus the warm child's own seconds, the wall seconds a difference of two $EPOCHREALTIME
+    readings, each with three decimals, as awk's printf "%.3f" would print them."""
+    cases = [(0, "", "0.000"), (9, "0.226", "0.316"), (12345, "1.999", "125.449"), (7, "", "0.070"),
+             (3, "12.004", "12.034"), (100, "bogus", "1.000")]
+    lines = []
+    for ticks, warm, _ in cases:
+        lines.append(f'printf "%s" "{warm}" > "{tmp_path}/child.cpu"; stage_cpu_seconds {ticks}; echo "$STAGE_CPU"')
+        lines.append(f'[[ ! -s "{tmp_path}/child.cpu" || "{warm}" == bogus ]] || echo "not emptied"')
+    lines.append('elapsed_seconds 1796568100.686398 1796568101.000397; echo "$ELAPSED"')
+    done = run_bash("\n".join(lines), tmp_path, CPG_STAGE_CPU=str(tmp_path / "child.cpu"), CLOCK_TICKS="100")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [expected for _, _, expected in cases] + ["0.313"]

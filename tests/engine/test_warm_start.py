@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, environment, run_main
-from unforget.utils.warm_start import ENV_VAR, STARTED, _receive_request, run_remote
+from unforget.utils.warm_client import ENV_VAR, STARTED, run_remote
+from unforget.utils.warm_start import _receive_request
 
 
 @pytest.fixture
