@@ -21,20 +21,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $# -le 2 ]] || usage_error "usage: $0 [benchmark] [setting]"
 require_folder_name setting "${2:-default}"
 for_each_seed "$@"
-BENCHMARK=${1:-split_digits}
-require_commands jq "$PYTHON"
-resolve_roots
-load_benchmark "$BENCHMARK"
-limit_cpu_threads
+benchmark=${1:-split_digits}
 batch=64
-[[ $BENCHMARK != split_digits && $BENCHMARK != permuted_digits ]] || batch=16
-for name in ARCH NUM_TASKS SEED:1 EPOCHS:200 LR:0.05 BATCH_SIZE:$batch SMAX:400 C:0.75 LR_FACTOR:3 LR_PATIENCE:5 \
-  LR_MIN:1e-4 CLIPGRAD:10000 VAL_FRACTION:; do
-  setting "${name%%:*}" "${name#*:}"
-done
-run_label "$BENCHMARK"
-ROOT="$CKPT_ROOT/HAT/$RUN_LABEL/${2:-default}_seed$SEED/$ARCH"
-begin_run "$ROOT"
+[[ $benchmark != split_digits && $benchmark != permuted_digits ]] || batch=16
+begin_method_run HAT "$benchmark" "${2:-default}" EPOCHS:200 LR:0.05 BATCH_SIZE:$batch SMAX:400 C:0.75 \
+  LR_FACTOR:3 LR_PATIENCE:5 LR_MIN:1e-4 CLIPGRAD:10000 VAL_FRACTION:
 COMMON=(--method hat --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}" --epochs "$EPOCHS" --lr "$LR" --batch_size "$BATCH_SIZE" --hat_smax "$SMAX"
         --hat_c "$C" --hat_lr_factor "$LR_FACTOR" --hat_lr_patience "$LR_PATIENCE" --hat_lr_min "$LR_MIN"

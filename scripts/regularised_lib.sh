@@ -13,18 +13,8 @@
 # and REG_LABEL, the run's name in the comparison tables.
 run_regularised() {
   local method=$1 folder=$2 benchmark=$3 setting=${4:-default} root previous="" k task dir load=()
-  require_folder_name setting "$setting"
-  require_commands jq "$PYTHON"
-  resolve_roots
-  load_benchmark "$benchmark"
-  BENCHMARK=$benchmark
-  limit_cpu_threads
-  for name in ARCH NUM_TASKS SEED:1 EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5; do
-    setting "${name%%:*}" "${name#*:}"
-  done
-  run_label "$benchmark"
-  root="$CKPT_ROOT/$folder/$RUN_LABEL/${setting}_seed$SEED/$ARCH"
-  begin_run "$root"
+  begin_method_run "$folder" "$benchmark" "$setting" EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5
+  root=$ROOT
   start_stage_server
   for ((k = 1; k <= NUM_TASKS; k++)); do
     task=${TASKS[k - 1]}

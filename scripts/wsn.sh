@@ -17,18 +17,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [[ $# -le 2 ]] || usage_error "usage: $0 [benchmark] [setting]"
 require_folder_name setting "${2:-default}"
 for_each_seed "$@"
-BENCHMARK=${1:-split_digits}
-require_commands jq "$PYTHON"
-resolve_roots
-load_benchmark "$BENCHMARK"
-limit_cpu_threads
-for name in ARCH NUM_TASKS SEED:1 CAPACITY:0.5 EPOCHS:10 LR:1e-3 LR_PATIENCE:6 LR_FACTOR:2 LR_MIN:1e-6 \
-  BATCH_SIZE:32 VAL_FRACTION:; do
-  setting "${name%%:*}" "${name#*:}"
-done
-run_label "$BENCHMARK"
-ROOT="$CKPT_ROOT/WSN/$RUN_LABEL/${2:-default}_seed$SEED/$ARCH"
-begin_run "$ROOT"
+begin_method_run WSN "${1:-split_digits}" "${2:-default}" CAPACITY:0.5 EPOCHS:10 LR:1e-3 LR_PATIENCE:6 LR_FACTOR:2 \
+  LR_MIN:1e-6 BATCH_SIZE:32 VAL_FRACTION:
 COMMON=(--method wsn --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}")
 [[ -n $VAL_FRACTION ]] && COMMON+=(--val_fraction "$VAL_FRACTION")

@@ -54,6 +54,27 @@ begin_run() {
   on_exit "$name"  # the line is left only by a driver killed outright
 }
 
+# begin_method_run FOLDER BENCHMARK SETTING NAME[:DEFAULT]...: the common start of a driver that learns one
+# task per stage (wsn.sh, hat.sh, ewc.sh, lwf.sh): BENCHMARK's tasks and the CPU threads, the run's settings
+# (ARCH, NUM_TASKS, SEED with default 1, then each NAME from the environment, else DEFAULT), and
+# ROOT=$CKPT_ROOT/FOLDER/<EXPERIMENT or the benchmark's name>/SETTING_seed$SEED/$ARCH held as this run's folder.
+begin_method_run() {
+  local folder=$1 label=$3 name
+  BENCHMARK=$2
+  shift 3
+  require_folder_name setting "$label"
+  require_commands jq "$PYTHON"
+  resolve_roots
+  load_benchmark "$BENCHMARK"
+  limit_cpu_threads
+  for name in ARCH NUM_TASKS SEED:1 "$@"; do
+    setting "${name%%:*}" "${name#*:}"
+  done
+  run_label "$BENCHMARK"
+  ROOT="$CKPT_ROOT/$folder/$RUN_LABEL/${label}_seed$SEED/$ARCH"
+  begin_run "$ROOT"
+}
+
 # for_each_seed ARGS...: with SEEDS (e.g. SEEDS="1 2 3") run this driver once per seed instead, as
 # `SEED=<seed> $0 ARGS` (each driver names its run folder by its seed),
 # spread over GPUS (one worker per GPU id, each running its seeds one after another on that GPU alone) or,

@@ -26,7 +26,7 @@ from unforget.models.layers.hat import HATWeights, hat_layers
 from unforget.models.network import TaskNetwork
 from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint
 from unforget.utils.cli import UsageError
-from unforget.utils.data.tasks import DeviceTaskData, hold_out
+from unforget.utils.data.tasks import DeviceTaskData
 from unforget.utils.engine import TrainLoop, evaluate
 from unforget.utils.exit_codes import ExitCode
 from unforget.utils.methods.hat.settings import HATSettings
@@ -181,9 +181,9 @@ def run(settings: HATSettings, process_start: float) -> ExitCode:
     network = stored_network(settings, options) if settings.load_folder else new_network(settings, options)
     task = network.add_task(settings.dataset, task_data.num_classes)
     network.to(stage.device)
-    test_data = stage.on_device(task_data)
-    fraction = settings.val_fraction
-    data = stage.on_device(hold_out(task_data, fraction)) if fraction else test_data
+    trained, held = stage.validation_split(task_data)
+    test_data = stage.on_device(trained)
+    data = stage.on_device(held) if held is not None else test_data
     measured: dict[str, float] = {}
 
     def measure() -> dict[str, float]:

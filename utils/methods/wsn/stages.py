@@ -20,7 +20,7 @@ from unforget.models.network import TaskNetwork
 from unforget.utils.atomic import atomic_json_dump
 from unforget.utils.checkpoint import load_checkpoint, network_from_checkpoint, read_meta
 from unforget.utils.cli import UsageError
-from unforget.utils.data.tasks import DeviceTaskData, TaskData, hold_out
+from unforget.utils.data.tasks import DeviceTaskData, TaskData
 from unforget.utils.engine import EpochResult, TrainLoop, evaluate, predict
 from unforget.utils.exit_codes import ExitCode
 from unforget.utils.methods.matrices import arch_options
@@ -97,8 +97,9 @@ def finetune(stage: StageContext[WSNSettings]) -> ExitCode:
     task = network.add_task(settings.dataset, task_data.num_classes)
     set_capacity(network, settings.wsn_capacity)
     network.to(stage.device)
-    test_data = stage.on_device(task_data)
-    data = stage.on_device(hold_out(task_data, settings.val_fraction)) if settings.val_fraction else test_data
+    trained, held = stage.validation_split(task_data)
+    test_data = stage.on_device(trained)
+    data = stage.on_device(held) if held is not None else test_data
     optimizer = Adam(network.task_parameters(task), lr=settings.lr)
     plateau = Plateau(optimizer, settings.wsn_lr_patience, settings.wsn_lr_factor, settings.wsn_lr_min)
     measured: dict[str, float] = {}
