@@ -106,6 +106,7 @@ stage_cpu_seconds() {
 elapsed_seconds() {
   local start=${1/[.,]/} end=${2/[.,]/} microseconds whole
   microseconds=$((10#$end - 10#$start))
+  ((microseconds >= 0)) || microseconds=0  # the clock stepped back
   whole=$((microseconds / 1000000))
   printf -v ELAPSED '%d.%03d' "$whole" "$((microseconds % 1000000 / 1000))"
 }
