@@ -84,17 +84,23 @@ def save_terms(folder: Path, terms: list[Term], online: bool, tasks: list[str]) 
                       Path(folder) / STATE)
 
 
-def load_terms(folder: Path, parameters: dict[str, nn.Parameter], online: bool) -> list[Term]:
-    """The terms a previous EWC stage left in `folder`, checked against the body they will hold."""
-    path = Path(folder) / STATE
-    if not path.is_file():
-        raise CheckpointError(f"no EWC state at {path}: the folder is not an EWC stage's")
+def _read_state(path: Path) -> dict:
+    """An ewc.pth's payload; CheckpointError for a file that is unreadable or not an EWC state of this toolkit."""
     try:
         payload = read_torch_file(path)
     except UnreadableFile as error:
         raise CheckpointError(f"EWC state {error.reason}") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or not isinstance(payload.get("terms"), list):
         raise CheckpointError(f"{path} is not an EWC state of this toolkit")
+    return payload
+
+
+def load_terms(folder: Path, parameters: dict[str, nn.Parameter], online: bool) -> list[Term]:
+    """The terms a previous EWC stage left in `folder`, checked against the body they will hold."""
+    path = Path(folder) / STATE
+    if not path.is_file():
+        raise CheckpointError(f"no EWC state at {path}: the folder is not an EWC stage's")
+    payload = _read_state(path)
     if payload.get("online") is not online:
         raise UsageError(f"{folder} holds {'online ' if payload.get('online') else ''}EWC terms: continue it with "
                          f"{'--ewc_online' if payload.get('online') else 'no --ewc_online'}")
@@ -116,9 +122,5 @@ def state_bytes(folder: Path) -> int:
     path = Path(folder) / STATE
     if not path.is_file():
         return 0
-    try:
-        payload = read_torch_file(path)
-    except UnreadableFile as error:
-        raise CheckpointError(f"EWC state {error.reason}") from error
-    return sum(value.numel() * value.element_size() for term in payload["terms"]
+    return sum(value.numel() * value.element_size() for term in _read_state(path)["terms"]
                for part in (term["anchor"], term["fisher"]) for value in part.values())
