@@ -1,15 +1,18 @@
 """Rank facts: which process of a torchrun stage this is, read from the environment torchrun sets
 (RANK, WORLD_SIZE, LOCAL_RANK). Without torchrun: rank 0 of a world of 1.
 
-Torch-free, because the entry point and the logs read them before torch is imported. The
-collectives that use them are in `utils/distributed.py`.
+Torch-free, because the entry point and the logs read them before torch is imported, and light: the warm-start
+client (utils/warm_client.py) imports it before every stage. The collectives that use them are in
+`utils/distributed.py`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 STATE_FILE = "CPG_STATE_FILE"
 """Where rank 0 writes a torchrun stage's state code (see `report_state`)."""
@@ -51,5 +54,6 @@ def report_state(stage: Callable[[], int]) -> int:
     except SystemExit as stop:  # flag errors (64) are decided alike on every rank
         code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
     if is_main():
-        Path(state_file).write_text(f"{int(code)}\n")
+        with open(state_file, "w") as file:
+            file.write(f"{int(code)}\n")
     return 0

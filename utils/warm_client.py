@@ -17,6 +17,8 @@ import struct
 import sys
 from collections.abc import Sequence
 
+from unforget.utils.ranks import world_size
+
 ENV_VAR = "CPG_STAGE_SERVER"
 START_ENV = "CPG_PROCESS_START"
 """The client's process start, passed on in its environment: a warm child times its stage from there."""
@@ -54,10 +56,9 @@ def encode_request(module: str, argv: list[str]) -> bytes:
 
 def run_remote(argv: list[str], module: str = ENTRY) -> int | None:
     """Run `module`'s main(argv) (a stage of `main_normal.py` by default, or a tool's) in the warm server;
-    None when no server is reachable, and in a rank of a torchrun stage (utils/ranks.py reads the same
-    variable), which runs in its own process."""
+    None when no server is reachable, and in a rank of a torchrun stage, which runs in its own process."""
     path = os.environ.get(ENV_VAR)
-    if not path or os.environ.get("WORLD_SIZE", "1") != "1":  # a torchrun rank is a process of its own
+    if not path or world_size() != 1:  # a torchrun rank is a process of its own
         return None
     try:
         return _run_remote(path, argv, module)
