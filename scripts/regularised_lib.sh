@@ -12,13 +12,12 @@
 # resumes, and one with other settings into it is refused. From the driver: METHOD_FLAGS, the method's flags,
 # and REG_LABEL, the run's name in the comparison tables.
 run_regularised() {
-  local method=$1 folder=$2 benchmark=$3 setting=${4:-default} root previous="" k task dir load=()
+  local method=$1 folder=$2 benchmark=$3 setting=${4:-default} previous="" k task dir load=()
   begin_method_run "$folder" "$benchmark" "$setting" EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5
-  root=$ROOT
   start_stage_server
   for ((k = 1; k <= NUM_TASKS; k++)); do
     task=${TASKS[k - 1]}
-    dir="$root/$task"
+    dir="$ROOT/$task"
     load=()
     [[ -z $previous ]] || load=(--load_folder "$previous")
     say "task $k/$NUM_TASKS: $task"
@@ -29,8 +28,8 @@ run_regularised() {
       --seed "$SEED" --device "${DEVICE:-auto}"
     previous=$dir
   done
-  run_child "$PYTHON" -m utils.warm_run tools.report --root "$root" --checkpoints regularised \
+  run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --checkpoints regularised \
     --benchmark "$benchmark" --data_root "$DATA_ROOT" --num_tasks "$NUM_TASKS" --device "${DEVICE:-auto}"
-  write_run_card "$root" "$REG_LABEL" "$SEED"
-  say "run: $root"
+  write_run_card "$ROOT" "$REG_LABEL" "$SEED"
+  say "run: $ROOT"
 }
