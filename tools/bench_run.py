@@ -2,16 +2,24 @@
 
 For each method (CPG and PackNet through scripts/cpg.sh on split_digits, SupSup GG through scripts/supsup_gg.sh
 on permuted_digits) it runs the driver in a temporary CKPT_ROOT on one thread and takes its CPU time (user + sys
-of the whole process tree, the warm-start server's children included, from getrusage(RUSAGE_CHILDREN) after
-waiting for it). Then a bare loop reads the driver's records (each stage's command line in
-`.stages/<stage>.args`, its epochs from train.log) and does the same work with the same network and data: per
-stage, the epochs that ran (pruning steps in prune stages), the evaluations a decision needs (the stage's
-accuracy, every epoch where the stage evaluated each epoch, and the test accuracy where choices are made on a
-validation split) and one checkpoint saved; at the end each task evaluated once more, for the results. It runs
-as a program of its own, whose CPU time (interpreter start and torch's import included, once, as any PyTorch
-script pays them) is the bare figure; the loop's alone is printed beside it. The network is built once at the
-run's final width and each task is added to it, so a run that grew pays the wider network's epochs from the
-start in the bare loop (its ratio errs low).
+of the whole process tree, the warm-start server's children included, from wait4's resource usage). A bare
+loop reads a driver run's records (each stage's command line in `.stages/<stage>.args`, its epochs from
+train.log) and does the same work with the same network and data: per stage, the epochs that ran (pruning
+steps in prune stages), the evaluations a decision needs (the stage's accuracy, every epoch where the stage
+evaluated each epoch, and the test accuracy where choices are made on a validation split) and one checkpoint
+saved; at the end each task evaluated once more, for the results. It runs as a program of its own, whose CPU
+time (interpreter start and torch's import included, once, as any PyTorch script pays them) is the bare
+figure; the loop's alone is printed beside it. The network is built once at the run's final width and each
+task is added to it, so a run that grew pays the wider network's epochs from the start in the bare loop (its
+ratio errs low).
+
+A shared machine's speed drifts by a fifth within minutes, more than the overhead being measured, so on the
+CPU the two run side by side (`--pairing paired`, one thread each on two cores): a first driver run, not
+measured, gives the records, and each repeat runs the driver and a bare loop replaying those records at the
+same time, so that both meet the same machine; a repeat whose run did other work than the first is an error.
+`--calibrate` runs two bare loops side by side instead, whose ratio shows what the pairing leaves of the
+noise. `--pairing sequential` (the default on a GPU, which two programs would share) runs the bare loop after
+each driver run, on that run's records.
 
 It prints, per method, the medians over --repeats of the two CPU times and their ratio, and where the driver's
 extra goes per stage kind (from `.stages/*.cpu`, `*.seconds` and train.log's `seconds=`, `setup_seconds=` and
@@ -25,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -59,11 +66,6 @@ QUICKSTART = {"BATCH_SIZE": "16", "FINETUNE_EPOCHS": "15", "PRUNE_EPOCHS": "4", 
 SUPSUP = {"NUM_TASKS": "5", "EPOCHS": "5", "ARCH": "lenet_300_100", "BATCH_SIZE": "128"}
 STAGE_MODES = {"finetune": "finetune", "prune": "prune", "retrain": "retrain"}
 DECISION_TOOLS = ("choose_pruning_ratio", "choose_retrain")
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -145,11 +147,43 @@ def read_run(root: Path) -> RunRecord:
     return record
 
 
-def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str, str],
-               device: str = "cpu") -> tuple[float, float, Path]:
-    """The driver's CPU seconds (its whole waited-for tree), its wall seconds and its run folder."""
-    script, benchmark, folder = DRIVERS[method]
-    ckpt = work / "ckpt"
+@dataclass
+class Started:
+    """A program started by the benchmark; `finish` waits for it and takes its own resource usage."""
+
+    what: str
+    process: subprocess.Popen
+    stdout: Any
+    stderr: Any
+    started: float
+
+
+def start(what: str, args: list[str], env: dict[str, str]) -> Started:
+    """Start `args` in the repository with its output kept in files (two programs at once never block on a pipe)."""
+    stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=stdout, stderr=stderr, text=True)
+    return Started(what, process, stdout, stderr, time.perf_counter())
+
+
+def finish(program: Started) -> tuple[float, float, str]:
+    """Wait for `program`: its CPU seconds (its waited-for descendants' included), wall seconds and output."""
+    _, status, usage = os.wait4(program.process.pid, 0)
+    wall = time.perf_counter() - program.started
+    program.process.returncode = os.waitstatus_to_exitcode(status)
+    outputs = []
+    for stream in (program.stdout, program.stderr):
+        stream.seek(0)
+        outputs.append(stream.read())
+        stream.close()
+    if program.process.returncode != 0:
+        raise SystemExit(f"bench_run: {program.what} exited {program.process.returncode}:\n{outputs[1][-2000:]}")
+    return usage.ru_utime + usage.ru_stime, wall, outputs[0]
+
+
+def start_driver(method: str, ckpt: Path, data_root: Path, env_overrides: dict[str, str],
+                 device: str = "cpu") -> Started:
+    """The driver of `method` writing its run under `ckpt` (emptied first)."""
+    script, benchmark, _ = DRIVERS[method]
     shutil.rmtree(ckpt, ignore_errors=True)
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "DEVICE": device, "OMP_NUM_THREADS": "1",
            "CKPT_ROOT": str(ckpt), "DATA_ROOT": str(data_root), **env_overrides}
@@ -159,15 +193,23 @@ def run_driver(method: str, work: Path, data_root: Path, env_overrides: dict[str
     else:
         env = {**QUICKSTART, **env, "METHOD": method}
         args = ["bash", f"scripts/{script}", benchmark, str(data_root), "bench", env.get("MAX_WIDTH", "1.5")]
-    before, started = children_cpu(), time.perf_counter()
-    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
-    cpu, wall = children_cpu() - before, time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"bench_run: {script} ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
-    roots = [path.parent for path in (ckpt / folder).rglob("run_settings.json")]
+    return start(f"{script} ({method})", args, env)
+
+
+def run_folder(method: str, ckpt: Path) -> Path:
+    """The one run folder a driver wrote under `ckpt`."""
+    folder = ckpt / DRIVERS[method][2]
+    roots = [path.parent for path in folder.rglob("run_settings.json")]
     if len(roots) != 1:
-        raise SystemExit(f"bench_run: expected one run folder under {ckpt / folder}, found {len(roots)}")
-    return cpu, wall, roots[0]
+        raise SystemExit(f"bench_run: expected one run folder under {folder}, found {len(roots)}")
+    return roots[0]
+
+
+def run_driver(method: str, ckpt: Path, data_root: Path, env_overrides: dict[str, str],
+               device: str = "cpu") -> tuple[float, float, Path]:
+    """The driver's CPU seconds (its whole waited-for tree), its wall seconds and its run folder."""
+    cpu, wall, _ = finish(start_driver(method, ckpt, data_root, env_overrides, device))
+    return cpu, wall, run_folder(method, ckpt)
 
 
 def _saved(network, folder: Path, count: list[int]) -> None:
@@ -305,18 +347,19 @@ def breakdown(record: RunRecord, driver_cpu: float) -> dict[str, float]:
     return {key: round(value, 3) for key, value in parts.items()}
 
 
-def bare_process(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> tuple[float, float, float]:
+def start_bare(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> Started:
     """The bare loop as a program of its own (interpreter start and torch's import included, once, as any
-    PyTorch script pays them): its CPU seconds, its wall seconds and the loop's own CPU seconds."""
-    before, started = children_cpu(), time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "tools.bench_run", "--bare", method, "--root", str(root),
-                             "--data_root", str(data_root), "--work", str(scratch), "--device", device],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True)
-    cpu, wall = children_cpu() - before, time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"bench_run: the bare loop ({method}) exited {result.returncode}:\n{result.stderr[-2000:]}")
-    return cpu, wall, float(result.stdout.split()[-1])
+    PyTorch script pays them), replaying the driver run in `root`; its last output word is the loop's CPU."""
+    return start(f"the bare loop ({method})",
+                 [sys.executable, "-m", "tools.bench_run", "--bare", method, "--root", str(root),
+                  "--data_root", str(data_root), "--work", str(scratch), "--device", device],
+                 {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+
+
+def bare_process(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> tuple[float, float, float]:
+    """The bare loop run alone: its CPU seconds, its wall seconds and the loop's own CPU seconds."""
+    cpu, wall, output = finish(start_bare(method, root, data_root, scratch, device))
+    return cpu, wall, float(output.split()[-1])
 
 
 def run_bare(method: str, root: Path, data_root: Path, scratch: Path, device: str) -> float:
@@ -332,13 +375,63 @@ def run_bare(method: str, root: Path, data_root: Path, scratch: Path, device: st
         shutil.rmtree(scratch)
 
 
-def measure(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
-    driver_cpu, driver_wall, root = run_driver(method, work, data_root, env_overrides, device)
-    record = read_run(root)
-    bare_cpu, bare_wall, loop_cpu = bare_process(method, root, data_root, work / "bare", device)
+def work_done(record: RunRecord, ckpt: Path) -> list[tuple]:
+    """What a bare loop replays of a run: per task, each stage's kind, epochs, evaluated epochs and command line
+    (its checkpoint root written as <ckpt>, so that runs under different roots compare)."""
+    return [(task, run.kind, run.epochs, run.evaluated_epochs,
+             [word.replace(str(ckpt), "<ckpt>") for word in run.argv])
+            for task in record.tasks for run in record.stages[task]]
+
+
+def _row(driver_cpu: float, driver_wall: float, bare_cpu: float, bare_wall: float, loop_cpu: float,
+         record: RunRecord) -> dict:
     return {"driver_cpu": driver_cpu, "bare_cpu": bare_cpu, "loop_cpu": loop_cpu, "ratio": driver_cpu / bare_cpu,
             "driver_wall": driver_wall, "bare_wall": bare_wall, "wall_ratio": driver_wall / bare_wall,
             "stages": sum(len(runs) for runs in record.stages.values()), "breakdown": breakdown(record, driver_cpu)}
+
+
+def measure_sequential(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> dict:
+    """One driver run, then a bare loop replaying it."""
+    driver_cpu, driver_wall, root = run_driver(method, work / "ckpt", data_root, env_overrides, device)
+    record = read_run(root)
+    bare_cpu, bare_wall, loop_cpu = bare_process(method, root, data_root, work / "bare", device)
+    return _row(driver_cpu, driver_wall, bare_cpu, bare_wall, loop_cpu, record)
+
+
+@dataclass
+class Pilot:
+    """The first, unmeasured driver run whose records every paired bare loop replays."""
+
+    ckpt: Path
+    root: Path
+    work: list[tuple]
+
+
+def pilot_run(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> Pilot:
+    ckpt = work / "pilot"
+    _, _, root = run_driver(method, ckpt, data_root, env_overrides, device)
+    return Pilot(ckpt, root, work_done(read_run(root), ckpt))
+
+
+def measure_paired(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str,
+                   pilot: Pilot) -> dict:
+    """A driver run and, at the same time, a bare loop replaying the pilot's records."""
+    bare = start_bare(method, pilot.root, data_root, work / "bare", device)
+    driver = start_driver(method, work / "ckpt", data_root, env_overrides, device)
+    driver_cpu, driver_wall, _ = finish(driver)
+    bare_cpu, bare_wall, output = finish(bare)
+    record = read_run(run_folder(method, work / "ckpt"))
+    if work_done(record, work / "ckpt") != pilot.work:
+        raise SystemExit(f"bench_run: a {method} run did other work than the first one, so the bare loop beside it "
+                         "replayed other stages; measure it with --pairing sequential")
+    return _row(driver_cpu, driver_wall, bare_cpu, bare_wall, float(output.split()[-1]), record)
+
+
+def calibrate(method: str, work: Path, data_root: Path, device: str, pilot: Pilot) -> float:
+    """The CPU ratio of two bare loops replaying the same records side by side: the pairing's own noise."""
+    first = start_bare(method, pilot.root, data_root, work / "bare_a", device)
+    second = start_bare(method, pilot.root, data_root, work / "bare_b", device)
+    return finish(first)[0] / finish(second)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="a driver setting (e.g. NUM_TASKS=2, PRUNE_EPOCHS=2), repeatable")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (the bare loop on the same device)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--pairing", choices=("paired", "sequential"), default=None,
+                        help="paired: the driver and the bare loop side by side, the loop replaying a first, "
+                             "unmeasured run (the default on the CPU); sequential: the loop after each run "
+                             "(the default on a GPU)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="instead, two bare loops side by side: their ratio is what pairing leaves of the noise")
     parser.add_argument("--bare", choices=sorted(DRIVERS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data_root", type=Path, default=None, help=argparse.SUPPRESS)
@@ -359,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    pairing = args.pairing or ("sequential" if args.device.startswith("cuda") else "paired")
+    if args.calibrate and pairing != "paired":
+        parser.error("--calibrate measures the paired bench; it takes no --pairing sequential")
     overrides = {}
     for text in args.set:
         name, equals, value = text.partition("=")
@@ -378,9 +480,17 @@ def main(argv: list[str] | None = None) -> int:
         benchmark = get_benchmark(DRIVERS[method][1])
         for name in benchmark.task_names:
             benchmark.load_task(data_root, name)
-    print(f"one thread, {args.repeats} run(s) per method, CPU seconds (user + sys), medians")
+    print(f"one thread, {args.repeats} run(s) per method, {pairing}, CPU seconds (user + sys), medians")
     for method in methods:
-        rows = [measure(method, work / method, data_root, overrides, args.device) for _ in range(args.repeats)]
+        folder = work / method
+        pilot = pilot_run(method, folder, data_root, overrides, args.device) if pairing == "paired" else None
+        if args.calibrate:
+            ratios = [calibrate(method, folder, data_root, args.device, pilot) for _ in range(args.repeats)]
+            print(f"{method} a/a: ratio={statistics.median(ratios):.3f} "
+                  f"ratios={','.join(f'{ratio:.3f}' for ratio in ratios)}")
+            continue
+        rows = [measure_paired(method, folder, data_root, overrides, args.device, pilot) if pilot else
+                measure_sequential(method, folder, data_root, overrides, args.device) for _ in range(args.repeats)]
         driver = statistics.median(row["driver_cpu"] for row in rows)
         bare = statistics.median(row["bare_cpu"] for row in rows)
         ratio = statistics.median(row["ratio"] for row in rows)
