@@ -484,10 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         folder = work / method
         pilot = pilot_run(method, folder, data_root, overrides, args.device) if pairing == "paired" else None
-        if args.calibrate:
-            ratios = [calibrate(method, folder, data_root, args.device, pilot) for _ in range(args.repeats)]
-            print(f"{method} a/a: ratio={statistics.median(ratios):.3f} "
-                  f"ratios={','.join(f'{ratio:.3f}' for ratio in ratios)}")
+        if args.calibrate and pilot:
+            pairs = [calibrate(method, folder, data_root, args.device, pilot) for _ in range(args.repeats)]
+            print(f"{method} a/a: ratio={statistics.median(pairs):.3f} "
+                  f"ratios={','.join(f'{pair:.3f}' for pair in pairs)}")
             continue
         rows = [measure_paired(method, folder, data_root, overrides, args.device, pilot) if pilot else
                 measure_sequential(method, folder, data_root, overrides, args.device) for _ in range(args.repeats)]
