@@ -22,11 +22,10 @@ from unforget.utils.methods import METHODS
 from unforget.utils.ranks import world_size
 from unforget.utils.records import MissingGoal, RecordError
 from unforget.utils.settings import StageSettings
-from unforget.utils.warm_client import START_ENV
+from unforget.utils.warm_client import INTERRUPTED, START_ENV
 
 PROCESS_START = time.time()
 """A stage's clock starts here when no earlier start is in START_ENV (`main` called from Python, not the script)."""
-INTERRUPTED = 130  # the shell's code for a Ctrl-C
 
 
 def chosen_method(argv: list[str]) -> str:

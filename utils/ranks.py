@@ -9,8 +9,8 @@ client (utils/warm_client.py) imports it before every stage. The collectives tha
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING's value without importing typing (5 ms of every warm client's start)
 if TYPE_CHECKING:
     from collections.abc import Callable
 

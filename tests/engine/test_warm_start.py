@@ -160,10 +160,12 @@ def test_a_stage_child_gone_without_a_code_is_an_error(monkeypatch, tmp_path, ca
 
 def test_the_client_half_loads_nothing_a_stage_would_pay_for():
     """main_normal.py imports the client before every warm stage: it must not pull in json, threading,
-    pathlib or anything of torch (each import is paid once per stage, 59 times in the quickstart)."""
+    pathlib, anything of torch, nor socket.py's or typing's own imports (enum, selectors, re; each import is
+    paid once per stage, 59 times in the quickstart)."""
     probe = ("import sys; import unforget.utils.warm_client; "
              "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "('json', 'threading', 'pathlib', 'torch', 'numpy', 'argparse', 'dataclasses'))))")
+             "('json', 'threading', 'pathlib', 'torch', 'numpy', 'argparse', 'dataclasses', 'typing', 'enum', "
+             "'selectors', 're', 'socket', 'signal', 'array'))))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, env=environment(),
                           timeout=60)
     assert done.returncode == 0, done.stderr
