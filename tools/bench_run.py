@@ -402,7 +402,6 @@ def measure_sequential(method: str, work: Path, data_root: Path, env_overrides: 
 class Pilot:
     """The first, unmeasured driver run whose records every paired bare loop replays."""
 
-    ckpt: Path
     root: Path
     work: list[tuple]
 
@@ -410,15 +409,20 @@ class Pilot:
 def pilot_run(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str) -> Pilot:
     ckpt = work / "pilot"
     _, _, root = run_driver(method, ckpt, data_root, env_overrides, device)
-    return Pilot(ckpt, root, work_done(read_run(root), ckpt))
+    return Pilot(root, work_done(read_run(root), ckpt))
 
 
 def measure_paired(method: str, work: Path, data_root: Path, env_overrides: dict[str, str], device: str,
                    pilot: Pilot) -> dict:
     """A driver run and, at the same time, a bare loop replaying the pilot's records."""
     bare = start_bare(method, pilot.root, data_root, work / "bare", device)
-    driver = start_driver(method, work / "ckpt", data_root, env_overrides, device)
-    driver_cpu, driver_wall, _ = finish(driver)
+    try:
+        driver_cpu, driver_wall, _ = finish(start_driver(method, work / "ckpt", data_root, env_overrides, device))
+    except SystemExit:  # the driver failed: stop the loop beside it before saying so
+        bare.process.kill()
+        os.wait4(bare.process.pid, 0)
+        bare.process.returncode = -9
+        raise
     bare_cpu, bare_wall, output = finish(bare)
     record = read_run(run_folder(method, work / "ckpt"))
     if work_done(record, work / "ckpt") != pilot.work:

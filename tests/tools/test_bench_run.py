@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,18 @@ def test_calibration_of_the_sequential_bench_is_refused(tmp_path):
     result = _bench(tmp_path, "--calibrate", "--pairing", "sequential")
     assert result.returncode == 64 and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "work").exists()
+
+
+def test_a_paired_repeat_must_replay_the_first_runs_work_wherever_it_ran():
+    """The bare loop beside a repeat replays the first run: runs under other roots compare equal, and a run
+    with other epochs or other stages does not."""
+    from tools.bench_run import RunRecord, StageRun, work_done
+
+    def run(ckpt: str, epochs: int, sparsity: str) -> RunRecord:
+        argv = ["--mode", "prune", "--target_sparsity", sparsity, "--save_folder", f"{ckpt}/CPG/t1/gradual_prune"]
+        return RunRecord(tasks=["t1"], stages={"t1": [StageRun("prune", argv, epochs=epochs)]})
+
+    first = work_done(run("/a/pilot", 4, "0.5"), Path("/a/pilot"))
+    assert work_done(run("/a/ckpt", 4, "0.5"), Path("/a/ckpt")) == first
+    assert work_done(run("/a/ckpt", 3, "0.5"), Path("/a/ckpt")) != first
+    assert work_done(run("/a/ckpt", 4, "0.6"), Path("/a/ckpt")) != first
