@@ -66,7 +66,7 @@ def test_calibration_of_the_sequential_bench_is_refused(tmp_path):
 def test_a_paired_repeat_must_replay_the_first_runs_work_wherever_it_ran():
     """The bare loop beside a repeat replays the first run: runs under other roots compare equal, and a run
     with other epochs or other stages does not."""
-    from tools.bench_run import RunRecord, StageRun, work_done
+    from unforget.tools.bench_run import RunRecord, StageRun, work_done
 
     def run(ckpt: str, epochs: int, sparsity: str) -> RunRecord:
         argv = ["--mode", "prune", "--target_sparsity", sparsity, "--save_folder", f"{ckpt}/CPG/t1/gradual_prune"]
