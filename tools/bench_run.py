@@ -420,8 +420,7 @@ def measure_paired(method: str, work: Path, data_root: Path, env_overrides: dict
         driver_cpu, driver_wall, _ = finish(start_driver(method, work / "ckpt", data_root, env_overrides, device))
     except SystemExit:  # the driver failed: stop the loop beside it before saying so
         bare.process.kill()
-        os.wait4(bare.process.pid, 0)
-        bare.process.returncode = -9
+        bare.process.wait()
         raise
     bare_cpu, bare_wall, output = finish(bare)
     record = read_run(run_folder(method, work / "ckpt"))
