@@ -222,7 +222,8 @@ STAGE_BASES = {  # a finetune each method accepts (test_every_method_base_reache
 }
 OPEN_TEXT = {"save_folder", "load_folder", "log_path", "pretrained", "baseline_acc_file", "jsonfile", "logfile",
              "ec_report", "gg_task_folders", "gg_results", "gg_summary", "piggyback_summary", "supsup_task_folders",
-             "supsup_results", "supsup_adapt_results", "supsup_summary", "supsup_stream", "ec_sizes", "arch"}
+             "supsup_results", "supsup_adapt_results", "supsup_summary", "supsup_stream", "ec_sizes", "arch",
+             "wsn_summary"}
 """Flags whose text any non-empty name may be (paths, lists of them, architectures checked when built):
 only their empty value is fuzzed."""
 
@@ -284,6 +285,22 @@ def flag_home(tmp_path_factory) -> Path:
 def test_every_registered_method_is_fuzzed():
     """A new method joins the fuzzing by its line in STAGE_BASES: none is left out unnoticed."""
     assert sorted(STAGE_BASES) == sorted(METHODS)
+
+
+def test_every_free_text_flag_is_fuzzed_as_what_it_names():
+    """A text flag without choices is either a path or name any text may be (OPEN_TEXT: only its empty value
+    is fuzzed) or one whose every fuzzed text must be refused (a task, a benchmark, a data root, a device): a new
+    flag is sorted into one of them, not fuzzed as the wrong kind by chance."""
+    refusing = {"dataset", "benchmark", "data_root", "device"}
+    unsorted = sorted(f"{method} --{item.name}" for method, entry in METHODS.items()
+                      for item, kind in _text_fields(entry.settings_class())
+                      if kind is str and not item.metadata.get("choices") and item.name not in OPEN_TEXT | refusing)
+    assert unsorted == []
+
+
+def _text_fields(klass: type) -> list:
+    hints = typing.get_type_hints(klass)
+    return [(item, _base_type(hints[item.name])) for item in fields(klass) if item.name != "method"]
 
 
 @pytest.mark.parametrize("method", sorted(STAGE_BASES))
