@@ -8,6 +8,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=scripts/plain_models_lib.sh
 source "$REPO_ROOT/scripts/plain_models_lib.sh"
+one_seed_per_run  # ITER_ID repeats the run, as the reference does
 [[ -n ${GPUS:-} ]] || select_gpu "${1:-}"  # GPUS=0,1,2,3: all of them (scripts/lib.sh)
 ITER_ID=${ITER_ID:-1}
 ARCH=${ARCH:-vgg16_bn_cifar100}

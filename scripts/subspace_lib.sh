@@ -11,6 +11,7 @@
 run_subspace() {
   local kind=$1; shift
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
+  one_seed_per_run
   local benchmark=${1:-digits10} task=${2:-} root label=$kind name
   [[ -z ${GPU:-} ]] || select_gpu "$GPU"
   absolute_spec benchmark

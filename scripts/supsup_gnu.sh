@@ -22,6 +22,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -ge 3 && $# -le 4 ]] || usage_error "usage: $0 <benchmark> <oneshot|binary|gt> <g|h> [gpu id]"
+one_seed_per_run
 BENCHMARK=$1
 ADAPTOR=$2
 OBJECTIVE=$3

@@ -20,6 +20,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ $# -le 1 ]] || usage_error "usage: $0 [gpu id]"
+one_seed_per_run
 BENCHMARK=${BENCHMARK:-permuted_mnist}
 select_gpu "${1:-}"
 require_commands "$PYTHON"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run folders, settings, seeds and run cards (part of scripts/lib.sh): lock_run_root, begin_run, for_each_seed.
+# Run folders, settings, seeds and run cards (part of scripts/lib.sh): lock_run_root, begin_run, for_each_seed,
+# one_seed_per_run.
 # shellcheck disable=SC2034  # RUN_ROOT and CHILD_IS_DRIVER are read by processes.sh and stages.sh
 
 # lock_run_root ROOT: hold the run folder ROOT (created if missing) for this driver, so two drivers never
@@ -110,6 +111,19 @@ for_each_seed() {
   [[ -z ${RUN_ROOTS_FILE:-} ]] || printf '%s\n' "${SEED_ROOTS[@]}" >> "$RUN_ROOTS_FILE"  # a comparison's
   run_child "$PYTHON" -m tools.report --runs "${SEED_ROOTS[@]}"
   exit 0
+}
+
+# one_seed_per_run: the start of a driver that runs one seed and makes no table of seeds. SEEDS naming one
+# seed runs that seed (as SEED); naming several stops with one line, rather than run one of them while the
+# user believes every listed seed ran.
+one_seed_per_run() {
+  [[ -n ${SEEDS:-} ]] || return 0
+  local listed
+  read -r -a listed <<< "$SEEDS"
+  ((${#listed[@]} == 1)) || usage_error "this driver runs one seed, and SEEDS names ${#listed[@]} ('$SEEDS'):" \
+    "run it once per seed with SEED=<seed>"
+  [[ ${listed[0]} =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '${listed[0]}'"
+  SEED=${listed[0]}
 }
 
 # seed_share WORKER WORKERS: for_each_seed's seeds WORKER, WORKER + WORKERS, ... one after another.

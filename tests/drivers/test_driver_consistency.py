@@ -135,9 +135,9 @@ def test_every_driver_is_run_on_a_spec_or_says_why_not():
     assert "cpg.sh" in names and "supsup_gg.sh" in names
 
 
-def run_on_spec(tmp: Path, case: str, **more: str) -> tuple[subprocess.CompletedProcess, dict, Path, list]:
+def start_on_spec(tmp: Path, case: str, **more: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
     """CASE (a driver, or a driver and its variant) on the tiny spec given by its absolute path: its output, its
-    environment, the spec, and the run folders it made (those holding run_settings.json) relative to CKPT_ROOT."""
+    environment and the spec."""
     spec = write_spec(tmp)
     data = tmp / "data"
     data.mkdir()
@@ -147,6 +147,12 @@ def run_on_spec(tmp: Path, case: str, **more: str) -> tuple[subprocess.Completed
         fine_grained_data(data)
     env = {**QUICK, "BENCHMARK": str(spec), **{key: value.format(data=data) for key, value in extra.items()}, **more}
     done, env = run(script, tuple(arg.format(spec=spec, data=data) for arg in args), tmp, **env)
+    return done, env, spec
+
+
+def run_on_spec(tmp: Path, case: str, **more: str) -> tuple[subprocess.CompletedProcess, dict, Path, list]:
+    """start_on_spec, and the run folders it made (those holding run_settings.json) relative to CKPT_ROOT."""
+    done, env, spec = start_on_spec(tmp, case, **more)
     ckpt = tmp / "ck"
     runs = [path.parent.relative_to(ckpt).parts for path in ckpt.rglob("run_settings.json")]
     assert runs, f"{case} made no run folder (exit {done.returncode}): {done.stderr[-2000:]}"
@@ -188,6 +194,49 @@ def test_experiment_names_the_run_folder_of_every_driver(tmp_path, case):
     """EXPERIMENT takes the place of the benchmark's name in every driver's run folder."""
     done, _, _, runs = run_on_spec(tmp_path, case, EXPERIMENT="my.run-1")
     assert all("my.run-1" in parts and SPEC_STEM not in parts for parts in runs), (runs, done.stderr[-2000:])
+
+
+SEEDS_IN_ONE_REPORT = {  # drivers that read SEEDS themselves, every seed into one report
+    "extract_trained.sh": "a teacher and its extraction per seed, one table",
+    "lottery.sh": "every seed's tickets at every target, one report",
+}
+
+
+@pytest.mark.parametrize("case", spec_cases())
+def test_seeds_naming_two_seeds_reach_both_or_are_one_line_and_64(tmp_path, case):
+    """A driver given SEEDS="3 4" starts both seeds (two workers side by side: a run folder each) or stops with
+    one line and exit 64 before it makes anything; never one seed run while the other seems to have run."""
+    done, env, _ = start_on_spec(tmp_path, case, SEEDS="3 4", SEED_WORKERS="2")
+    if done.returncode == 64 and "SEEDS" in done.stderr:
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert not stub_calls(env) and not (tmp_path / "ck").exists()
+        return
+    folders = {part for path in (tmp_path / "ck").rglob("run_settings.json") for part in path.parts}
+    staged = {flag(call["args"], "--seed") for call in stub_calls(env) if "--seed" in call["args"]}
+    reached = {seed for seed in ("3", "4")
+               if seed in staged or any(re.search(rf"(^|_)seed{seed}$", part) for part in folders)}
+    wanted = {"3"} if case.split()[0] in SEEDS_IN_ONE_REPORT else {"3", "4"}  # their first seed's stand-in fails
+    assert reached >= wanted, (case, folders, staged, done.stderr[-2000:])
+
+
+@pytest.mark.parametrize("script, refused", [("finetune_cifar100.sh", True), ("baseline_cifar100.sh", False)])
+def test_seeds_in_the_fixed_benchmark_drivers(tmp_path, script, refused):
+    """The reference's CIFAR-100 finetune repeats itself by ITER_ID and refuses SEEDS="3 4"; its baselines sweep."""
+    (tmp_path / "data").mkdir()
+    done, env = run(script, (), tmp_path, NUM_TASKS="1", SEEDS="3 4", SEED_WORKERS="2")
+    if refused:
+        assert done.returncode == 64 and "SEEDS names 2" in done.stderr and not stub_calls(env), done.stderr
+    else:
+        folders = {path.parent.parent.name for path in (tmp_path / "ck").rglob("run_settings.json")}
+        assert {"baseline_seed3", "baseline_seed4"} <= folders, (folders, done.stderr[-2000:])
+
+
+def test_seeds_naming_one_seed_run_it_in_a_one_seed_driver(tmp_path):
+    """SEEDS="5" in a driver that runs one seed is SEED=5, as it would be in a driver that sweeps seeds."""
+    done, env, _ = start_on_spec(tmp_path, "subspace_lines.sh", SEEDS="5", SEED="1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {flag(call["args"], "--seed") for call in stub_calls(env)} == {"5"}
+    assert [path.parent.name for path in (tmp_path / "ck").rglob("run_settings.json")] == ["seed5"]
 
 
 @pytest.mark.parametrize("script, args", [
