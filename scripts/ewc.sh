@@ -8,7 +8,7 @@
 #
 # usage: scripts/ewc.sh <benchmark> [setting]
 # environment: EWC_LAMBDA (10000), EWC_ONLINE (0 or 1), EWC_GAMMA (1.0), EWC_FISHER_SAMPLES (all), NUM_TASKS,
-#   EPOCHS (100), LR (5e-3), BATCH_SIZE (32), WEIGHT_DECAY (4e-5), ARCH, SEED, DEVICE, DATA_ROOT,
+#   EPOCHS (100), LR (5e-3), BATCH_SIZE (32), WEIGHT_DECAY (4e-5), VAL_FRACTION, ARCH, SEED, DEVICE, DATA_ROOT,
 #   CKPT_ROOT, EXPERIMENT, SEEDS (e.g. "1 2 3", spread over GPUS or SEED_WORKERS, then a table)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

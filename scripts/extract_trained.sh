@@ -21,7 +21,7 @@ seeds=${SEEDS:-"1 2 3 4 5"}
 # BETA 10: 18 degrees, tighter than extract_synthetic.sh's 30: loose clusters of odd neurons go
 for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TEACHER_LR:0.05 STUDENTS:10 \
   EXPANSION:4 PROBE:data SAMPLES:2000 LR:1e-2 EPOCHS:25000 PATIENCE:200 MIN_LR:1e-7 FINETUNE_EPOCHS:3000 \
-  FINETUNE_LR:1e-4; do
+  FINETUNE_LR:1e-4 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 gamma=$GAMMA beta=$BETA mask_share=$MASK_SHARE threshold=$THRESHOLD
@@ -37,6 +37,7 @@ for seed in $seeds; do
   folder="$out/seed_$seed"
   log="$folder/train.log"
   data=(--benchmark "$benchmark" --dataset "$task" --data_root "$DATA_ROOT" --seed "$seed" --device "${DEVICE:-auto}")
+  [[ -z $VAL_FRACTION ]] || data+=(--val_fraction "$VAL_FRACTION")
   run_stage "teacher_seed$seed" "$out/.stages" "$log" "0" \
     "$PYTHON" main_normal.py --method baseline --mode finetune --arch "$arch" "${data[@]}" \
     --epochs "$TEACHER_EPOCHS" --lr "$TEACHER_LR" --batch_size 32 --save_folder "$folder/teacher" \

@@ -11,7 +11,7 @@
 #        the benchmark's first)
 # environment: ARCH (default: the benchmark's), EPOCHS (20), LR (0.02), BATCH_SIZE (32), MOMENTUM (0.9),
 #   WEIGHT_DECAY (0), PRUNE_FRACTION (0.2), PRUNE_SCOPE (global or layerwise), REWIND_STEP (0: the
-#   initialisation), TARGETS (target sparsities, "0.5 0.8 0.9 0.95"), SEEDS ("1 2 3"), DEVICE, GPU,
+#   initialisation), TARGETS (target sparsities, "0.5 0.8 0.9 0.95"), SEEDS ("1 2 3"), VAL_FRACTION, DEVICE, GPU,
 #   DATA_ROOT, CKPT_ROOT, EXPERIMENT. CIFAR-10 (benchmark cifar10, VGG16 by default, ARCH=gem_resnet18 for a ResNet)
 #   and image folders (a benchmark spec file) read their files from DATA_ROOT; a missing one stops the
 #   first stage with a line saying where the files go.
@@ -29,7 +29,7 @@ load_benchmark "$benchmark"
 task=${2:-${TASKS[0]}}
 printf '%s\n' "${TASKS[@]}" | grep -qxF -- "$task" || usage_error "benchmark $benchmark has no task '$task'"
 for name in PRUNE_FRACTION:0.2 PRUNE_SCOPE:global REWIND_STEP:0 EPOCHS:20 LR:0.02 BATCH_SIZE:32 MOMENTUM:0.9 \
-  WEIGHT_DECAY:0 TARGETS:"0.5 0.8 0.9 0.95" ARCH; do
+  WEIGHT_DECAY:0 TARGETS:"0.5 0.8 0.9 0.95" ARCH VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 fraction=$PRUNE_FRACTION scope=$PRUNE_SCOPE rewind=$REWIND_STEP epochs=$EPOCHS lr=$LR
@@ -72,6 +72,7 @@ for seed in "${seeds[@]}"; do
     --momentum "$MOMENTUM" --weight_decay "$WEIGHT_DECAY" --prune_fraction "$fraction"
     --prune_scope "$scope" --rewind_step "$rewind" --seed "$seed" --device "${DEVICE:-auto}"
     --save_folder "$run" --log_path "$log")
+  [[ -z $VAL_FRACTION ]] || common+=(--val_fraction "$VAL_FRACTION")
   run_stage "seed${seed}_level0" "$root/.stages" "$log" "0" "$PYTHON" "${common[@]}" --mode finetune
   for ((level = 1; level <= last; level++)); do
     run_stage "seed${seed}_level$level" "$root/.stages" "$log" "0" "$PYTHON" "${common[@]}" --mode prune \

@@ -8,7 +8,7 @@
 #
 # usage: scripts/lwf.sh <benchmark> [setting]
 # environment: LWF_LAMBDA (1), LWF_TEMPERATURE (2), LWF_WARMUP_EPOCHS (5), NUM_TASKS, EPOCHS (100), LR (1e-2),
-#   BATCH_SIZE (32), WEIGHT_DECAY (4e-5), ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT,
+#   BATCH_SIZE (32), WEIGHT_DECAY (4e-5), VAL_FRACTION, ARCH, SEED, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT,
 #   SEEDS (e.g. "1 2 3", spread over GPUS or SEED_WORKERS, then a table)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

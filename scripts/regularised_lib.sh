@@ -12,8 +12,9 @@
 # resumes, and one with other settings into it is refused. From the driver: METHOD_FLAGS, the method's flags,
 # and REG_LABEL, the run's name in the comparison tables.
 run_regularised() {
-  local method=$1 folder=$2 benchmark=$3 setting=${4:-default} previous="" k task dir load=()
-  begin_method_run "$folder" "$benchmark" "$setting" EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5
+  local method=$1 folder=$2 benchmark=$3 setting=${4:-default} previous="" k task dir load=() val=()
+  begin_method_run "$folder" "$benchmark" "$setting" EPOCHS:100 LR:1e-2 BATCH_SIZE:32 WEIGHT_DECAY:4e-5 VAL_FRACTION:
+  [[ -z $VAL_FRACTION ]] || val=(--val_fraction "$VAL_FRACTION")
   start_stage_server
   for ((k = 1; k <= NUM_TASKS; k++)); do
     task=${TASKS[k - 1]}
@@ -24,8 +25,8 @@ run_regularised() {
     run_stage "$method" "$dir/.stages" "$dir/train.log" "0" \
       ranked_main --method "$method" --mode finetune --benchmark "$benchmark" --arch "$ARCH" --dataset "$task" \
       --data_root "$DATA_ROOT" "${load[@]}" --lr "$LR" --epochs "$EPOCHS" --batch_size "$BATCH_SIZE" \
-      --reg_weight_decay "$WEIGHT_DECAY" "${METHOD_FLAGS[@]}" --save_folder "$dir" --log_path "$dir/train.log" \
-      --seed "$SEED" --device "${DEVICE:-auto}"
+      --reg_weight_decay "$WEIGHT_DECAY" "${val[@]}" "${METHOD_FLAGS[@]}" --save_folder "$dir" \
+      --log_path "$dir/train.log" --seed "$SEED" --device "${DEVICE:-auto}"
     previous=$dir
   done
   run_child "$PYTHON" -m utils.warm_run tools.report --root "$ROOT" --checkpoints regularised \

@@ -7,7 +7,8 @@
 # {model/,sweep.csv,sweep.png,summary.json,train.log}; a rerun skips the stages that finished, and one with other
 # settings is refused.
 # environment: EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY, WARMUP_EPOCHS, BETA, LAYERWISE (1 for per-layer points),
-#   LABEL_NOISE, VERTICES (simplex), SEED, GPU, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT
+#   LABEL_NOISE, VERTICES (simplex), VAL_FRACTION (training images held out to report val_acc on), SEED,
+#   GPU, DEVICE, DATA_ROOT, CKPT_ROOT, EXPERIMENT
 run_subspace() {
   local kind=$1; shift
   (($# <= 2)) || usage_error "usage: $0 [benchmark] [task]"
@@ -22,7 +23,7 @@ run_subspace() {
   printf '%s\n' "${TASKS[@]}" | grep -qxF -- "$task" || usage_error "benchmark $benchmark has no task '$task'"
   local extra=()
   for name in SEED:1 EPOCHS:15 BATCH_SIZE:32 LR:0.05 WEIGHT_DECAY:1e-4 WARMUP_EPOCHS:0 BETA:1 LAYERWISE:0 \
-    LABEL_NOISE:0 VERTICES:3; do
+    LABEL_NOISE:0 VERTICES:3 VAL_FRACTION:; do
     setting "${name%%:*}" "${name#*:}"
   done
   if [[ $kind == simplex ]]; then
@@ -36,6 +37,7 @@ run_subspace() {
   local common=(main_normal.py --method subspace --benchmark "$benchmark" --dataset "$task"
     --data_root "$DATA_ROOT" --batch_size "$BATCH_SIZE" --seed "$SEED" --device "${DEVICE:-auto}"
     --log_path "$root/train.log")
+  [[ -z $VAL_FRACTION ]] || common+=(--val_fraction "$VAL_FRACTION")
   run_stage train "$root/.stages" "$root/train.log" "0" "$PYTHON" "${common[@]}" --mode finetune \
     --subspace "$kind" "${extra[@]}" --epochs "$EPOCHS" --lr "$LR" \
     --weight_decay "$WEIGHT_DECAY" --subspace_warmup_epochs "$WARMUP_EPOCHS" \

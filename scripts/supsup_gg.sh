@@ -35,7 +35,7 @@ setting BENCHMARK rand_split_cifar100
 resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
-for name in ARCH NUM_TASKS BASELINE SPARSITY:32 SEED:0 EPOCHS:250 BATCH_SIZE:128; do
+for name in ARCH NUM_TASKS BASELINE SPARSITY:32 SEED:0 EPOCHS:250 BATCH_SIZE:128 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 if [[ $BASELINE != supsup ]]; then
@@ -49,6 +49,7 @@ run_label "$BENCHMARK"
 ROOT="$CKPT_ROOT/SupSup/$RUN_LABEL/gg_er${SPARSITY}_seed$SEED/$ARCH"
 begin_run "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED")
+[[ -z $VAL_FRACTION ]] || COMMON+=(--val_fraction "$VAL_FRACTION")
 
 # train_share WORKER WORKERS: the tasks WORKER, WORKER + WORKERS, ... one after another (on the worker's GPU).
 train_share() {

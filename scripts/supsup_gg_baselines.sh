@@ -55,6 +55,7 @@ run_gg_baseline() {
   start_stage_server
   local common=(--benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
     --val_batch_size 500 --device "${DEVICE:-auto}")
+  [[ -z $VAL_FRACTION ]] || common+=(--val_fraction "$VAL_FRACTION")
   say "$BASELINE: learning $NUM_TASKS tasks one after another"
   for ((k = 0; k < NUM_TASKS; k++)); do
     task=${TASKS[k]}

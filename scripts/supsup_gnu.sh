@@ -51,7 +51,7 @@ limit_cpu_threads
 launch_stage_server supsup  # it imports torch while the benchmark's tasks are listed
 resolve_roots
 load_benchmark "$BENCHMARK"
-for name in ARCH NUM_TASKS SCENARIO SEED:1 EPOCHS:2 LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:100; do
+for name in ARCH NUM_TASKS SCENARIO SEED:1 EPOCHS:2 LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:100 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 run_label "$BENCHMARK"
@@ -61,6 +61,7 @@ EVAL="$ROOT/${ADAPTOR}_$OBJECTIVE"
 begin_run "$ROOT"
 COMMON=(--method supsup --benchmark "$BENCHMARK" --arch "$ARCH" --data_root "$DATA_ROOT" --seed "$SEED"
         --device "${DEVICE:-auto}" --val_batch_size 500)
+[[ -z $VAL_FRACTION ]] || COMMON+=(--val_fraction "$VAL_FRACTION")
 INFER=(--supsup_adaptor "$ADAPTOR" --supsup_objective "$OBJECTIVE" --supsup_infer_batch "$INFER_BATCH"
        --supsup_real_neurons "$REAL_NEURONS" --supsup_labels "$LABELS")
 

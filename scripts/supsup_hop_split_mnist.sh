@@ -26,7 +26,7 @@ resolve_roots
 ARCH=bn_mask_net load_benchmark "$BENCHMARK"
 limit_cpu_threads
 for name in NUM_TASKS HIDDEN:2048 SEED:1 EPOCHS:1 LR:0.1 BATCH_SIZE:128 TEST_BATCH:64 STEPS:30 HOP_LR:500 \
-  GAMMA:3.072; do
+  GAMMA:3.072 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 run_label "$BENCHMARK"
@@ -39,6 +39,7 @@ stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")
 COMMON=(--method supsup --supsup_scenario hopfield --benchmark "$BENCHMARK" --dataset "${TASKS[0]}"
         --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}" --val_batch_size "$TEST_BATCH"
         --supsup_hop_steps "$STEPS" --supsup_hop_lr "$HOP_LR" --supsup_hop_gamma "$GAMMA")
+[[ -z $VAL_FRACTION ]] || COMMON+=(--val_fraction "$VAL_FRACTION")
 
 run_stage learn "$ROOT/.stages" "$ROOT/train.log" "0" \
   "$PYTHON" main_normal.py --mode finetune "${COMMON[@]}" --supsup_stream "$stream" \

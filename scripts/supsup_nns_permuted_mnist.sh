@@ -28,7 +28,7 @@ resolve_roots
 load_benchmark "$BENCHMARK"
 limit_cpu_threads
 for name in ARCH NUM_TASKS SEED:1 TASK_BATCHES:1000 CHECK_EVERY:100 BUDGET:"$NUM_TASKS" EPSILON:0.125 MAXN:5 \
-  LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:500 INFER_BATCH:1; do
+  LR:1e-4 BATCH_SIZE:128 OUTPUT_SIZE:500 INFER_BATCH:1 VAL_FRACTION:; do
   setting "${name%%:*}" "${name#*:}"
 done
 run_label "$BENCHMARK"
@@ -38,6 +38,7 @@ start_stage_server
 stream=$(IFS=,; printf '%s' "${TASKS[*]:0:NUM_TASKS}")
 COMMON=(--method supsup --supsup_scenario nns --benchmark "$BENCHMARK" --dataset "${TASKS[0]}" --arch "$ARCH"
         --data_root "$DATA_ROOT" --seed "$SEED" --device "${DEVICE:-auto}")
+[[ -z $VAL_FRACTION ]] || COMMON+=(--val_fraction "$VAL_FRACTION")
 
 run_stage stream "$ROOT/.stages" "$ROOT/train.log" "0" \
   "$PYTHON" main_normal.py --mode finetune "${COMMON[@]}" --supsup_stream "$stream" \

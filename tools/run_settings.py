@@ -108,9 +108,10 @@ def code_version() -> dict:
 
 
 def differences(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """One line per setting that differs, old -> new ("unset" where one side lacks it)."""
+    """One line per setting that differs, old -> new ("unset" where one side lacks it). A setting one side lacks
+    and the other leaves empty does not differ: a driver's new opt-in setting leaves its earlier runs resumable."""
     return [f"{name}: {old.get(name, 'unset')!r} -> {new.get(name, 'unset')!r}"
-            for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+            for name in sorted(old.keys() | new.keys()) if old.get(name, "") != new.get(name, "")]
 
 
 def card_settings(record: dict) -> dict[str, str]:

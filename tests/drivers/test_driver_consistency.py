@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.helpers import REPO, environment, flag
 from tests.helpers.files import TASKS, write_folders
 from tests.helpers.stand_in import stub_calls, stub_env
+from unforget.utils.methods import METHODS
 
 SCRIPTS = REPO / "scripts"
 NOT_DRIVERS = {
@@ -194,6 +195,25 @@ def test_experiment_names_the_run_folder_of_every_driver(tmp_path, case):
     """EXPERIMENT takes the place of the benchmark's name in every driver's run folder."""
     done, _, _, runs = run_on_spec(tmp_path, case, EXPERIMENT="my.run-1")
     assert all("my.run-1" in parts and SPEC_STEM not in parts for parts in runs), (runs, done.stderr[-2000:])
+
+
+def methods_taking_val_fraction() -> set[str]:
+    return {name for name, entry in METHODS.items() if "--val_fraction" in entry.settings_class().flag_names()}
+
+
+@pytest.mark.parametrize("case", spec_cases())
+def test_val_fraction_reaches_every_stage_whose_method_takes_it(tmp_path, case):
+    """VAL_FRACTION is a setting of every driver whose stages can hold training images out, and each such stage
+    is given it (those the stand-in reaches before a stage needs a real one's files)."""
+    done, env, _ = start_on_spec(tmp_path, case, VAL_FRACTION="0.25")
+    takes = methods_taking_val_fraction()
+    calls = [call["args"] for call in stub_calls(env) if "--method" in call["args"]]
+    assert calls, done.stderr[-2000:]
+    missing = [call for call in calls if flag(call, "--method") in takes and "--val_fraction" not in call]
+    assert not missing, missing[0]
+    assert all(flag(call, "--val_fraction") == "0.25" for call in calls if "--val_fraction" in call)
+    settings = [json.loads(path.read_text())["settings"] for path in (tmp_path / "ck").rglob("run_settings.json")]
+    assert settings and all(record.get("VAL_FRACTION") == "0.25" for record in settings), settings
 
 
 SEEDS_IN_ONE_REPORT = {  # drivers that read SEEDS themselves, every seed into one report

@@ -77,6 +77,13 @@ def test_the_settings_check_names_each_differing_setting_the_seed_included(tmp_p
     assert len(lines) == 3 and "Traceback" not in done.stderr
 
 
+def test_a_setting_added_to_a_driver_empty_resumes_its_earlier_runs_and_given_is_a_difference(tmp_path):
+    assert _settings_tool(tmp_path, "SEED=1").returncode == 0
+    assert _settings_tool(tmp_path, "SEED=1", "VAL_FRACTION=").returncode == 0
+    done = _settings_tool(tmp_path, "SEED=1", "VAL_FRACTION=0.2")
+    assert done.returncode == 64 and "setting VAL_FRACTION: 'unset' -> '0.2'" in done.stderr, done.stderr
+
+
 def test_a_goals_file_is_part_of_the_settings_by_content(tmp_path):
     goals = tmp_path / "goals.json"
     goals.write_text('{"digits_01": 0.9}')
