@@ -105,6 +105,15 @@ load_benchmark() {
   require_count NUM_TASKS "$NUM_TASKS" "${#TASKS[@]}"
 }
 
+# require_disk_space FOLDER GIB DOING: stop with one line when FOLDER's file system has less than GIB GiB free,
+# before a long install that pip would end minutes in with "No space left on device".
+require_disk_space() {
+  local free
+  free=$(df -Pk -- "$1" 2>/dev/null | awk 'NR == 2 { print int($4 / 1048576) }')
+  [[ -z $free ]] || ((free >= $2)) || die "$3 $1 needs about $2 GiB free there; its file system has $free GiB:" \
+    "free some space, or give VENV a folder on another file system"
+}
+
 # ensure_venv REQUIREMENTS_FILE: create $VENV (default .venv) once and install the requirements when
 # they changed since the last install; afterwards PYTHON is the environment's interpreter.
 ensure_venv() {
@@ -119,6 +128,8 @@ ensure_venv() {
   local wanted
   wanted=$(cat "$REPO_ROOT/requirements.txt" "$requirements" | sha256sum | cut -d' ' -f1)
   if [[ ! -f $stamp || $(<"$stamp") != "$wanted" ]]; then
+    compgen -G "$venv/lib/python3*/site-packages/torch" > /dev/null ||
+      require_disk_space "$venv" 7 "installing the requirements (torch with its CUDA libraries: 6 GB) into"
     say "installing $(basename "$requirements") into $venv (the first time takes a few minutes)"
     "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements"
     printf '%s\n' "$wanted" > "$stamp"

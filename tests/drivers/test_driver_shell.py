@@ -152,6 +152,29 @@ def test_extract_digits_writes_and_prints_its_report(tmp_path):
     assert again.returncode == 0 and again.stdout.count("done before") == 3 and _table(again.stdout) == table
 
 
+@pytest.mark.parametrize("free_gib, installs", [(1, False), (100, True)])
+def test_a_first_install_without_room_for_torch_stops_at_once_with_one_line(tmp_path, free_gib, installs):
+    """ensure_venv checks the free space (a stand-in df) before a first install, so a full disk is one line in
+    seconds rather than pip's "No space left on device" minutes in; with room it goes on to pip."""
+    venv, tools = tmp_path / "venv", tmp_path / "tools"
+    (venv / "bin").mkdir(parents=True)
+    tools.mkdir()
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\necho "$@" > "{tmp_path}/pip_ran"\n')
+    (tools / "df").write_text(f"#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
+                              f"echo '/dev/x 999999999 1 {free_gib * 1048576} 1% /'\n")
+    for script in (python, tools / "df"):
+        script.chmod(0o755)
+    done = run_bash(f'PATH="{tools}:$PATH" VENV="{venv}" ensure_venv "$REPO_ROOT/requirements-dev.txt"', tmp_path)
+    assert (tmp_path / "pip_ran").exists() == installs
+    if installs:
+        assert done.returncode == 0 and "-m pip install" in (tmp_path / "pip_ran").read_text(), done.stderr
+    else:
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert f"{venv} needs about 7 GiB free there; its file system has {free_gib} GiB" in lines[0]
+
+
 def test_resolve_roots_creates_only_the_default_data_root(tmp_path):
     repo = tmp_path / "fresh_clone"
     repo.mkdir()
