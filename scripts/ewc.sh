@@ -16,6 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$REPO_ROOT/scripts/regularised_lib.sh"
 
 [[ $# -ge 1 && $# -le 2 && -n $1 ]] || usage_error "usage: $0 <benchmark> [setting]"
+require_folder_name setting "${2:-default}"
 for_each_seed "$@"
 for name in EWC_LAMBDA:10000 EWC_ONLINE:0 EWC_GAMMA:1.0 EWC_FISHER_SAMPLES:; do
   setting "${name%%:*}" "${name#*:}"
