@@ -25,6 +25,10 @@ for name in GAMMA:0.5 BETA:10 MASK_SHARE:0.1 THRESHOLD:1e-2 TEACHER_EPOCHS:60 TE
   setting "${name%%:*}" "${name#*:}"
 done
 gamma=$GAMMA beta=$BETA mask_share=$MASK_SHARE threshold=$THRESHOLD
+if [[ -n $VAL_FRACTION && $PROBE != data ]] && is_number "$VAL_FRACTION" && float_gt "$VAL_FRACTION" 0; then
+  usage_error "VAL_FRACTION holds out the teacher's training images, which only PROBE=data probes with;" \
+    "got PROBE=$PROBE"  # here, not after the teacher has trained: its extraction stage would refuse the same
+fi
 absolute_spec benchmark
 resolve_roots
 limit_cpu_threads

@@ -251,6 +251,13 @@ def test_seeds_in_the_fixed_benchmark_drivers(tmp_path, script, refused):
         assert {"baseline_seed3", "baseline_seed4"} <= folders, (folders, done.stderr[-2000:])
 
 
+def test_extraction_refuses_a_validation_split_it_cannot_probe_before_the_teacher_trains(tmp_path):
+    done, env, _ = start_on_spec(tmp_path, "extract_trained.sh", PROBE="gaussian", VAL_FRACTION="0.2")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 64 and len(lines) == 1 and "only PROBE=data" in lines[0], done.stderr
+    assert not stub_calls(env) and not (tmp_path / "ck").exists()
+
+
 def test_seeds_naming_one_seed_run_it_in_a_one_seed_driver(tmp_path):
     """SEEDS="5" in a driver that runs one seed is SEED=5, as it would be in a driver that sweeps seeds."""
     done, env, _ = start_on_spec(tmp_path, "subspace_lines.sh", SEEDS="5", SEED="1")
