@@ -5,7 +5,8 @@ or reads from the environment. The first run writes ROOT/run_settings.json: thos
 identifies the data (a spec file's content hash; for data files the names and sizes under the data root)
 and the goals file's content, beside the code version and the command. A later run into the same folder
 with the same settings resumes; with other settings it exits 64 before any stage runs, one line per
-differing setting (old -> new), since its stages' markers would otherwise hand it the old results.
+differing setting (old -> new), since its stages' markers would otherwise hand it the old results. A folder
+where no stage has finished (the first one refused a bad setting, say) takes the new settings instead.
 The code version is recorded, not compared: a run may resume on a newer checkout (it is said in a line).
 """
 
@@ -114,6 +115,12 @@ def differences(old: dict[str, str], new: dict[str, str]) -> list[str]:
             for name in sorted(old.keys() | new.keys()) if old.get(name, "") != new.get(name, "")]
 
 
+def finished_stage(root: Path) -> bool:
+    """Whether a stage of the run in ROOT has finished (a marker in one of its .stages folders). Only then do
+    its settings guard results: a run whose first stage refused a bad setting may start again with a good one."""
+    return any(entry.is_file() for folder in root.rglob(".stages") if folder.is_dir() for entry in folder.iterdir())
+
+
 def card_settings(record: dict) -> dict[str, str]:
     """The settings a run card carries: all but the seed and the data root's path."""
     return {name: value for name, value in record["settings"].items() if name not in NOT_COMPARED}
@@ -168,16 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     if path.exists():
         record = _read(path, parser)
         changed = differences(record["settings"], settings)
-        if changed:
+        if not changed:
+            if record.get("code", {}).get("commit") != code["commit"]:
+                print(f"note: this run started at commit {record.get('code', {}).get('commit')}, now "
+                      f"{code['commit']}; resuming with the same settings")
+            return 0
+        if finished_stage(args.root):
             for line in changed:
                 print(f"{args.driver}: error: setting {line}", file=sys.stderr)
             parser.exit(64, f"{args.driver}: error: {args.root} holds a run with other settings (above); nothing "
                             "was run. Give the new run its own folder (another setting name, EXPERIMENT or "
                             "CKPT_ROOT), or delete that folder to start it over\n")
-        if record.get("code", {}).get("commit") != code["commit"]:
-            print(f"note: this run started at commit {record.get('code', {}).get('commit')}, now "
-                  f"{code['commit']}; resuming with the same settings")
-        return 0
+        print(f"note: {args.root} holds no finished stage; its settings are replaced by this run's")
     args.root.mkdir(parents=True, exist_ok=True)
     atomic_json_dump({"settings": settings, "goals": goals_content, "code": code, "command": args.command,
                       "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}, path)

@@ -67,9 +67,29 @@ def test_a_finished_run_refuses_other_settings_and_resumes_with_the_same(data_ro
     assert _files(root) == resumed
 
 
+def _finish_a_stage(root: Path) -> None:
+    """A finished stage's marker in ROOT: what makes its recorded settings binding."""
+    (root / "task_1" / ".stages").mkdir(parents=True)
+    (root / "task_1" / ".stages" / "finetune").write_text("0\n")
+
+
+@pytest.mark.slow
+def test_a_run_whose_first_stage_refused_a_setting_starts_again_with_the_corrected_one(tmp_path):
+    common = {"CKPT_ROOT": str(tmp_path), "EPOCHS": "1"}
+    refused = run_driver("subspace_lines.sh", **common, VAL_FRACTION="nan")
+    assert refused.returncode == 64 and "rejected its input" in refused.stderr, refused.stderr[-2000:]
+    fixed = run_driver("subspace_lines.sh", **common, VAL_FRACTION="0.2")
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    record = json.loads(next(tmp_path.rglob("run_settings.json")).read_text())
+    assert record["settings"]["VAL_FRACTION"] == "0.2"
+    other = run_driver("subspace_lines.sh", **common, VAL_FRACTION="0.3")
+    assert other.returncode == 64 and "setting VAL_FRACTION: '0.2' -> '0.3'" in other.stderr, other.stderr
+
+
 def test_the_settings_check_names_each_differing_setting_the_seed_included(tmp_path):
     assert _settings_tool(tmp_path, "SEED=1", "LR=0.1").returncode == 0
     assert _settings_tool(tmp_path, "SEED=1", "LR=0.1").returncode == 0
+    _finish_a_stage(tmp_path)
     done = _settings_tool(tmp_path, "SEED=2", "LR=0.1", "EPOCHS=3")
     assert done.returncode == 64
     lines = done.stderr.strip().splitlines()
@@ -77,8 +97,21 @@ def test_the_settings_check_names_each_differing_setting_the_seed_included(tmp_p
     assert len(lines) == 3 and "Traceback" not in done.stderr
 
 
+def test_a_folder_where_no_stage_finished_takes_the_new_settings(tmp_path):
+    """The first stage refused a bad setting (nothing finished): the corrected rerun starts in the same folder,
+    and once a stage has finished there the settings it ran with bind the folder."""
+    assert _settings_tool(tmp_path, "SEED=1", "LR=nan").returncode == 0
+    (tmp_path / ".stages").mkdir()  # a stage began, and left no marker
+    fixed = _settings_tool(tmp_path, "SEED=1", "LR=0.1")
+    assert fixed.returncode == 0 and "holds no finished stage" in fixed.stdout, fixed.stderr
+    assert json.loads((tmp_path / "run_settings.json").read_text())["settings"]["LR"] == "0.1"
+    _finish_a_stage(tmp_path)
+    assert _settings_tool(tmp_path, "SEED=1", "LR=0.2").returncode == 64
+
+
 def test_a_setting_added_to_a_driver_empty_resumes_its_earlier_runs_and_given_is_a_difference(tmp_path):
     assert _settings_tool(tmp_path, "SEED=1").returncode == 0
+    _finish_a_stage(tmp_path)
     assert _settings_tool(tmp_path, "SEED=1", "VAL_FRACTION=").returncode == 0
     done = _settings_tool(tmp_path, "SEED=1", "VAL_FRACTION=0.2")
     assert done.returncode == 64 and "setting VAL_FRACTION: 'unset' -> '0.2'" in done.stderr, done.stderr
@@ -89,6 +122,7 @@ def test_a_goals_file_is_part_of_the_settings_by_content(tmp_path):
     goals.write_text('{"digits_01": 0.9}')
     root = tmp_path / "run"
     assert _settings_tool(root, "SEED=1", goals=goals).returncode == 0
+    _finish_a_stage(root)
     moved = tmp_path / "moved.json"
     moved.write_bytes(goals.read_bytes())
     assert _settings_tool(root, "SEED=1", goals=moved).returncode == 0
