@@ -6,6 +6,7 @@
 #        CKPT_ROOT)
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+one_seed_per_run  # the run of SEED
 select_gpu "${1:-}"
 resolve_roots
 limit_cpu_threads

@@ -239,9 +239,11 @@ def test_seeds_naming_two_seeds_reach_both_or_are_one_line_and_64(tmp_path, case
     assert reached >= wanted, (case, folders, staged, done.stderr[-2000:])
 
 
-@pytest.mark.parametrize("script, refused", [("finetune_cifar100.sh", True), ("baseline_cifar100.sh", False)])
+@pytest.mark.parametrize("script, refused", [("finetune_cifar100.sh", True), ("inference_CPG_cifar100.sh", True),
+                                             ("baseline_cifar100.sh", False)])
 def test_seeds_in_the_fixed_benchmark_drivers(tmp_path, script, refused):
-    """The reference's CIFAR-100 finetune repeats itself by ITER_ID and refuses SEEDS="3 4"; its baselines sweep."""
+    """The reference's CIFAR-100 finetune repeats itself by ITER_ID and refuses SEEDS="3 4", as the evaluation of
+    one CPG run does; its baselines sweep."""
     (tmp_path / "data").mkdir()
     done, env = run(script, (), tmp_path, NUM_TASKS="1", SEEDS="3 4", SEED_WORKERS="2")
     if refused:
