@@ -76,6 +76,16 @@ begin_method_run() {
   begin_run "$ROOT"
 }
 
+# read_seed_list: SEED_LIST, the seeds SEEDS lists: at least one, each a whole number (one line and 64 otherwise).
+read_seed_list() {
+  local seed
+  read -r -a SEED_LIST <<< "$SEEDS"
+  ((${#SEED_LIST[@]})) || usage_error "SEEDS must list at least one seed"
+  for seed in "${SEED_LIST[@]}"; do
+    [[ $seed =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '$seed'"
+  done
+}
+
 # for_each_seed ARGS...: with SEEDS (e.g. SEEDS="1 2 3") run this driver once per seed instead, as
 # `SEED=<seed> $0 ARGS` (each driver names its run folder by its seed),
 # spread over GPUS (one worker per GPU id, each running its seeds one after another on that GPU alone) or,
@@ -85,11 +95,7 @@ begin_method_run() {
 for_each_seed() {
   [[ -n ${SEEDS:-} ]] || return 0
   local seed workers=() count
-  read -r -a SEED_LIST <<< "$SEEDS"
-  ((${#SEED_LIST[@]})) || usage_error "SEEDS must list at least one seed"
-  for seed in "${SEED_LIST[@]}"; do
-    [[ $seed =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '$seed'"
-  done
+  read_seed_list
   if [[ ${LAUNCHER:-local} == slurm ]]; then
     submit_seed_array "$0" "$@"
     exit 0
@@ -118,12 +124,10 @@ for_each_seed() {
 # user believes every listed seed ran.
 one_seed_per_run() {
   [[ -n ${SEEDS:-} ]] || return 0
-  local listed
-  read -r -a listed <<< "$SEEDS"
-  ((${#listed[@]} == 1)) || usage_error "this driver runs one seed, and SEEDS names ${#listed[@]} ('$SEEDS'):" \
+  read_seed_list
+  ((${#SEED_LIST[@]} == 1)) || usage_error "this driver runs one seed, and SEEDS names ${#SEED_LIST[@]} ('$SEEDS'):" \
     "run it once per seed with SEED=<seed>"
-  [[ ${listed[0]} =~ ^(0|[1-9][0-9]{0,17})$ ]] || usage_error "SEEDS must list whole numbers, got '${listed[0]}'"
-  SEED=${listed[0]}
+  SEED=${SEED_LIST[0]}
 }
 
 # seed_share WORKER WORKERS: for_each_seed's seeds WORKER, WORKER + WORKERS, ... one after another.
