@@ -290,10 +290,9 @@ def test_an_experiment_that_is_not_one_folder_name_is_one_line_and_64(tmp_path, 
     assert not stub_calls(env) and not (tmp_path / "ck").exists()
 
 
-@pytest.mark.parametrize("script, args", [("ewc.sh", ("split_digits",)), ("lwf.sh", ("split_digits",)),
-                                          ("wsn.sh", ("split_digits",)), ("hat.sh", ("split_digits",))])
-def test_a_setting_that_is_not_one_folder_name_stops_a_seed_sweep_before_any_seed(tmp_path, script, args):
-    done, env = run(script, (*args, "a/b"), tmp_path, SEEDS="1 2")
+@pytest.mark.parametrize("script", ["ewc.sh", "lwf.sh", "wsn.sh", "hat.sh"])
+def test_a_setting_that_is_not_one_folder_name_stops_a_seed_sweep_before_any_seed(tmp_path, script):
+    done, env = run(script, ("split_digits", "a/b"), tmp_path, SEEDS="1 2")
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 64 and len(lines) == 1 and "setting must be one folder name" in lines[0], done.stderr
     assert "seeds" not in done.stdout and not stub_calls(env) and not (tmp_path / "ck").exists()
